@@ -1,0 +1,93 @@
+"""Training-time augmentation, as Keras preprocessing layers run in tf.data.
+
+Levels (what the FER2013 literature found to matter, cheapest first):
+
+- ``none``: nothing.
+- ``light``: horizontal flip + shift up to 10% (faces are roughly centred).
+- ``strong``: flip, shift, rotation ±10°, zoom ±10%, brightness/contrast
+  jitter and random erasing (a grey box over up to a third of the face,
+  which stops the model relying on one region, e.g. the mouth).
+
+They run on batches inside the input pipeline (not in the model), so a saved
+model has no augmentation layers and the pipeline overlaps with training.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from fer_keras.constants import PIXEL_MAX
+
+LEVELS = ("none", "light", "strong")
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class RandomErasing(layers.Layer):
+    """Erase one random rectangle per image with probability ``rate``.
+
+    Zhong et al., "Random Erasing Data Augmentation" (AAAI 2020). The box has
+    an area of ``area`` (fraction range) of the image and aspect ratio in
+    [0.3, 3.3]; it is filled with uniform noise in 0..``fill_max``.
+    """
+
+    def __init__(self, rate=0.5, area=(0.02, 0.33), fill_max=PIXEL_MAX, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.area = tuple(area)
+        self.fill_max = fill_max
+        self.seed = seed
+        self._rng = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        ops = keras.ops
+        shape = ops.shape(images)
+        batch, height, width = shape[0], shape[1], shape[2]
+        h_f = ops.cast(height, "float32")
+        w_f = ops.cast(width, "float32")
+        area = keras.random.uniform((batch,), self.area[0], self.area[1], seed=self._rng) * h_f * w_f
+        log_ratio = keras.random.uniform((batch,), -1.2, 1.2, seed=self._rng)  # ln(0.3)..ln(3.3)
+        ratio = ops.exp(log_ratio)
+        box_h = ops.minimum(ops.sqrt(area * ratio), h_f)
+        box_w = ops.minimum(ops.sqrt(area / ratio), w_f)
+        top = keras.random.uniform((batch,), 0, 1, seed=self._rng) * (h_f - box_h)
+        left = keras.random.uniform((batch,), 0, 1, seed=self._rng) * (w_f - box_w)
+        rows = ops.reshape(ops.arange(height, dtype="float32"), (1, -1, 1, 1))
+        cols = ops.reshape(ops.arange(width, dtype="float32"), (1, 1, -1, 1))
+        top, left = ops.reshape(top, (-1, 1, 1, 1)), ops.reshape(left, (-1, 1, 1, 1))
+        box_h, box_w = ops.reshape(box_h, (-1, 1, 1, 1)), ops.reshape(box_w, (-1, 1, 1, 1))
+        inside = (rows >= top) & (rows < top + box_h) & (cols >= left) & (cols < left + box_w)
+        apply = keras.random.uniform((batch, 1, 1, 1), seed=self._rng) < self.rate
+        noise = keras.random.uniform(shape, 0, self.fill_max, seed=self._rng, dtype=images.dtype)
+        return ops.where(inside & apply, noise, images)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, area=list(self.area), fill_max=self.fill_max, seed=self.seed)
+        return config
+
+
+def build_augmenter(level="light", *, seed=None):
+    """A ``keras.Sequential`` of random layers for ``level`` (None for ``none``).
+
+    Works on float batches of raw 0..255 faces, (B, 48, 48, 1).
+    """
+    if level not in LEVELS:
+        raise ValueError(f"augment must be one of {', '.join(LEVELS)}")
+    if level == "none":
+        return None
+    steps = [
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed),
+    ]
+    if level == "strong":
+        steps += [
+            layers.RandomRotation(10 / 360, fill_mode="reflect", seed=seed),
+            layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
+            layers.RandomBrightness(0.15, value_range=(0, PIXEL_MAX), seed=seed),
+            layers.RandomContrast(0.2, value_range=(0, PIXEL_MAX), seed=seed),
+            RandomErasing(rate=0.5, seed=seed),
+        ]
+    return keras.Sequential(steps, name=f"augment_{level}")

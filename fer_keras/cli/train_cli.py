@@ -1,0 +1,131 @@
+"""Command line shared by every training script (train.py, train_vgg.py, ...).
+
+Each script passes its own defaults (model, recipe) and description; the
+options are grouped as in timm's train.py, and ``--help`` shows every default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import os
+import sys
+
+from fer_keras.cli.common import run_cli
+from fer_keras.train import OPTIMIZERS, SCHEDULES, DISTRIBUTE, TrainConfig
+
+EPILOG = """\
+examples:
+  %(prog)s --csv data/fer2013.csv                      # the recipe above, until done
+  %(prog)s --csv data/fer2013.csv --time-budget 100    # stop (keeping the best) after 100 min
+  %(prog)s --csv data/fer2013.csv --epochs 3 --augment none --precision float32
+  rerun the same command after an interruption to resume from the last epoch.
+"""
+
+
+def _parse_option(text):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        pass  # plain string
+    return key.strip().replace("-", "_"), value
+
+
+def build_parser(prog, description, defaults, *, choose_model=False):
+    d = dataclasses.replace(TrainConfig(), **defaults)
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--csv", default=d.csv, help="FER2013-layout CSV (.csv or .csv.gz); Training trains, "
+                   "PublicTest validates and selects the best epoch (default: %(default)s)")
+    g.add_argument("--balanced-data", action="store_true",
+                   help="train on a class-balanced copy of Training (mean class size; seeded)")
+    g.add_argument("--skip-bad-rows", action="store_true", help="drop malformed CSV rows with a warning instead of failing")
+
+    g = p.add_argument_group("model")
+    if choose_model:
+        from fer_keras import models
+
+        g.add_argument("--model", default=d.model, choices=models.available(),
+                       help="registered architecture (default: %(default)s)")
+    g.add_argument("--model-option", "-o", action="append", type=_parse_option, default=[],
+                   metavar="KEY=VALUE", help="builder option, repeatable, e.g. -o width=0.5 "
+                   f"(defaults here: {d.model_options or 'none'})")
+    g.add_argument("--init", default=d.init, metavar="FILE",
+                   help="start from this saved model's weights (fine-tune on another dataset or split)")
+    g.add_argument("--weights", default=d.weights, metavar="PATH",
+                   help="local ImageNet weights file for *_imagenet models (no download)")
+
+    g = p.add_argument_group("optimizer")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help="sgd = SGD with Nesterov momentum (default: %(default)s)")
+    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="decoupled weight decay, sgd/adamw (default: %(default)s)")
+    g.add_argument("--clipnorm", type=float, default=d.clipnorm, help="gradient norm clip, 0 = off (default: %(default)s)")
+
+    g = p.add_argument_group("schedule")
+    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="cosine: warm-up then cosine to 0; plateau: halve on a 3-epoch plateau; "
+                   "onecycle: ramp up 30%% then down (default: %(default)s)")
+    g.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up steps (default: %(default)s)")
+    g.add_argument("--time-budget", type=float, default=d.time_budget, metavar="MINUTES",
+                   help="stop cleanly after this many minutes, keeping the best epoch; the cosine "
+                   "schedule is shortened to fit (default: %(default)s = none)")
+    g.add_argument("--snapshots", type=int, default=d.snapshots, metavar="K",
+                   help="snapshot ensemble: K cosine cycles, each end saved as its own member")
+
+    g = p.add_argument_group("regularisation")
+    g.add_argument("--augment", choices=("none", "light", "strong"), default=d.augment,
+                   help="light: flip+shift; strong: + rotation, zoom, brightness/contrast, random erasing (default: %(default)s)")
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="default: %(default)s")
+    g.add_argument("--class-weight", choices=("none", "balanced"), default=d.class_weight,
+                   help="weight the loss by inverse class frequency (default: %(default)s)")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    g.add_argument("--deterministic", action="store_true", help="deterministic ops (slower; see README)")
+    g.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+                   default=d.precision, help="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with "
+                   "AMX/AVX512-BF16, else float32 (default: %(default)s)")
+    g.add_argument("--distribute", choices=DISTRIBUTE, default=d.distribute,
+                   help="mirrored: all local GPUs/devices; multiworker: machines listed in TF_CONFIG")
+    g.add_argument("--models-dir", default=d.models_dir, help="the best model is saved here as model_<i>.h5, "
+                   "with the next free index (default: %(default)s)")
+    g.add_argument("--save-format", choices=(".h5", ".keras"), default=d.save_format, help="default: %(default)s")
+    g.add_argument("--run-dir", default=d.run_dir, help="logs, curves, checkpoints "
+                   "(default: runs/<model>-<hash of the options>, so the same command resumes)")
+    g.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
+    return p
+
+
+def config_from_args(args, defaults):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    options = dict(defaults.get("model_options", {}))
+    options.update(dict(args.model_option))
+    values["model_options"] = options
+    base = {**defaults, **values}
+    return TrainConfig(**base)
+
+
+def main(argv=None, *, prog=None, description="", defaults=None, choose_model=False):
+    """Parse ``argv``, train, print the summary. Returns the exit code."""
+    defaults = dict(defaults or {})
+    prog = prog or os.path.basename(sys.argv[0])
+    parser = build_parser(prog, description, defaults, choose_model=choose_model)
+    args = parser.parse_args(argv)
+
+    def job():
+        from fer_keras.train import train
+
+        config = config_from_args(args, defaults)
+        train(config, verbose=2 if args.quiet else 1)
+
+    return run_cli(job)

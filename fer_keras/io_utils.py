@@ -1,0 +1,91 @@
+"""File writing that never leaves half a file under a final name.
+
+Every model, report and cache goes through :func:`atomic_path`: write to a
+temporary name in the same folder, then ``os.replace`` it into place. A crash,
+a kill or a full disk leaves the previous file untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from fer_keras.errors import FerError
+
+
+@contextlib.contextmanager
+def atomic_path(final_path):
+    """Yield a temporary path next to ``final_path``; move it into place on success."""
+    final_path = Path(final_path)
+    # End with the real file name: Keras picks the format from the suffix(es).
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{final_path.name}", dir=final_path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, final_path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path, text):
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path, obj):
+    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def natural_key(path):
+    """Sort key that puts ``model_2`` before ``model_10``."""
+    name = Path(path).name
+    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
+
+
+def next_model_path(models_dir, suffix=".h5"):
+    """``models_dir/model_<i><suffix>`` with the smallest unused ``i >= 1``.
+
+    Indices of both ``.h5`` and ``.keras`` files count, so a new member never
+    shadows an existing one of the other format.
+    """
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    used = set()
+    for file in models_dir.iterdir():
+        match = re.fullmatch(r"model_(\d+)\.(h5|keras)", file.name)
+        if match:
+            used.add(int(match.group(1)))
+    index = 1
+    while index in used:
+        index += 1
+    return models_dir / f"model_{index}{suffix}"
+
+
+def prepare_output_dir(path, *, overwrite=False, marker="report.json"):
+    """Create ``path``; refuse to reuse one holding ``marker`` unless ``overwrite``."""
+    path = Path(path)
+    if (path / marker).exists() and not overwrite:
+        raise FerError(f"{path} already holds {marker}; pass --overwrite or choose another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FerError(f"cannot create output folder {path}: {exc.strerror}") from None
+    return path

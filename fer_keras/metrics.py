@@ -1,0 +1,48 @@
+"""Classification metrics: plain functions of labels and probabilities.
+
+scikit-learn computes the figures; this module fixes the conventions (all
+classes counted even when absent, zero_division=0) so every report agrees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fer_keras.constants import CLASS_NAMES
+
+
+def classification_metrics(y_true, probs, class_names=CLASS_NAMES):
+    """Accuracy, macro/weighted F1, macro precision/recall, per-class figures and
+    the confusion matrix of ``argmax(probs)`` against ``y_true``."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(probs).argmax(axis=1)
+    labels = np.arange(len(class_names))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    _, _, wf, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="weighted",
+                                                  zero_division=0)
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
+        "macro_f1": float(f.mean()),
+        "weighted_f1": float(wf),
+        "precision_macro": float(p.mean()),
+        "recall_macro": float(r.mean()),
+        "per_class": {
+            name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def prediction_collapse(probs, *, threshold=0.9):
+    """``(class_index, share)`` when one class takes more than ``threshold`` of
+    the predictions (a model stuck on one answer), else ``None``."""
+    pred = np.asarray(probs).argmax(axis=1)
+    if len(pred) == 0:
+        return None
+    counts = np.bincount(pred)
+    top = int(counts.argmax())
+    share = counts[top] / len(pred)
+    return (top, float(share)) if share > threshold else None

@@ -1,0 +1,551 @@
+"""The training engine every training script uses.
+
+``train(TrainConfig(...))`` reads FER2013, builds a registered model, trains
+it with a tf.data pipeline (augmentation on batches, prefetching), validates
+on PublicTest after every epoch, keeps the best weights, and saves the best
+model as ``models/model_<i>.h5`` with its recipe and scores inside the file.
+
+A run folder holds everything needed to resume and to judge the run:
+``config.json``, ``history.csv``, ``curves.png``, ``confusion_matrix.png``,
+TensorBoard logs, the backup Keras restores from after an interruption, and
+``summary.json``. Rerunning the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fer_keras.constants import CLASS_NAMES, TRAIN_SPLIT, VALIDATION_SPLIT
+from fer_keras.errors import ConfigError, FerError
+from fer_keras.io_utils import next_model_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "plateau", "onecycle")
+DISTRIBUTE = ("none", "mirrored", "multiworker")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run. Written to ``config.json``; its hash names
+    the default run folder, so the same command resumes the same run."""
+
+    model: str = "vgg16"
+    model_options: dict = dataclasses.field(default_factory=dict)
+    csv: str = "data/fer2013.csv"
+    epochs: int = 60
+    batch_size: int = 128
+    lr: float = 0.03
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 300
+    label_smoothing: float = 0.1
+    augment: str = "strong"
+    class_weight: str = "none"
+    balanced_data: bool = False
+    seed: int = 1
+    precision: str = "auto"
+    time_budget: float = 0.0  # minutes; 0 = no budget
+    init: str = ""
+    weights: str = ""  # local ImageNet weights for *_imagenet models
+    snapshots: int = 0
+    distribute: str = "none"
+    deterministic: bool = False
+    models_dir: str = "models"
+    run_dir: str = ""
+    save_format: str = ".h5"
+    skip_bad_rows: bool = False
+    clipnorm: float = 0.0
+    phases: list = dataclasses.field(default_factory=list)  # see train_vgg_transfer_learning.py
+
+    def validate(self):
+        checks = [
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.distribute in DISTRIBUTE, f"--distribute must be one of {', '.join(DISTRIBUTE)}"),
+            (self.class_weight in ("none", "balanced"), "--class-weight must be none or balanced"),
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.lr > 0, "--lr must be positive"),
+            (self.time_budget >= 0, "--time-budget must be >= 0 minutes"),
+            (self.snapshots >= 0, "--snapshots must be >= 0"),
+            (self.save_format in (".h5", ".keras"), "--save-format must be .h5 or .keras"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        from fer_keras import augment, precision
+
+        if self.augment not in augment.LEVELS:
+            raise ConfigError(f"--augment must be one of {', '.join(augment.LEVELS)}")
+        if self.precision not in precision.POLICIES:
+            raise ConfigError(f"--precision must be one of {', '.join(precision.POLICIES)}")
+        return self
+
+    def fingerprint(self):
+        """Short hash of what shapes the result (not where files go)."""
+        keep = {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("models_dir", "run_dir", "time_budget")}
+        return hashlib.sha1(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+    def resolved_run_dir(self):
+        return Path(self.run_dir or Path("runs") / f"{self.model}-{self.fingerprint()}")
+
+
+# --------------------------------------------------------------------------
+# Input pipeline
+# --------------------------------------------------------------------------
+
+
+def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", seed=0):
+    """tf.data pipeline: uint8 faces → float batches, one-hot labels.
+
+    Training: cache the arrays, reshuffle every epoch, batch, then augment
+    whole batches in parallel and prefetch so the model never waits.
+    """
+    import tensorflow as tf
+
+    from fer_keras.augment import build_augmenter
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
+    if training:
+        ds = ds.cache().shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=training)
+
+    def to_float(images, labels):
+        return tf.cast(images, "float32"), tf.one_hot(labels, num_classes)
+
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    augmenter = build_augmenter(augment, seed=seed) if training else None
+    if augmenter is not None:
+        ds = ds.map(lambda im, lab: (augmenter(im, training=True), lab),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------
+# Callbacks
+# --------------------------------------------------------------------------
+
+
+def lr_at(step, *, peak, total_steps, warmup_steps, schedule, cycles=1):
+    """Learning rate at optimizer step ``step`` (a pure function, easy to test).
+
+    cosine: linear warm-up then cosine decay to 0 at ``total_steps``, restarting
+    ``cycles`` times (snapshot ensembles). onecycle: linear ramp to ``peak`` over
+    the first 30% then cosine down. plateau: warm-up then constant (the plateau
+    callback lowers it).
+    """
+    total_steps = max(total_steps, 1)
+    if schedule == "onecycle":
+        ramp = max(int(0.3 * total_steps), 1)
+        if step < ramp:
+            return peak * (0.04 + 0.96 * step / ramp)
+        t = min((step - ramp) / max(total_steps - ramp, 1), 1.0)
+        return peak * 0.5 * (1 + math.cos(math.pi * t)) + 1e-6
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    if schedule == "plateau":
+        return peak
+    cycle_len = max(total_steps // max(cycles, 1), 1)
+    if cycles > 1:
+        t = (step % cycle_len) / cycle_len
+    else:
+        t = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+    return peak * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _callbacks_module():
+    import keras
+
+    class LearningRateSchedule(keras.callbacks.Callback):
+        """Sets the LR before each batch from ``optimizer.iterations``, so it
+        survives a resume; the horizon can shrink to fit a time budget."""
+
+        def __init__(self, config, steps_per_epoch, state):
+            super().__init__()
+            self.config = config
+            self.steps_per_epoch = steps_per_epoch
+            self.state = state
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.config.schedule == "plateau" and self.state.get("plateau_active"):
+                return
+            step = int(self.model.optimizer.iterations.numpy())
+            lr = lr_at(step, peak=self.config.lr, total_steps=self.state["planned_epochs"] * self.steps_per_epoch,
+                       warmup_steps=self.config.warmup_steps, schedule=self.config.schedule,
+                       cycles=max(self.config.snapshots, 1))
+            if self.config.schedule == "plateau" and step >= self.config.warmup_steps:
+                self.state["plateau_active"] = True
+            self.model.optimizer.learning_rate.assign(lr)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
+
+    class Validation(keras.callbacks.Callback):
+        """Validates once per epoch on the whole split: loss, accuracy, macro-F1,
+        and a loud warning when predictions collapse onto one class."""
+
+        def __init__(self, x, y, num_classes, batch_size, state):
+            super().__init__()
+            self.x, self.y, self.num_classes = x, y, num_classes
+            self.batch_size = batch_size
+            self.state = state
+
+        def on_epoch_end(self, epoch, logs=None):
+            from fer_keras.metrics import classification_metrics, prediction_collapse
+
+            probs = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
+            probs = np.asarray(probs, dtype="float64")
+            m = classification_metrics(self.y, probs, CLASS_NAMES[: self.num_classes])
+            nll = -np.mean(np.log(np.clip(probs[np.arange(len(self.y)), self.y], 1e-12, 1)))
+            logs.update(val_loss=float(nll), val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
+            collapse = prediction_collapse(probs)
+            if collapse:
+                cls, share = collapse
+                warning = (f"epoch {epoch + 1}: {share:.0%} of validation predictions are "
+                           f"'{CLASS_NAMES[cls]}' — the model has collapsed onto one class "
+                           "(lower --lr, check labels/class weights)")
+                print(f"\n!!! WARNING: {warning}", flush=True)
+                self.state.setdefault("warnings", []).append(warning)
+            self.state["last_val"] = m
+
+    class BestKeeper(keras.callbacks.Callback):
+        """Saves weights whenever validation accuracy improves (atomic write),
+        plus each snapshot at the end of a cosine cycle."""
+
+        def __init__(self, run_dir, state, snapshot_epochs=()):
+            super().__init__()
+            self.run_dir = run_dir
+            self.state = state
+            self.snapshot_epochs = set(snapshot_epochs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            from fer_keras.io_utils import atomic_path
+
+            acc = logs.get("val_accuracy", -1)
+            if acc > self.state.get("best_val_accuracy", -1):
+                with atomic_path(self.run_dir / "best.weights.h5") as tmp:
+                    self.model.save_weights(tmp)
+                self.state.update(best_val_accuracy=acc, best_epoch=epoch + 1,
+                                  best_val_macro_f1=logs.get("val_macro_f1"))
+            if epoch + 1 in self.snapshot_epochs:
+                with atomic_path(self.run_dir / f"snapshot_{epoch + 1}.weights.h5") as tmp:
+                    self.model.save_weights(tmp)
+                self.state.setdefault("snapshots", []).append(epoch + 1)
+
+    class Budget(keras.callbacks.Callback):
+        """Stops cleanly at the time budget and, after the first epoch, shortens
+        the LR horizon so the schedule still anneals within the budget."""
+
+        def __init__(self, config, state, run_dir):
+            super().__init__()
+            self.config, self.state, self.run_dir = config, state, run_dir
+            self.budget = config.time_budget * 60
+
+        def on_train_begin(self, logs=None):
+            self.started = time.monotonic() - self.state.get("train_seconds", 0.0)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_start = time.monotonic()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.budget and time.monotonic() - self.started > self.budget:
+                self.state["stopped_by_budget"] = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.monotonic()
+            self.state["train_seconds"] = now - self.started
+            self.state["epochs_done"] = epoch + 1
+            epoch_seconds = now - self.epoch_start
+            self.state.setdefault("epoch_seconds", []).append(round(epoch_seconds, 1))
+            if self.budget and not self.state.get("horizon_fixed") and self.config.schedule != "plateau":
+                # Median of the epochs so far; the first epoch includes tracing.
+                typical = float(np.median(self.state["epoch_seconds"][-3:]))
+                fits = int((self.budget - self.state["train_seconds"]) // typical) + epoch + 1
+                planned = max(min(self.config.epochs, fits), epoch + 2)
+                if planned < self.state["planned_epochs"]:
+                    print(f"\ntime budget {self.config.time_budget:g} min: ~{typical:.0f} s/epoch, "
+                          f"planning {planned} epochs instead of {self.config.epochs}", flush=True)
+                    self.state["planned_epochs"] = planned
+                if epoch + 1 >= 2:
+                    self.state["horizon_fixed"] = True
+            if self.state["epochs_done"] >= self.state["planned_epochs"]:
+                self.model.stop_training = True
+            write_json_atomic(self.run_dir / "state.json", self.state)
+
+    class NaNGuard(keras.callbacks.Callback):
+        """Stops on a NaN/inf loss and records where, so the summary can say so."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(loss):
+                self.nan_at = batch
+                self.model.stop_training = True
+
+    return LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard
+
+
+# --------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------
+
+
+def make_optimizer(config):
+    import keras
+
+    extra = {"clipnorm": config.clipnorm} if config.clipnorm else {}
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.lr, momentum=config.momentum, nesterov=True,
+                                    weight_decay=config.weight_decay or None, **extra)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(config.lr, **extra)
+    return keras.optimizers.AdamW(config.lr, weight_decay=config.weight_decay or 0.0, **extra)
+
+
+def _strategy(config):
+    import tensorflow as tf
+
+    if config.distribute == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if config.distribute == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def build_model(config, num_classes):
+    """The model to train: registered by name, or initialised from ``--init``."""
+    from fer_keras import model_io, models
+
+    options = dict(config.model_options)
+    if config.weights:
+        options["weights"] = config.weights
+    if config.init:
+        source = model_io.load_model(config.init)
+        meta = source.fer_metadata
+        if not meta.get("architecture"):
+            raise ConfigError(f"--init {config.init}: the file has no fer_keras metadata (architecture unknown)")
+        if meta["architecture"] != config.model:
+            print(f"--init: training {meta['architecture']} (from the file), not {config.model}")
+            config.model = meta["architecture"]
+        options = {**meta.get("options", {}), **config.model_options}
+        if "weights" in options:
+            options["weights"] = None  # the file's weights replace ImageNet's
+        model = models.build(meta["architecture"], num_classes=num_classes, **options)
+        try:
+            model.set_weights(source.get_weights())
+        except ValueError as exc:
+            raise ConfigError(f"--init {config.init}: weights do not fit ({exc})") from None
+        return model
+    return models.build(config.model, num_classes=num_classes, **options)
+
+
+def train(config, *, verbose=1):
+    """Run one training job; returns the summary dict (also in summary.json)."""
+    import keras
+    import tensorflow as tf
+
+    from fer_keras import data as fer_data
+    from fer_keras import model_io, precision, report
+    from fer_keras.metrics import classification_metrics, prediction_collapse
+
+    config.validate()
+    run_dir = config.resolved_run_dir()
+    summary_file = run_dir / "summary.json"
+    if summary_file.exists():
+        done = json.loads(summary_file.read_text())
+        raise FerError(f"{run_dir} holds a finished run (model: {done.get('model_file')}); "
+                       "choose another --run-dir (or --seed) to train again")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "config.json", dataclasses.asdict(config))
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy = precision.set_policy(config.precision)
+
+    dataset = fer_data.load_fer2013(config.csv, on_bad_rows="skip" if config.skip_bad_rows else "error")
+    train_split = dataset[TRAIN_SPLIT]
+    val_name = VALIDATION_SPLIT if VALIDATION_SPLIT in dataset else None
+    if val_name is None:
+        raise FerError(f"{config.csv}: no {VALIDATION_SPLIT} split to validate on")
+    val_split = dataset[val_name]
+    if config.balanced_data:
+        train_split = fer_data.balanced(train_split, seed=config.seed)
+    num_classes = len(CLASS_NAMES)
+    class_weight = None
+    if config.class_weight == "balanced":
+        counts = np.maximum(train_split.class_counts(num_classes), 1)
+        class_weight = {i: float(len(train_split) / (num_classes * c)) for i, c in enumerate(counts)}
+
+    steps_per_epoch = len(train_split) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"--batch-size {config.batch_size} is larger than the training split ({len(train_split)} faces)")
+
+    state_file = run_dir / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {"planned_epochs": config.epochs}
+    resumed = state_file.exists()
+
+    strategy = _strategy(config)
+    with strategy.scope():
+        model = build_model(config, num_classes)
+        model.compile(
+            optimizer=make_optimizer(config),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+    train_ds = make_dataset(train_split.x, train_split.y, batch_size=config.batch_size,
+                            num_classes=num_classes, training=True, augment=config.augment, seed=config.seed)
+
+    LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard = _callbacks_module()
+    snapshot_epochs = ()
+    if config.snapshots > 1:
+        cycle = config.epochs // config.snapshots
+        snapshot_epochs = tuple(cycle * (k + 1) for k in range(config.snapshots))
+    nan_guard = NaNGuard()
+    callbacks = [
+        LearningRateSchedule(config, steps_per_epoch, state),
+        Validation(val_split.x, val_split.y, num_classes, 256, state),
+        BestKeeper(run_dir, state, snapshot_epochs),
+        nan_guard,
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        Budget(config, state, run_dir),
+    ]
+    if config.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max",
+                                                           factor=0.5, patience=3, min_lr=1e-5))
+
+    print(f"fer_keras train: {config.model} ({model.count_params():,} parameters), {policy}, "
+          f"{len(train_split)} training / {len(val_split)} {val_name} faces")
+    print(f"machine: {precision.machine_description()}")
+    print(f"run folder: {run_dir}{' (resuming)' if resumed else ''}", flush=True)
+
+    started = time.monotonic()
+    try:
+        model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                  class_weight=class_weight, verbose=verbose, shuffle=False)
+    except KeyboardInterrupt:
+        print("\ninterrupted: rerun the same command to resume from the last finished epoch")
+        raise
+    wall = time.monotonic() - started
+
+    nan_at = getattr(nan_guard, "nan_at", None)
+    best_weights = run_dir / "best.weights.h5"
+    if not best_weights.exists():
+        why = "the loss became NaN/inf in the first epoch (lower --lr)" if nan_at is not None else "no epoch finished"
+        raise FerError(f"training produced no model: {why}")
+    model.load_weights(best_weights)
+    probs = model.predict(val_split.x, batch_size=256, verbose=0)
+    val_metrics = classification_metrics(val_split.y, probs, CLASS_NAMES[:num_classes])
+    collapse = prediction_collapse(probs)
+
+    history = _read_history(run_dir / "history.csv")
+    report.save_figure(report.curves_figure(history), run_dir / "curves.png")
+    report.save_figure(report.confusion_figure(val_metrics["confusion_matrix"],
+                                               title=f"{config.model} on {val_name}"),
+                       run_dir / "confusion_matrix.png")
+
+    recipe = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("models_dir", "run_dir")}
+    metadata = {
+        "recipe": recipe,
+        "precision_trained": policy,
+        "epochs_run": state.get("epochs_done", 0),
+        "best_epoch": state.get("best_epoch"),
+        "train_seconds": round(state.get("train_seconds", wall), 1),
+        "machine": precision.machine_description(),
+        "dataset": {"file": Path(config.csv).name, "sha256": dataset.checksum,
+                    "train_split": TRAIN_SPLIT, "validation_split": val_name},
+        "validation": {"split": val_name, "accuracy": val_metrics["accuracy"],
+                       "macro_f1": val_metrics["macro_f1"]},
+    }
+    written = []
+    model_file = next_model_path(config.models_dir, config.save_format)
+    model_io.save_model(model, model_file, metadata)
+    written.append(str(model_file))
+    for epoch in state.get("snapshots", []):
+        model.load_weights(run_dir / f"snapshot_{epoch}.weights.h5")
+        snap_probs = model.predict(val_split.x, batch_size=256, verbose=0)
+        snap_metrics = classification_metrics(val_split.y, snap_probs, CLASS_NAMES[:num_classes])
+        snap_meta = {**metadata, "snapshot_epoch": epoch,
+                     "validation": {"split": val_name, "accuracy": snap_metrics["accuracy"],
+                                    "macro_f1": snap_metrics["macro_f1"]}}
+        path = next_model_path(config.models_dir, config.save_format)
+        model_io.save_model(model, path, snap_meta)
+        written.append(str(path))
+
+    summary = {
+        "model_file": written[0],
+        "snapshot_files": written[1:],
+        "architecture": config.model,
+        "parameters": int(model.count_params()),
+        "precision": policy,
+        "epochs_run": state.get("epochs_done", 0),
+        "best_epoch": state.get("best_epoch"),
+        "stopped_by_budget": bool(state.get("stopped_by_budget")),
+        "stopped_by_nan": nan_at is not None,
+        "train_minutes": round(state.get("train_seconds", wall) / 60, 1),
+        "validation": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
+        "per_class_f1": {k: v["f1"] for k, v in val_metrics["per_class"].items()},
+        "collapsed_onto": CLASS_NAMES[collapse[0]] if collapse else None,
+        "warnings": state.get("warnings", []),
+        "machine": precision.machine_description(),
+    }
+    write_json_atomic(summary_file, summary)
+    _print_summary(summary, val_name)
+    return summary
+
+
+def _read_history(path):
+    import csv
+
+    history = {}
+    if path.exists():
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                for key, value in row.items():
+                    try:
+                        history.setdefault(key, []).append(float(value))
+                    except (TypeError, ValueError):
+                        pass
+    return history
+
+
+def _print_summary(summary, val_name):
+    v = summary["validation"]
+    lines = [
+        "",
+        "=" * 64,
+        f" {summary['architecture']}  →  {summary['model_file']}",
+        f" {val_name}: accuracy {v['accuracy']:.2%}   macro-F1 {v['macro_f1']:.3f}   weighted-F1 {v['weighted_f1']:.3f}",
+        " per-class F1: " + "  ".join(f"{k} {f:.2f}" for k, f in summary["per_class_f1"].items()),
+        f" epochs {summary['epochs_run']} (best {summary['best_epoch']}), {summary['train_minutes']} min, "
+        f"{summary['precision']}, {summary['parameters']:,} parameters",
+        f" machine: {summary['machine']}",
+    ]
+    if summary["stopped_by_budget"]:
+        lines.append(" stopped at the --time-budget; the best epoch was kept")
+    if summary["stopped_by_nan"]:
+        lines.append(" !!! the loss became NaN/inf: training stopped; the last good best model was kept")
+    if summary["collapsed_onto"]:
+        lines.append(f" !!! WARNING: predictions collapsed onto '{summary['collapsed_onto']}'")
+    for snap in summary["snapshot_files"]:
+        lines.append(f" snapshot member: {snap}")
+    lines.append("=" * 64)
+    print("\n".join(lines), flush=True)
