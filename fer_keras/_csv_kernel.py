@@ -19,6 +19,15 @@ ROW_BAD_LABEL = 2  # detail: offending byte (or -1 when the label is empty)
 ROW_BAD_PIXEL_CHAR = 3  # detail: offending byte
 ROW_PIXEL_COUNT = 4  # detail: number of pixel values found
 ROW_PIXEL_RANGE = 5  # detail: the out-of-range value
+# Set by data.py after the kernel, not by the kernel itself.
+ROW_LABEL_RANGE = 6  # detail: the label
+ROW_BAD_USAGE = 7  # detail: unused (the text is kept aside)
+
+MIN_ROW_BYTES = 2 * PIXELS_PER_IMAGE - 1
+"""A valid row holds 2304 numbers of at least one digit, each pair separated
+by at least one byte, so a buffer of ``b`` bytes holds at most
+``b // MIN_ROW_BYTES`` valid rows. That bounds the pixel buffer even for junk
+with a newline every few bytes."""
 
 
 @numba.njit(cache=True, nogil=True)
@@ -38,12 +47,21 @@ def scan_rows(
 ):
     """Parse every complete line in ``buf`` (bytes ending at a newline).
 
-    Returns the number of rows written. Blank lines are skipped; ``\\r`` is
-    ignored, so Windows line endings parse like Unix ones. Double quotes around
-    a field are accepted and dropped.
+    Returns ``(rows, ok_rows)``: every non-blank line gets a row in
+    ``labels``/``usage_span``/``status``/``detail``/``line_of``, but only rows
+    the kernel found valid keep their pixels: they are packed one after the
+    other at the front of ``pixels`` (a bad row's pixels are overwritten by the
+    next row), so ``pixels`` needs room for ``ok_rows + 1`` faces only.
+
+    Blank lines are skipped; ``\\r`` is ignored, so Windows line endings parse
+    like Unix ones. Double quotes around a field are accepted and dropped; a
+    newline always ends a row (a FER2013 field never spans lines), so one stray
+    quote costs one row, not the rest of the file, and line numbers stay right.
     """
     n = buf.shape[0]
+    capacity = pixels.shape[0]
     row = 0
+    ok_rows = 0
     line = first_line
     pos = 0
     while pos < n:
@@ -69,11 +87,11 @@ def scan_rows(
         in_token = False
         u_start = -1
         u_end = -1
-        base = row * PIXELS_PER_IMAGE
+        base = ok_rows * PIXELS_PER_IMAGE
         while pos < n:
             c = buf[pos]
             pos += 1
-            if c == 10 and not in_quotes:
+            if c == 10:
                 break
             if c == 13:
                 continue
@@ -85,7 +103,7 @@ def scan_rows(
                     if cur > PIXEL_MAX and code == ROW_OK:
                         code = ROW_PIXEL_RANGE
                         info = cur
-                    if n_pix < PIXELS_PER_IMAGE:
+                    if n_pix < PIXELS_PER_IMAGE and base + n_pix < capacity:
                         pixels[base + n_pix] = cur
                     n_pix += 1
                     in_token = False
@@ -98,7 +116,7 @@ def scan_rows(
                     label_digits += 1
                     if label > 1000000:
                         label = 1000000
-                elif c != 32 and code == ROW_OK:
+                elif c != 32 and c != 9 and code == ROW_OK:
                     code = ROW_BAD_LABEL
                     info = c
             elif field == pixel_field:
@@ -111,7 +129,7 @@ def scan_rows(
                         if cur > PIXEL_MAX and code == ROW_OK:
                             code = ROW_PIXEL_RANGE
                             info = cur
-                        if n_pix < PIXELS_PER_IMAGE:
+                        if n_pix < PIXELS_PER_IMAGE and base + n_pix < capacity:
                             pixels[base + n_pix] = cur
                         n_pix += 1
                         in_token = False
@@ -120,7 +138,7 @@ def scan_rows(
                     code = ROW_BAD_PIXEL_CHAR
                     info = c
             elif field == usage_field:
-                if c != 32:
+                if c != 32 and c != 9:
                     if u_start < 0:
                         u_start = pos - 1
                     u_end = pos
@@ -129,7 +147,7 @@ def scan_rows(
             if cur > PIXEL_MAX and code == ROW_OK:
                 code = ROW_PIXEL_RANGE
                 info = cur
-            if n_pix < PIXELS_PER_IMAGE:
+            if n_pix < PIXELS_PER_IMAGE and base + n_pix < capacity:
                 pixels[base + n_pix] = cur
             n_pix += 1
         if field + 1 != n_fields:
@@ -147,15 +165,23 @@ def scan_rows(
         status[row] = code
         detail[row] = info
         line_of[row] = line
+        if code == ROW_OK:
+            ok_rows += 1
         row += 1
         line += 1
-    return row
+    return row, ok_rows
 
 
-def empty_outputs(max_rows):
-    """Arrays the kernel fills, sized for at most ``max_rows`` rows."""
+def empty_outputs(max_rows, n_bytes=None):
+    """Arrays the kernel fills, sized for at most ``max_rows`` rows.
+
+    With ``n_bytes`` (the buffer's length) the pixel array is sized for the
+    valid rows that many bytes can hold (plus one scratch face), not for
+    ``max_rows`` faces.
+    """
+    faces = max_rows if n_bytes is None else min(max_rows, n_bytes // MIN_ROW_BYTES + 1)
     return (
-        np.zeros(max_rows * PIXELS_PER_IMAGE, np.uint8),
+        np.zeros((faces + 1) * PIXELS_PER_IMAGE, np.uint8),
         np.zeros(max_rows, np.int64),
         np.full((max_rows, 2), -1, np.int64),
         np.zeros(max_rows, np.int8),

@@ -46,3 +46,13 @@ def prediction_collapse(probs, *, threshold=0.9):
     top = int(counts.argmax())
     share = counts[top] / len(pred)
     return (top, float(share)) if share > threshold else None
+
+
+def negative_log_likelihood(y_true, probs, *, eps=1e-12):
+    """Mean ``-log p(true class)`` (log loss); probabilities are clipped at ``eps``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    if len(y_true) == 0:
+        return 0.0
+    picked = probs[np.arange(len(y_true)), y_true]
+    return float(-np.mean(np.log(np.clip(picked, eps, None))))

@@ -14,6 +14,7 @@ it would compute in bf16 even where that is slow or unsupported.
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -79,12 +80,18 @@ def save_model(model, path, metadata=None, *, overwrite=False):
     model = as_float32(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(meta, default=str)
+    # .h5 is the product's format on purpose; silence Keras' "legacy format" notice.
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)
     try:
         with atomic_path(path) as tmp:
             model.save(tmp, include_optimizer=False) if path.suffix == ".h5" else model.save(tmp)
             _write_metadata(tmp, path.suffix, text)
     except OSError as exc:
         raise ModelFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        absl_log.setLevel(level)
     return path
 
 

@@ -80,3 +80,81 @@ def curves_figure(history):
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_per_class_f1(f1_by_name, class_names=CLASS_NAMES, *, ax=None, title=None):
+    """Grouped bars: per-class F1 of each named model (e.g. members and the ensemble).
+
+    ``f1_by_name`` maps a label to a sequence of F1 values in ``class_names``
+    order; bars appear in the mapping's order.
+    """
+    plt = _plt()
+    names = list(f1_by_name)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(class_names) + 0.25 * len(names) * len(class_names)), 4.5))
+    ticks = np.arange(len(class_names))
+    width = 0.8 / max(len(names), 1)
+    for i, name in enumerate(names):
+        values = np.asarray(f1_by_name[name], dtype=float)
+        ax.bar(ticks - 0.4 + width * (i + 0.5), values, width, label=name,
+               edgecolor="black" if name == names[-1] else None, linewidth=0.6)
+    ax.set_xticks(ticks, class_names)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(len(names), 4))
+    ax.set_title(title or "per-class F1")
+    return ax
+
+
+def per_class_f1_figure(f1_by_name, class_names=CLASS_NAMES, title=""):
+    """A figure holding :func:`plot_per_class_f1`."""
+    ax = plot_per_class_f1(f1_by_name, class_names, title=title or None)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def format_table(headers, rows, *, markdown=False, align=None):
+    """Plain-text (or Markdown) table. Floats are shown with 4 decimals, None as '-'.
+
+    ``align``: one of ``"<"``/``">"`` per column (default: first column left,
+    the others right).
+    """
+    def cell(value):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return str(value)
+
+    text_rows = [[cell(v) for v in row] for row in rows]
+    align = align or ["<"] + [">"] * (len(headers) - 1)
+    if markdown:
+        rule = ["---" if a == "<" else "---:" for a in align]
+        lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
+        lines += ["| " + " | ".join(r) + " |" for r in text_rows]
+        return "\n".join(lines)
+    widths = [max(len(str(h)), *(len(r[i]) for r in text_rows)) if text_rows else len(str(h))
+              for i, h in enumerate(headers)]
+    def line(values):
+        return "  ".join(f"{v:{a}{w}}" for v, a, w in zip(values, align, widths)).rstrip()
+    return "\n".join([line(headers)] + [line(r) for r in text_rows])
+
+
+def confusion_table(matrix, class_names=CLASS_NAMES, *, markdown=False):
+    """A confusion matrix as a table: rows true class, columns predicted."""
+    matrix = np.asarray(matrix)
+    headers = ["true \\ predicted", *class_names]
+    rows = [[name, *(int(v) for v in matrix[i])] for i, name in enumerate(class_names)]
+    return format_table(headers, rows, markdown=markdown)
+
+
+def per_class_table(metrics, class_names=CLASS_NAMES, *, markdown=False):
+    """Precision, recall, F1 and support per class from ``classification_metrics`` output."""
+    rows = []
+    for name in class_names:
+        c = metrics["per_class"][name]
+        rows.append([name, c["precision"], c["recall"], c["f1"], c["support"]])
+    rows.append(["macro avg", metrics["precision_macro"], metrics["recall_macro"], metrics["macro_f1"],
+                 sum(metrics["per_class"][n]["support"] for n in class_names)])
+    return format_table(["class", "precision", "recall", "f1", "support"], rows, markdown=markdown)

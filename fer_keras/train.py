@@ -87,8 +87,9 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        from fer_keras import augment, precision
+        from fer_keras import augment, models, precision
 
+        models.check_options(self.model, self.model_options)
         if self.augment not in augment.LEVELS:
             raise ConfigError(f"--augment must be one of {', '.join(augment.LEVELS)}")
         if self.precision not in precision.POLICIES:
@@ -209,6 +210,8 @@ def _callbacks_module():
         def on_epoch_end(self, epoch, logs=None):
             from fer_keras.metrics import classification_metrics, prediction_collapse
 
+            if "nan_at" in self.state:
+                return  # weights are NaN: nothing to validate
             probs = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
             probs = np.asarray(probs, dtype="float64")
             m = classification_metrics(self.y, probs, CLASS_NAMES[: self.num_classes])
@@ -237,6 +240,8 @@ def _callbacks_module():
         def on_epoch_end(self, epoch, logs=None):
             from fer_keras.io_utils import atomic_path
 
+            if "nan_at" in self.state:
+                return  # never let NaN weights become the best model
             acc = logs.get("val_accuracy", -1)
             if acc > self.state.get("best_val_accuracy", -1):
                 with atomic_path(self.run_dir / "best.weights.h5") as tmp:
@@ -290,12 +295,20 @@ def _callbacks_module():
             write_json_atomic(self.run_dir / "state.json", self.state)
 
     class NaNGuard(keras.callbacks.Callback):
-        """Stops on a NaN/inf loss and records where, so the summary can say so."""
+        """Stops on a NaN/inf loss and records where, so validation and the best
+        checkpoint skip the broken weights and the summary can say so."""
+
+        def __init__(self, state):
+            super().__init__()
+            self.state = state
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
             if loss is not None and not np.isfinite(loss):
-                self.nan_at = batch
+                self.state["nan_at"] = [self.epoch + 1, batch + 1]
                 self.model.stop_training = True
 
     return LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard
@@ -400,6 +413,7 @@ def train(config, *, verbose=1):
     state_file = run_dir / "state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {"planned_epochs": config.epochs}
     resumed = state_file.exists()
+    state.pop("nan_at", None)
 
     strategy = _strategy(config)
     with strategy.scope():
@@ -417,12 +431,11 @@ def train(config, *, verbose=1):
     if config.snapshots > 1:
         cycle = config.epochs // config.snapshots
         snapshot_epochs = tuple(cycle * (k + 1) for k in range(config.snapshots))
-    nan_guard = NaNGuard()
     callbacks = [
+        NaNGuard(state),
         LearningRateSchedule(config, steps_per_epoch, state),
         Validation(val_split.x, val_split.y, num_classes, 256, state),
         BestKeeper(run_dir, state, snapshot_epochs),
-        nan_guard,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
@@ -446,7 +459,10 @@ def train(config, *, verbose=1):
         raise
     wall = time.monotonic() - started
 
-    nan_at = getattr(nan_guard, "nan_at", None)
+    nan_at = state.pop("nan_at", None)
+    if nan_at is not None:
+        print(f"\n!!! the loss became NaN/inf at epoch {nan_at[0]}, batch {nan_at[1]}: training stopped "
+              "(lower --lr or add --clipnorm)", flush=True)
     best_weights = run_dir / "best.weights.h5"
     if not best_weights.exists():
         why = "the loss became NaN/inf in the first epoch (lower --lr)" if nan_at is not None else "no epoch finished"
@@ -549,3 +565,35 @@ def _print_summary(summary, val_name):
         lines.append(f" snapshot member: {snap}")
     lines.append("=" * 64)
     print("\n".join(lines), flush=True)
+
+
+def train_two_phase(config, *, head_epochs=5, head_lr=1e-3, unfreeze_blocks=1, verbose=1):
+    """Transfer learning for ``*_imagenet`` models, in two phases.
+
+    Phase 1 trains only the new head on the frozen ImageNet base (a high LR
+    would wreck the pretrained filters through a random head's gradients).
+    Phase 2 starts from phase 1's best model, unfreezes the top
+    ``unfreeze_blocks`` conv block(s) and trains at ``config.lr`` (lower).
+    Only phase 2's model lands in ``config.models_dir``; a time budget is
+    shared in proportion to the epochs of each phase.
+    """
+    run_dir = config.resolved_run_dir()
+    share = head_epochs / (head_epochs + config.epochs)
+    phase1 = dataclasses.replace(
+        config, epochs=head_epochs, lr=head_lr, snapshots=0, schedule="cosine",
+        model_options={**config.model_options, "trainable_blocks": 0},
+        models_dir=str(run_dir / "phase1_model"), run_dir=str(run_dir / "phase1"),
+        time_budget=config.time_budget * share)
+    done = phase1.resolved_run_dir() / "summary.json"
+    if done.exists():  # resuming after phase 1 finished
+        head_model = json.loads(done.read_text())["model_file"]
+        print(f"phase 1 already done: {head_model}")
+    else:
+        print(f"phase 1: training the new head on the frozen base ({head_epochs} epochs, lr {head_lr})")
+        head_model = train(phase1, verbose=verbose)["model_file"]
+    phase2 = dataclasses.replace(
+        config, init=head_model, weights="",
+        model_options={**config.model_options, "trainable_blocks": unfreeze_blocks},
+        run_dir=str(run_dir / "phase2"), time_budget=config.time_budget * (1 - share))
+    print(f"phase 2: fine-tuning the top {unfreeze_blocks} block(s) ({config.epochs} epochs, lr {config.lr})")
+    return train(phase2, verbose=verbose)

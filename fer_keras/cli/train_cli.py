@@ -115,17 +115,32 @@ def config_from_args(args, defaults):
     return TrainConfig(**base)
 
 
-def main(argv=None, *, prog=None, description="", defaults=None, choose_model=False):
-    """Parse ``argv``, train, print the summary. Returns the exit code."""
+def main(argv=None, *, prog=None, description="", defaults=None, choose_model=False, two_phase=False):
+    """Parse ``argv``, train, print the summary. Returns the exit code.
+
+    ``two_phase``: transfer learning (head on a frozen base, then fine-tuning);
+    adds the --head-epochs, --head-lr and --unfreeze-blocks options.
+    """
     defaults = dict(defaults or {})
     prog = prog or os.path.basename(sys.argv[0])
     parser = build_parser(prog, description, defaults, choose_model=choose_model)
+    if two_phase:
+        g = parser.add_argument_group("transfer learning")
+        g.add_argument("--head-epochs", type=int, default=5, help="phase 1 epochs: new head only, base frozen (default: %(default)s)")
+        g.add_argument("--head-lr", type=float, default=1e-3, help="phase 1 learning rate (default: %(default)s)")
+        g.add_argument("--unfreeze-blocks", type=int, default=1,
+                       help="phase 2 trains the top N of the base's 5 conv blocks at --lr (default: %(default)s)")
     args = parser.parse_args(argv)
 
     def job():
-        from fer_keras.train import train
+        from fer_keras.train import train, train_two_phase
 
         config = config_from_args(args, defaults)
-        train(config, verbose=2 if args.quiet else 1)
+        verbose = 2 if args.quiet else 1
+        if two_phase:
+            train_two_phase(config, head_epochs=args.head_epochs, head_lr=args.head_lr,
+                            unfreeze_blocks=args.unfreeze_blocks, verbose=verbose)
+        else:
+            train(config, verbose=verbose)
 
     return run_cli(job)

@@ -43,16 +43,21 @@ def options_of(name):
     return {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
 
 
-def build(name, *, num_classes=NUM_CLASSES, **options):
-    """Build registered model ``name``; unknown options are an error, not ignored."""
-    fn = builder(name)
+def check_options(name, options):
+    """Raise ConfigError for an unknown model or option (options are never ignored)."""
     known = options_of(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(
             f"model {name!r} has no option(s) {', '.join(unknown)}; options: {', '.join(known) or 'none'}"
         )
-    model = fn(num_classes=num_classes, **options)
+    return known
+
+
+def build(name, *, num_classes=NUM_CLASSES, **options):
+    """Build registered model ``name``; unknown options are an error, not ignored."""
+    known = check_options(name, options)
+    model = builder(name)(num_classes=num_classes, **options)
     resolved = {k: v for k, v in known.items() if k != "num_classes"}
     resolved.update(options)
     model.fer_metadata = {

@@ -1,0 +1,838 @@
+"""Ensembles of saved classifiers: load members, average them, evaluate.
+
+Any Keras classifier file can be a member. Each :class:`Member` carries an
+:class:`InputAdapter` built from the model's own input shape and metadata, so
+every member is fed the same raw FER2013 faces (uint8, 48x48x1):
+
+- size and colour from the model's input shape (48x48 faces are resized
+  bilinearly; grey is repeated to RGB when it wants 3 channels);
+- pixel scale and class order from the file's fer_keras metadata, else from a
+  sidecar JSON next to it (``model.json``: ``{"input_scale": "0-1",
+  "class_names": [...]}``), else 0-1 and FER2013 order, with a warning.
+
+Usage, in scikit-learn's spirit::
+
+    members, skipped = load_members("models")
+    ens = Ensemble(members, method="mean")
+    ens.predict_proba(x, tta=True)      # (N, 7) ensemble probabilities
+    ens.member_probas(x, tta=True)      # (M, N, 7), cached: no second prediction
+    report = evaluate(ens, x, y, tta=True, skipped=skipped)
+    report.save("reports/run1")
+
+The member-probability matrix (``Ensemble.member_probas``, ``EnsembleReport
+.member_probas``) is the common input of everything built on top (weight
+fitting here; calibration, bootstrap intervals).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, IMAGE_SIZE, INPUT_SCALES, NUM_CLASSES
+from fer_keras.errors import ConfigError, FerError, ModelFileError
+from fer_keras.io_utils import natural_key, prepare_output_dir, write_json_atomic, write_text_atomic
+from fer_keras.model_io import MODEL_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+METHODS = ("mean", "geometric", "vote")
+"""How member probabilities are combined: arithmetic mean, geometric mean
+(renormalised), or (weighted) majority vote of the members' argmax."""
+
+BATCH_SIZE = 256
+"""Faces per prediction call."""
+
+DEFAULT_SCALE = "0-1"
+"""Pixel scale assumed for a foreign file that says nothing about its input."""
+
+REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png", "per_class_f1.png", "predictions.csv")
+
+_EPS = 1e-12
+
+
+# --------------------------------------------------------------------------
+# Members
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class InputAdapter:
+    """Turns raw FER2013 faces (uint8 N x 48 x 48 x 1) into what one model takes,
+    and its outputs back into FER2013 class order."""
+
+    height: int = IMAGE_SIZE
+    width: int = IMAGE_SIZE
+    channels: int = 1
+    scale: str = "0-255"
+    layout: str = "image"
+    """``image`` (N,H,W,C), ``hw`` (N,H,W) or ``flat`` (N,H*W*C)."""
+    class_order: tuple | None = None
+    """``order[k]`` = the model's output column of FER2013 class ``k``; None = same order."""
+    source: str = "fer_keras metadata"
+    """Where ``scale`` and the class order came from."""
+
+    def __call__(self, faces):
+        x = np.asarray(faces, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[..., None]
+        if (x.shape[1], x.shape[2]) != (self.height, self.width):
+            import tensorflow as tf
+
+            x = tf.image.resize(x, (self.height, self.width), method="bilinear").numpy()
+        if self.channels == 3 and x.shape[-1] == 1:
+            x = np.repeat(x, 3, axis=-1)
+        if self.scale == "0-1":
+            x = x / np.float32(255.0)
+        elif self.scale == "-1-1":
+            x = x / np.float32(127.5) - np.float32(1.0)
+        if self.layout == "flat":
+            x = x.reshape(len(x), -1)
+        elif self.layout == "hw":
+            x = x[..., 0]
+        return x
+
+    def to_fer_order(self, probs):
+        """Model outputs → columns in FER2013 class order."""
+        return probs if self.class_order is None else probs[:, list(self.class_order)]
+
+    def describe(self):
+        """E.g. ``64x64x3 0-1 (sidecar rgb.json)``."""
+        shape = f"{self.height}x{self.width}x{self.channels}"
+        if self.layout == "flat":
+            shape += " flat"
+        reorder = ", classes reordered" if self.class_order is not None else ""
+        return f"{shape} {self.scale} ({self.source}{reorder})"
+
+    def to_dict(self):
+        return {"size": [self.height, self.width], "channels": self.channels, "scale": self.scale,
+                "layout": self.layout, "class_order": list(self.class_order) if self.class_order else None,
+                "source": self.source}
+
+
+@dataclasses.dataclass
+class Member:
+    """One ensemble member: a loaded model and how to feed it."""
+
+    path: Path
+    model: object
+    adapter: InputAdapter
+    weight: float = 1.0
+    metadata: dict = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
+    """Warnings about this member (assumed input scale, logits output, ...)."""
+
+    @property
+    def name(self):
+        return Path(self.path).name
+
+    @classmethod
+    def from_file(cls, path, *, safe_mode=True, weight=1.0):
+        """Load ``path`` and work out its adapter. Raises :class:`ModelFileError`."""
+        from fer_keras import model_io
+
+        path = Path(path)
+        try:
+            model = model_io.load_model(path, safe_mode=safe_mode)
+        except ModelFileError as exc:
+            raise ModelFileError(_clearer_load_error(str(exc), path)) from None
+        meta = dict(getattr(model, "fer_metadata", {}) or {})
+        adapter, notes = _make_adapter(model, meta, path)
+        for note in notes:
+            warnings.warn(f"{path.name}: {note}", stacklevel=2)
+        return cls(path=path, model=model, adapter=adapter, weight=float(weight), metadata=meta, notes=notes)
+
+    def predict_proba(self, faces, *, tta=False, batch_size=BATCH_SIZE, verbose=0):
+        """Probabilities (N, 7) in FER2013 order for raw faces, batched.
+
+        ``tta``: average with the prediction on horizontally flipped faces
+        (both go through the model in the same batch).
+        """
+        faces = np.asarray(faces)
+        n = len(faces)
+        out = np.empty((n, NUM_CLASSES), dtype=np.float32)
+        bar = _progress(total=n, desc=self.name, verbose=verbose)
+        try:
+            for start in range(0, n, batch_size):
+                batch = faces[start:start + batch_size]
+                if tta:
+                    batch = np.concatenate([batch, batch[:, :, ::-1]])
+                probs = np.asarray(self.model.predict_on_batch(self.adapter(batch)), dtype=np.float32)
+                probs = probs.reshape(len(batch), -1)
+                if tta:
+                    half = len(probs) // 2
+                    probs = (probs[:half] + probs[half:]) / 2
+                out[start:start + len(probs)] = self.adapter.to_fer_order(probs)
+                bar.update(len(probs))
+        finally:
+            bar.close()
+        return self._as_probabilities(out)
+
+    def _as_probabilities(self, out):
+        if not np.isfinite(out).all():
+            raise ModelFileError(f"{self.path}: the model returned NaN or infinite outputs")
+        sums = out.sum(axis=1)
+        if len(out) and ((out < -1e-4).any() or np.abs(sums - 1).max() > 1e-2):
+            note = "outputs do not sum to 1 (logits?); applied softmax"
+            if note not in self.notes:
+                self.notes.append(note)
+                warnings.warn(f"{self.name}: {note}", stacklevel=3)
+            shifted = out - out.max(axis=1, keepdims=True)
+            out = np.exp(shifted)
+            out /= out.sum(axis=1, keepdims=True)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A file that did not become a member, and why (one line)."""
+
+    path: Path
+    reason: str
+
+    def __str__(self):
+        return f"{Path(self.path).name}: {self.reason}"
+
+
+def find_model_files(models_dir):
+    """``*.h5`` and ``*.keras`` files in ``models_dir``, natural order (model_2 before model_10).
+
+    Hidden files (such as ``.tmp-*`` files being written by a training run) are ignored.
+    """
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise ModelFileError(f"{models_dir}: no such folder")
+    files = [p for p in models_dir.iterdir()
+             if p.is_file() and p.suffix in MODEL_SUFFIXES and not p.name.startswith(".")]
+    return sorted(files, key=natural_key)
+
+
+def load_members(source, *, safe_mode=True, strict=False):
+    """Load every member named by ``source``: a folder, a file, or a list of them.
+
+    Folders contribute their ``*.h5``/``*.keras`` files in natural order;
+    files keep the order given. A file that cannot be a member (unreadable,
+    needs code in safe mode, not a 7-way classifier, ...) is skipped with a
+    one-line reason; ``strict=True`` raises :class:`ModelFileError` instead.
+
+    Returns ``(members, skipped)``; raises :class:`ModelFileError` when no
+    member is left.
+    """
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    files, seen = [], set()
+    for item in sources:
+        item = Path(item)
+        for file in (find_model_files(item) if item.is_dir() else [item]):
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(file)
+    members, skipped = [], []
+    for file in files:
+        try:
+            members.append(Member.from_file(file, safe_mode=safe_mode))
+        except ModelFileError as exc:
+            reason = _strip_path(str(exc), file)
+            if strict:
+                raise ModelFileError(f"{file}: {reason} (--strict: no file may be skipped)") from None
+            skipped.append(Skipped(file, reason))
+    if not members:
+        where = ", ".join(str(s) for s in sources) or "(nothing given)"
+        detail = f"; skipped: {'; '.join(str(s) for s in skipped)}" if skipped else ""
+        raise ModelFileError(f"no usable model files in {where}{detail}")
+    return members, skipped
+
+
+def _strip_path(message, path):
+    """``'models/x.h5: cannot load (...)'`` → ``'cannot load (...)'``."""
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _clearer_load_error(message, path):
+    lowered = message.lower()
+    if "unknown layer" in lowered or "could not be deserialized" in lowered or "could not locate" in lowered:
+        found = re.findall(r"'registered_name': '([^']+)'", message) or re.findall(r"Unknown layer: '([^']+)'", message)
+        custom = [n for n in dict.fromkeys(found) if ">" in n or n not in ("Functional", "Sequential")]
+        what = f" ({', '.join(custom[:3])})" if custom else ""
+        return (f"{path}: needs a custom layer or object{what} that is not registered here; "
+                "it cannot be loaded safely (register it, or use a model file with standard layers)")
+    if "not a readable keras model file" in lowered:
+        return f"{path}: corrupt, truncated or not a Keras model file"
+    return message
+
+
+def _make_adapter(model, meta, path):
+    """The member's InputAdapter and notes; raises ModelFileError when the
+    model cannot be a FER2013 member."""
+    notes = []
+    # === Input shape ===
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        raise ModelFileError(f"{path}: has {len(inputs)} inputs; a member takes one image input")
+    shape = tuple(inputs[0].shape)[1:]
+    layout = "image"
+    if len(shape) == 3:
+        height, width, channels = shape
+    elif len(shape) == 2:
+        (height, width), channels, layout = shape, 1, "hw"
+    elif len(shape) == 1 and shape[0] in (IMAGE_SIZE * IMAGE_SIZE, IMAGE_SIZE * IMAGE_SIZE * 3):
+        height, width, layout = IMAGE_SIZE, IMAGE_SIZE, "flat"
+        channels = shape[0] // (IMAGE_SIZE * IMAGE_SIZE)
+    else:
+        raise ModelFileError(f"{path}: input shape {shape} is not an image (expected (H, W, 1) or (H, W, 3))")
+    channels = channels or 1
+    if channels not in (1, 3):
+        raise ModelFileError(f"{path}: input has {channels} channels; only grey (1) or RGB (3) can be fed")
+    height, width = height or IMAGE_SIZE, width or IMAGE_SIZE
+
+    # === Output shape ===
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) != 1:
+        raise ModelFileError(f"{path}: has {len(outputs)} outputs; a member returns one class-probability vector")
+    out_shape = tuple(outputs[0].shape)[1:]
+    if len(out_shape) != 1 or out_shape[0] != NUM_CLASSES:
+        raise ModelFileError(f"{path}: output shape {out_shape} is not {NUM_CLASSES}-way "
+                             f"(FER2013 has {NUM_CLASSES} classes)")
+
+    # === Scale and classes: file metadata, then sidecar, then defaults ===
+    sidecar_file, sidecar = _read_sidecar(path)
+    scale = meta.get("input_scale")
+    names = meta.get("class_names")
+    source = "fer_keras metadata" if (scale or names) else None
+    if scale is None and "input_scale" in sidecar:
+        scale, source = sidecar["input_scale"], f"sidecar {sidecar_file.name}"
+    if names is None and "class_names" in sidecar:
+        names, source = sidecar["class_names"], source or f"sidecar {sidecar_file.name}"
+    if scale is None:
+        scale = DEFAULT_SCALE
+        source = source or "defaults"
+        notes.append(f"no input_scale in the file or in a sidecar {path.with_suffix('.json').name}; "
+                     f"assuming {DEFAULT_SCALE}" + ("" if names else " and FER2013 class order"))
+    if scale not in INPUT_SCALES:
+        raise ModelFileError(f"{path}: input_scale {scale!r} is not one of {', '.join(INPUT_SCALES)}")
+    order = _class_order(names, path) if names is not None else None
+    adapter = InputAdapter(height=int(height), width=int(width), channels=int(channels), scale=scale,
+                           layout=layout, class_order=order, source=source)
+    return adapter, notes
+
+
+def _read_sidecar(path):
+    """``(file, dict)`` of the JSON next to a model (``x.json`` or ``x.h5.json``); ``(None, {})``."""
+    for candidate in (path.with_suffix(".json"), path.with_name(path.name + ".json")):
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ModelFileError(f"{path}: sidecar {candidate.name} is not valid JSON ({exc})") from None
+            if not isinstance(data, dict):
+                raise ModelFileError(f"{path}: sidecar {candidate.name} must hold a JSON object")
+            return candidate, data
+    return None, {}
+
+
+def _class_order(names, path):
+    """``order[k]`` = the column holding FER2013 class ``k``; None when already in order."""
+    names = [str(n) for n in names]
+    indices = [CLASS_ALIASES.get(n.strip().lower()) for n in names]
+    if len(names) != NUM_CLASSES or None in indices or sorted(indices) != list(range(NUM_CLASSES)):
+        raise ModelFileError(f"{path}: class names {names} are not the FER2013 classes "
+                             f"({', '.join(CLASS_NAMES)})")
+    order = tuple(int(i) for i in np.argsort(indices))
+    return None if order == tuple(range(NUM_CLASSES)) else order
+
+
+def _progress(*, total, desc, verbose):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"{desc:<24.24}", unit="img", disable=not verbose, leave=True,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------
+# Combining
+# --------------------------------------------------------------------------
+
+
+def combine_probas(member_probas, weights=None, method="mean"):
+    """Ensemble probabilities (N, C) from member probabilities (M, N, C).
+
+    ``weights``: non-negative, any scale (normalised here); None = uniform.
+    ``geometric`` renormalises the weighted geometric mean; ``vote`` returns
+    each class's (weighted) share of the members' votes, ties broken by the
+    mean probability.
+    """
+    probas = np.asarray(member_probas, dtype=np.float64)
+    if probas.ndim != 3:
+        raise ValueError("member_probas must have shape (members, samples, classes)")
+    w = _normalised(np.ones(len(probas)) if weights is None else weights, len(probas))
+    if method == "mean":
+        return np.tensordot(w, probas, axes=1)
+    if method == "geometric":
+        logp = np.tensordot(w, np.log(np.clip(probas, _EPS, None)), axes=1)
+        logp -= logp.max(axis=1, keepdims=True)
+        p = np.exp(logp)
+        return p / p.sum(axis=1, keepdims=True)
+    if method == "vote":
+        votes = np.zeros(probas.shape[1:])
+        rows = np.arange(probas.shape[1])
+        for weight, p in zip(w, probas):
+            votes[rows, p.argmax(axis=1)] += weight
+        tie_break = 1e-6 * np.tensordot(w, probas, axes=1)
+        return (votes + tie_break) / (1 + 1e-6)
+    raise ConfigError(f"unknown ensemble method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _normalised(weights, n):
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if len(w) != n:
+        raise ConfigError(f"{len(w)} weights for {n} members")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ConfigError(f"weights must be finite and non-negative, got {w.tolist()}")
+    if w.sum() <= 0:
+        raise ConfigError("weights sum to 0; at least one member needs a positive weight")
+    return w / w.sum()
+
+
+def fit_weights(member_probas, y_true):
+    """Non-negative weights summing to 1 that minimise the NLL of the weighted mean.
+
+    A convex problem (mixture weights); solved with SLSQP from the uniform
+    start, with EM iterations as fallback. Returns an array (M,).
+    """
+    probas = np.asarray(member_probas, dtype=np.float64)
+    y = np.asarray(y_true, dtype=np.int64)
+    if len(y) == 0:
+        raise ConfigError("cannot fit weights on an empty split")
+    m = len(probas)
+    picked = np.clip(probas[:, np.arange(len(y)), y].T, 0, None)  # (N, M): p_m(true class)
+    if m == 1:
+        return np.ones(1)
+
+    def nll(w):
+        return -np.mean(np.log(picked @ w + _EPS))
+
+    def grad(w):
+        return -np.mean(picked / (picked @ w + _EPS)[:, None], axis=0)
+
+    start = np.full(m, 1.0 / m)
+    w = None
+    try:
+        from scipy.optimize import minimize
+
+        result = minimize(nll, start, jac=grad, method="SLSQP", bounds=[(0.0, 1.0)] * m,
+                          constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1.0,
+                                        "jac": lambda v: np.ones_like(v)}],
+                          options={"maxiter": 500, "ftol": 1e-12})
+        if result.success:
+            w = np.clip(result.x, 0, None)
+    except ImportError:  # scipy ships with scikit-learn; EM below needs only numpy
+        pass
+    if w is None or w.sum() <= 0:
+        w = start
+        for _ in range(5000):  # EM for mixture weights: monotone, converges to the optimum
+            resp = picked * w
+            resp /= resp.sum(axis=1, keepdims=True) + _EPS
+            new = resp.mean(axis=0)
+            if np.abs(new - w).max() < 1e-10:
+                w = new
+                break
+            w = new
+    w[w < 1e-6] = 0.0
+    return w / w.sum()
+
+
+class Ensemble:
+    """Combine members' probabilities (scikit-learn style ``predict_proba`` / ``predict`` / ``score``).
+
+    Args:
+      members: list of :class:`Member`.
+      method: ``"mean"`` (default), ``"geometric"`` or ``"vote"``.
+      weights: None (each member's own ``weight``, 1.0 unless set),
+        ``"uniform"``, a sequence (one per member), or a mapping from member
+        file name (or path) to weight; normalised to sum 1.
+      batch_size: faces per prediction call.
+      verbose: show a progress bar per member.
+
+    Member probabilities are cached per input array (and TTA flag), so
+    ``predict_proba``, ``predict``, ``score`` and :func:`evaluate` on the same
+    faces predict only once. ``member_probas_`` holds the latest matrix.
+    """
+
+    def __init__(self, members, *, method="mean", weights=None, batch_size=BATCH_SIZE, verbose=0):
+        if not members:
+            raise ModelFileError("an ensemble needs at least one member")
+        if method not in METHODS:
+            raise ConfigError(f"unknown ensemble method {method!r}; choose one of {', '.join(METHODS)}")
+        self.members = list(members)
+        self.method = method
+        self.weights = weights
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self._cache = collections.OrderedDict()
+        self.predict_seconds_ = {}
+
+    # === Weights ===
+
+    @property
+    def weights_(self):
+        """The normalised weights, one per member (array summing to 1)."""
+        w = self.weights
+        if w is None:
+            raw = [m.weight for m in self.members]
+        elif isinstance(w, str):
+            if w != "uniform":
+                raise ConfigError(f"weights must be 'uniform', a list or a mapping; got {w!r} "
+                                  "(read a weights file with read_weights)")
+            raw = [1.0] * len(self.members)
+        elif isinstance(w, dict):
+            raw = _weights_from_mapping(w, self.members)
+        else:
+            raw = list(w)
+        return _normalised(raw, len(self.members))
+
+    def weights_dict(self):
+        """``{member key: weight}``, keys as written to a weights file."""
+        keys = member_keys(self.members)
+        return {k: float(v) for k, v in zip(keys, self.weights_)}
+
+    def fit_weights(self, faces, y, *, tta=False):
+        """Fit weights on ``(faces, y)`` (see :func:`fit_weights`); sets ``weights``; returns self."""
+        probas = self.member_probas(faces, tta=tta)
+        fitted = fit_weights(probas, y)
+        self.weights = dict(zip(member_keys(self.members), fitted.tolist()))
+        return self
+
+    # === Prediction ===
+
+    def member_probas(self, faces, *, tta=False):
+        """Every member's probabilities, shape (M, N, 7), FER2013 order; cached."""
+        faces = np.asarray(faces)
+        key = (_fingerprint(faces), bool(tta))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            self.member_probas_ = self._cache[key]
+            return self.member_probas_
+        stack = np.empty((len(self.members), len(faces), NUM_CLASSES), dtype=np.float32)
+        for i, member in enumerate(self.members):
+            start = time.perf_counter()
+            stack[i] = member.predict_proba(faces, tta=tta, batch_size=self.batch_size, verbose=self.verbose)
+            self.predict_seconds_[member.name] = time.perf_counter() - start
+        self._cache[key] = stack
+        while len(self._cache) > 4:
+            self._cache.popitem(last=False)
+        self.member_probas_ = stack
+        return stack
+
+    def combine(self, member_probas):
+        """Ensemble probabilities from a member-probability matrix (M, N, 7)."""
+        return combine_probas(member_probas, self.weights_, self.method)
+
+    def predict_proba(self, faces, *, tta=False):
+        """Ensemble probabilities (N, 7) for raw faces (uint8, N x 48 x 48 x 1)."""
+        return self.combine(self.member_probas(faces, tta=tta))
+
+    def predict(self, faces, *, tta=False):
+        """Predicted FER2013 class indices (N,)."""
+        return self.predict_proba(faces, tta=tta).argmax(axis=1)
+
+    def score(self, faces, y, *, tta=False):
+        """Accuracy on ``(faces, y)``."""
+        return float(np.mean(self.predict(faces, tta=tta) == np.asarray(y)))
+
+    def clear_cache(self):
+        self._cache.clear()
+
+
+def _fingerprint(faces):
+    digest = hashlib.blake2b(np.ascontiguousarray(faces).view(np.uint8).ravel(), digest_size=16)
+    return (faces.shape, str(faces.dtype), digest.hexdigest())
+
+
+def member_keys(members):
+    """File names, or full paths where two members share a file name."""
+    names = [m.name for m in members]
+    duplicated = {n for n in names if names.count(n) > 1}
+    return [str(m.path) if m.name in duplicated else m.name for m in members]
+
+
+def _weights_from_mapping(mapping, members):
+    keys = member_keys(members)
+    raw, missing = [], []
+    for member, key in zip(members, keys):
+        for candidate in (key, str(member.path), member.name):
+            if candidate in mapping:
+                raw.append(float(mapping[candidate]))
+                break
+        else:
+            missing.append(key)
+    if missing:
+        raise ConfigError(f"the weights give no weight for {', '.join(missing)} "
+                          f"(weights are given for: {', '.join(map(str, mapping)) or 'nothing'})")
+    unused = set(map(str, mapping)) - set(keys) - {str(m.path) for m in members}
+    if unused:
+        log.warning("weights for files that are not members ignored: %s", ", ".join(sorted(unused)))
+    return raw
+
+
+def read_weights(path):
+    """Per-member weights from a JSON file: ``{"weights": {"model_1.h5": 0.6, ...}}``
+    (a bare ``{name: weight}`` object is accepted too)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such weights file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a JSON weights file ({exc})") from None
+    weights = data.get("weights", data) if isinstance(data, dict) else None
+    if not isinstance(weights, dict) or not weights:
+        raise ConfigError(f'{path}: expected {{"weights": {{"model_1.h5": 0.6, ...}}}}')
+    try:
+        return {str(k): float(v) for k, v in weights.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: every weight must be a number") from None
+
+
+# --------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EnsembleReport:
+    """Everything an evaluation found; ``save`` writes the report folder."""
+
+    member_names: list
+    member_files: list
+    weights: np.ndarray
+    method: str
+    tta: bool
+    y_true: np.ndarray
+    member_probas: np.ndarray
+    """(M, N, 7) member probabilities, FER2013 order."""
+    probas: np.ndarray
+    """(N, 7) ensemble probabilities."""
+    metrics: dict
+    """Ensemble figures (:func:`fer_keras.metrics.classification_metrics` plus ``nll``)."""
+    member_metrics: list
+    skipped: list
+    member_info: list
+    seconds: dict
+    context: dict = dataclasses.field(default_factory=dict)
+    class_names: tuple = CLASS_NAMES
+
+    @property
+    def y_pred(self):
+        return self.probas.argmax(axis=1)
+
+    def to_dict(self):
+        """The ``report.json`` document (stable schema; extra keys only added)."""
+        e = self.metrics
+        members = []
+        for name, file, m, info, w in zip(self.member_names, self.member_files, self.member_metrics,
+                                           self.member_info, self.weights):
+            members.append({"file": file, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                            "weighted_f1": m["weighted_f1"], "skipped": None,
+                            "precision_macro": m["precision_macro"], "recall_macro": m["recall_macro"],
+                            "nll": m["nll"], "weight": float(w),
+                            "per_class_f1": {c: m["per_class"][c]["f1"] for c in self.class_names},
+                            **info})
+        for s in self.skipped:
+            members.append({"file": str(s.path), "accuracy": None, "macro_f1": None, "weighted_f1": None,
+                            "skipped": s.reason})
+        ctx = dict(self.context)
+        doc = {"csv": ctx.pop("csv", None), "usage": ctx.pop("usage", None), "n_samples": int(len(self.y_true)),
+               "classes": list(self.class_names), "method": self.method, "tta": bool(self.tta),
+               "ensemble": {k: e[k] for k in ("accuracy", "macro_f1", "weighted_f1", "precision_macro",
+                                              "recall_macro", "per_class", "confusion_matrix", "nll")},
+               "members": members,
+               "weights": dict(zip(self.member_names, map(float, self.weights))),
+               "seconds": self.seconds}
+        doc.update(ctx)
+        return doc
+
+    # === Text ===
+
+    def summary_table(self, *, markdown=False):
+        from fer_keras.report import format_table
+
+        headers = ["model", "weight", "accuracy", "macro-F1", "weighted-F1", "precision", "recall"]
+        rows = [[name, float(w), m["accuracy"], m["macro_f1"], m["weighted_f1"], m["precision_macro"],
+                 m["recall_macro"]]
+                for name, w, m in zip(self.member_names, self.weights, self.member_metrics)]
+        e = self.metrics
+        label = f"ensemble ({self.method}{', tta' if self.tta else ''})"
+        rows.append([label, None, e["accuracy"], e["macro_f1"], e["weighted_f1"], e["precision_macro"],
+                     e["recall_macro"]])
+        return format_table(headers, rows, markdown=markdown)
+
+    def to_text(self):
+        """What the CLI prints: member table, confusion matrix, per-class report."""
+        from fer_keras.report import confusion_table, per_class_table
+
+        ctx = self.context
+        where = ctx.get("csv") or ctx.get("images") or "faces"
+        lines = [f"{where} [{ctx.get('usage', '?')}]: {len(self.y_true)} faces, "
+                 f"method {self.method}, TTA {'on (flip)' if self.tta else 'off'}", "",
+                 self.summary_table(), ""]
+        if self.skipped:
+            lines += ["skipped:"] + [f"  {s}" for s in self.skipped] + [""]
+        lines += ["ensemble confusion matrix (rows: true, columns: predicted):",
+                  confusion_table(self.metrics["confusion_matrix"], self.class_names), "",
+                  "ensemble per-class report:", per_class_table(self.metrics, self.class_names)]
+        return "\n".join(lines)
+
+    def to_markdown(self):
+        from fer_keras.report import confusion_table, format_table, per_class_table
+
+        ctx = self.context
+        where = ctx.get("csv") or ctx.get("images") or "faces"
+        parts = [f"# Ensemble report: {len(self.member_names)} member(s) on {where} [{ctx.get('usage', '?')}]", "",
+                 f"- faces: {len(self.y_true)}",
+                 f"- method: {self.method}; test-time augmentation: {'horizontal flip' if self.tta else 'none'}",
+                 f"- weights: {ctx.get('weights_source', 'uniform')}",
+                 f"- ensemble accuracy **{self.metrics['accuracy']:.4f}**, macro-F1 "
+                 f"**{self.metrics['macro_f1']:.4f}**, NLL {self.metrics['nll']:.4f}", "",
+                 "## Members and ensemble", "", self.summary_table(markdown=True), ""]
+        if self.skipped:
+            parts += ["## Skipped files", "",
+                      format_table(["file", "reason"], [[str(s.path), s.reason] for s in self.skipped],
+                                   markdown=True, align=["<", "<"]), ""]
+        parts += ["## Member inputs", "",
+                  format_table(["model", "input"], [[n, i["input"]["describe"]] for n, i in
+                                                    zip(self.member_names, self.member_info)],
+                               markdown=True, align=["<", "<"]), "",
+                  "## Ensemble confusion matrix", "", "Rows: true class; columns: predicted class.", "",
+                  confusion_table(self.metrics["confusion_matrix"], self.class_names, markdown=True), "",
+                  "![confusion matrix](confusion_matrix.png)", "",
+                  "## Ensemble per-class report", "", per_class_table(self.metrics, self.class_names, markdown=True),
+                  "", "![per-class F1](per_class_f1.png)", ""]
+        return "\n".join(parts)
+
+    def predictions_csv(self):
+        """index, true, predicted (indices and names), the 7 ensemble probabilities."""
+        out = io.StringIO()
+        out.write(",".join(["index", "true", "predicted", "true_name", "predicted_name",
+                            *(f"p_{c}" for c in self.class_names)]) + "\n")
+        pred = self.y_pred
+        for i, (t, p, row) in enumerate(zip(self.y_true, pred, self.probas)):
+            probs = ",".join(f"{v:.6f}" for v in row)
+            out.write(f"{i},{int(t)},{int(p)},{self.class_names[t]},{self.class_names[p]},{probs}\n")
+        return out.getvalue()
+
+    # === Files ===
+
+    def save(self, out_dir, *, overwrite=False):
+        """Write report.json, report.md, the two figures and predictions.csv into
+        ``out_dir`` (created; an existing report is kept unless ``overwrite``)."""
+        from fer_keras import report as figures
+
+        out = prepare_output_dir(out_dir, overwrite=overwrite)
+        title = f"ensemble of {len(self.member_names)} ({self.method}{', flip TTA' if self.tta else ''})"
+        figures.save_figure(figures.confusion_figure(self.metrics["confusion_matrix"], self.class_names, title),
+                            out / "confusion_matrix.png")
+        f1 = {name: [m["per_class"][c]["f1"] for c in self.class_names]
+              for name, m in zip(self.member_names, self.member_metrics)}
+        f1["ensemble"] = [self.metrics["per_class"][c]["f1"] for c in self.class_names]
+        figures.save_figure(figures.per_class_f1_figure(f1, self.class_names, title="per-class F1: members vs ensemble"),
+                            out / "per_class_f1.png")
+        write_text_atomic(out / "predictions.csv", self.predictions_csv())
+        write_text_atomic(out / "report.md", self.to_markdown())
+        write_json_atomic(out / "report.json", self.to_dict())  # last: its presence marks a complete report
+        return out
+
+
+def _figures(probas, y, class_names):
+    from fer_keras.metrics import classification_metrics, negative_log_likelihood
+
+    m = classification_metrics(y, probas, class_names)
+    m["nll"] = negative_log_likelihood(y, probas)
+    return m
+
+
+def evaluate(ensemble, faces, y, *, tta=False, skipped=(), context=None, class_names=CLASS_NAMES):
+    """Score the ensemble and each member on ``(faces, y)``; returns an :class:`EnsembleReport`.
+
+    Each member predicts the faces once (cached in the ensemble); ``context``
+    (e.g. ``{"csv": ..., "usage": ...}``) is copied into ``report.json``.
+    """
+    from fer_keras.metrics import prediction_collapse
+
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) == 0:
+        raise FerError("nothing to evaluate: the split has no faces")
+    start = time.perf_counter()
+    stack = ensemble.member_probas(faces, tta=tta)
+    probas = ensemble.combine(stack)
+    member_metrics = [_figures(p, y, class_names) for p in stack]
+    info = []
+    for member, p in zip(ensemble.members, stack):
+        entry = {"input": {**member.adapter.to_dict(), "describe": member.adapter.describe()},
+                 "notes": list(member.notes)}
+        collapse = prediction_collapse(p)
+        if collapse:
+            entry["collapse"] = {"class": class_names[collapse[0]], "share": collapse[1]}
+        for key in ("architecture", "validation", "parameters"):
+            if key in member.metadata:
+                entry[key] = member.metadata[key]
+        info.append(entry)
+    seconds = {"predict": {n: round(s, 3) for n, s in ensemble.predict_seconds_.items()
+                           if n in {m.name for m in ensemble.members}},
+               "evaluate": round(time.perf_counter() - start, 3)}
+    return EnsembleReport(
+        member_names=member_keys(ensemble.members), member_files=[str(m.path) for m in ensemble.members],
+        weights=ensemble.weights_, method=ensemble.method, tta=bool(tta), y_true=y, member_probas=stack,
+        probas=probas, metrics=_figures(probas, y, class_names), member_metrics=member_metrics,
+        skipped=list(skipped), member_info=info, seconds=seconds, context=dict(context or {}),
+        class_names=tuple(class_names))
+
+
+def machine_info():
+    """CPU, core count, TensorFlow/Keras versions and accelerators, for reports."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    try:
+        import keras
+        import tensorflow as tf
+
+        info.update(tensorflow=tf.__version__, keras=keras.__version__,
+                    gpus=[d.name for d in tf.config.list_physical_devices("GPU")])
+    except Exception:  # versions are a courtesy, never a failure
+        pass
+    return info
+
+
+def write_weights(path, ensemble, **extra):
+    """Write the ensemble's normalised weights as a weights file (atomic)."""
+    doc = {"weights": ensemble.weights_dict(), **extra}
+    write_json_atomic(path, doc)
+    return Path(path)
+
+
+__all__ = ["METHODS", "Ensemble", "EnsembleReport", "InputAdapter", "Member", "Skipped", "combine_probas",
+           "evaluate", "find_model_files", "fit_weights", "load_members", "machine_info", "member_keys",
+           "read_weights", "write_weights"]
+

@@ -1,0 +1,229 @@
+"""Training engine and scripts, end to end on a tiny synthetic CSV."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_keras import model_io, precision
+from fer_keras.cli import train_cli
+from fer_keras.errors import FerError
+from fer_keras.train import TrainConfig, lr_at, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_csv(tmp_path_factory):
+    """A learnable 7-class CSV: each class has a bright band at its own rows."""
+    path = tmp_path_factory.mktemp("csv") / "tiny.csv"
+    rng = np.random.default_rng(0)
+    lines = ["emotion,pixels,Usage"]
+    for usage, n in (("Training", 140), ("PublicTest", 35)):
+        for i in range(n):
+            label = i % 7
+            img = rng.integers(0, 60, (48, 48))
+            img[label * 6: label * 6 + 6] = 250
+            lines.append(f"{label},{' '.join(map(str, img.ravel()))},{usage}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny_config(tiny_csv, tmp_path, **overrides):
+    values = dict(model="vgg16", model_options={"width": 0.125, "dense_units": 128}, csv=str(tiny_csv),
+                  epochs=2, batch_size=16, lr=0.01, warmup_steps=2, augment="light",
+                  precision="float32", models_dir=str(tmp_path / "models"), run_dir=str(tmp_path / "run"))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_train_saves_model_with_metadata_and_run_folder(tiny_csv, tmp_path):
+    """Check that a run saves models/model_1.h5 with its recipe and scores, and the run artefacts."""
+    summary = train(tiny_config(tiny_csv, tmp_path), verbose=0)
+    model_file = Path(summary["model_file"])
+    assert model_file == tmp_path / "models" / "model_1.h5"
+    meta = model_io.read_metadata(model_file)
+    assert meta["architecture"] == "vgg16"
+    assert meta["class_names"][0] == "angry" and len(meta["class_names"]) == 7
+    assert meta["recipe"]["epochs"] == 2 and meta["epochs_run"] == 2
+    assert 0 <= meta["validation"]["accuracy"] <= 1
+    assert len(meta["dataset"]["sha256"]) == 64
+    for name in ("config.json", "history.csv", "curves.png", "confusion_matrix.png", "summary.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    model = model_io.load_model(model_file)
+    probs = model.predict(np.zeros((2, 48, 48, 1), "float32"), verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_second_run_takes_next_index_and_finished_run_is_not_repeated(tiny_csv, tmp_path):
+    """Check that a new run never overwrites model_1.h5 and a finished run folder is refused."""
+    train(tiny_config(tiny_csv, tmp_path, epochs=1), verbose=0)
+    summary = train(tiny_config(tiny_csv, tmp_path, epochs=1, run_dir=str(tmp_path / "run2")), verbose=0)
+    assert summary["model_file"].endswith("model_2.h5")
+    with pytest.raises(FerError, match="finished run"):
+        train(tiny_config(tiny_csv, tmp_path, epochs=1), verbose=0)
+
+
+def test_mixed_bfloat16_run_saves_float32_model(tiny_csv, tmp_path):
+    """Check that a model trained under mixed_bfloat16 is saved computing in float32."""
+    import keras
+
+    try:
+        summary = train(tiny_config(tiny_csv, tmp_path, epochs=1, precision="mixed_bfloat16"), verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert summary["precision"] == "mixed_bfloat16"
+    model = model_io.load_model(summary["model_file"])
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+
+
+def test_resume_after_interruption_continues(tiny_csv, tmp_path, monkeypatch):
+    """Check that rerunning an interrupted run resumes from the last finished epoch."""
+    import keras
+
+    original = keras.callbacks.CSVLogger.on_epoch_end
+
+    def interrupt_in_epoch_two(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    config = tiny_config(tiny_csv, tmp_path, epochs=3)
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", interrupt_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, verbose=0)
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", original)
+    summary = train(tiny_config(tiny_csv, tmp_path, epochs=3), verbose=0)
+    epochs = [row.split(",")[0] for row in (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]]
+    # Epochs 0 and 1 from the first attempt; the backup of epoch 1 was not written
+    # (interrupted before BackupAndRestore), so the resumed run redoes epoch 1 then 2.
+    assert epochs[:2] == ["0", "1"] and epochs[-1] == "2"
+    assert "0" not in epochs[2:], "the resumed run started again from epoch 0"
+    assert summary["epochs_run"] == 3
+
+
+def test_nan_loss_stops_with_clear_error(tiny_csv, tmp_path):
+    """Check that an absurd learning rate stops training with a clear message instead of a model of NaNs."""
+    config = tiny_config(tiny_csv, tmp_path, epochs=2, lr=1e30, warmup_steps=0, optimizer="sgd",
+                         model_options={"width": 0.125, "dense_units": 128})
+    with pytest.raises(FerError, match="NaN"):
+        train(config, verbose=0)
+
+
+def test_time_budget_stops_early_and_keeps_best(tiny_csv, tmp_path):
+    """Check that --time-budget stops the run and still saves the best epoch."""
+    summary = train(tiny_config(tiny_csv, tmp_path, epochs=50, time_budget=0.001), verbose=0)
+    assert summary["stopped_by_budget"]
+    assert summary["epochs_run"] < 50
+    assert Path(summary["model_file"]).exists()
+
+
+def test_snapshot_ensemble_saves_each_cycle(tiny_csv, tmp_path):
+    """Check that --snapshots K saves K members (the best model plus K snapshots)."""
+    summary = train(tiny_config(tiny_csv, tmp_path, epochs=4, snapshots=2), verbose=0)
+    assert len(summary["snapshot_files"]) == 2
+    for file in summary["snapshot_files"]:
+        assert model_io.read_metadata(file)["snapshot_epoch"] in (2, 4)
+
+
+@pytest.mark.parametrize("script_args", [
+    ["--epochs", "1"],
+    ["--epochs", "1", "--augment", "strong", "--optimizer", "adamw", "--lr", "0.001", "--schedule", "onecycle",
+     "--class-weight", "balanced", "--balanced-data"],
+    ["--epochs", "2", "--schedule", "plateau", "--optimizer", "adam", "--lr", "0.001"],
+])
+def test_cli_options_run_end_to_end(tiny_csv, tmp_path, script_args):
+    """Check that the training CLI runs with each optimizer, schedule and augmentation choice."""
+    code = train_cli.main(["--csv", str(tiny_csv), "--batch-size", "16", "-o", "width=0.125",
+                           "--precision", "float32", "--models-dir", str(tmp_path / "m"),
+                           "--run-dir", str(tmp_path / "r"), "--quiet", *script_args],
+                          prog="train_vgg.py", defaults={"model": "vgg16"})
+    assert code == 0
+    assert (tmp_path / "m" / "model_1.h5").exists()
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["model_options"]["width"] == 0.125
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    """Check that a missing CSV or a bad option value gives a one-line error and exit code 2."""
+    code = train_cli.main(["--csv", str(tmp_path / "missing.csv"), "--run-dir", str(tmp_path / "r"),
+                           "--models-dir", str(tmp_path / "m")], prog="train_vgg.py", defaults={"model": "vgg16"})
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.csv" in err[0]
+    code = train_cli.main(["--csv", "x.csv", "-o", "no_such_option=1", "--run-dir", str(tmp_path / "r2")],
+                          prog="train_vgg.py", defaults={"model": "vgg16"})
+    assert code == 2
+    assert "no_such_option" in capsys.readouterr().err
+
+
+def test_transfer_learning_two_phases_with_local_weights(tiny_csv, tmp_path):
+    """Check that the transfer script runs both phases from a local ImageNet-format weights file."""
+    import keras
+
+    weights = tmp_path / "vgg16_notop.weights.h5"
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(48, 48, 3)).save_weights(weights)
+    code = train_cli.main(["--csv", str(tiny_csv), "--batch-size", "16", "--epochs", "1", "--head-epochs", "1",
+                           "--weights", str(weights), "--precision", "float32", "--models-dir", str(tmp_path / "m"),
+                           "--run-dir", str(tmp_path / "r"), "--quiet"],
+                          prog="train_vgg_transfer_learning.py", two_phase=True,
+                          defaults={"model": "vgg16_imagenet", "lr": 1e-4, "warmup_steps": 0})
+    assert code == 0
+    meta = model_io.read_metadata(tmp_path / "m" / "model_1.h5")
+    assert meta["options"]["trainable_blocks"] == 1
+    assert meta["recipe"]["init"].endswith(".h5")
+    assert (tmp_path / "r" / "phase1" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("script", ["train_vgg.py", "train_inception.py", "train_vgg_transfer_learning.py", "train.py"])
+def test_scripts_print_help(script):
+    """Check that every training script explains its flags."""
+    out = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--time-budget" in out.stdout and "--precision" in out.stdout
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    """Check that auto picks float16 on a GPU, bfloat16 on a bf16 CPU and float32 otherwise."""
+    monkeypatch.setattr(precision, "gpu_names", lambda: ["H100"])
+    assert precision.resolve_policy("auto") == "mixed_float16"
+    monkeypatch.setattr(precision, "gpu_names", lambda: [])
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert precision.resolve_policy("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert precision.resolve_policy("auto") == "float32"
+    assert precision.resolve_policy("float32") == "float32"
+
+
+def test_learning_rate_schedule_shapes():
+    """Check the warm-up, cosine end point, one-cycle peak and snapshot restarts."""
+    kw = dict(peak=0.1, total_steps=1000, warmup_steps=100)
+    assert lr_at(0, schedule="cosine", **kw) == pytest.approx(0.001)
+    assert lr_at(99, schedule="cosine", **kw) == pytest.approx(0.1)
+    assert lr_at(1000, schedule="cosine", **kw) == pytest.approx(0.0, abs=1e-9)
+    assert lr_at(300, schedule="onecycle", **kw) == pytest.approx(0.1, rel=1e-3)
+    assert lr_at(500, schedule="plateau", **kw) == 0.1
+    kw["warmup_steps"] = 0
+    assert lr_at(499, schedule="cosine", cycles=2, **kw) < 0.001 < lr_at(500, schedule="cosine", cycles=2, **kw)
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tiny_csv, tmp_path):
+    """Check that --distribute mirrored trains over two logical CPU devices."""
+    code = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from fer_keras.train import TrainConfig, train
+s = train(TrainConfig(model="vgg16", model_options={{"width": 0.125}}, csv={str(tiny_csv)!r}, epochs=1,
+          batch_size=16, precision="float32", distribute="mirrored", models_dir={str(tmp_path / 'm')!r},
+          run_dir={str(tmp_path / 'r')!r}), verbose=0)
+print("REPLICAS", tf.distribute.MirroredStrategy().num_replicas_in_sync, s["model_file"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "REPLICAS 2" in out.stdout
