@@ -279,17 +279,17 @@ def _callbacks_module():
             self.state["epochs_done"] = epoch + 1
             epoch_seconds = now - self.epoch_start
             self.state.setdefault("epoch_seconds", []).append(round(epoch_seconds, 1))
-            if self.budget and not self.state.get("horizon_fixed") and self.config.schedule != "plateau":
-                # Median of the epochs so far; the first epoch includes tracing.
+            if self.budget and self.config.schedule != "plateau":
+                # Re-plan every epoch from the recent median epoch time (the first
+                # epoch includes tracing; a busy machine slows later ones). The
+                # horizon only ever shrinks, so the LR only ever jumps down.
                 typical = float(np.median(self.state["epoch_seconds"][-3:]))
                 fits = int((self.budget - self.state["train_seconds"]) // typical) + epoch + 1
                 planned = max(min(self.config.epochs, fits), epoch + 2)
                 if planned < self.state["planned_epochs"]:
                     print(f"\ntime budget {self.config.time_budget:g} min: ~{typical:.0f} s/epoch, "
-                          f"planning {planned} epochs instead of {self.config.epochs}", flush=True)
+                          f"planning {planned} epochs instead of {self.state['planned_epochs']}", flush=True)
                     self.state["planned_epochs"] = planned
-                if epoch + 1 >= 2:
-                    self.state["horizon_fixed"] = True
             if self.state["epochs_done"] >= self.state["planned_epochs"]:
                 self.model.stop_training = True
             write_json_atomic(self.run_dir / "state.json", self.state)
