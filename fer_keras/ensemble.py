@@ -262,10 +262,12 @@ def _strip_path(message, path):
 
 def _clearer_load_error(message, path):
     lowered = message.lower()
+    if "lambda layer" in lowered and "safe mode" in lowered:
+        return (f"{path}: contains a Lambda layer (Python code) and is refused in safe mode; "
+                "pass --unsafe (safe_mode=False) only for files you trust")
     if "unknown layer" in lowered or "could not be deserialized" in lowered or "could not locate" in lowered:
-        found = re.findall(r"'registered_name': '([^']+)'", message) or re.findall(r"Unknown layer: '([^']+)'", message)
-        custom = [n for n in dict.fromkeys(found) if ">" in n or n not in ("Functional", "Sequential")]
-        what = f" ({', '.join(custom[:3])})" if custom else ""
+        found = re.findall(r"Unknown layer: '([^']+)'", message) or _custom_names(path)
+        what = f" ({', '.join(list(dict.fromkeys(found))[:3])})" if found else ""
         return (f"{path}: needs a custom layer or object{what} that is not registered here; "
                 "it cannot be loaded safely (register it, or use a model file with standard layers)")
     if "not a readable keras model file" in lowered:
@@ -273,12 +275,34 @@ def _clearer_load_error(message, path):
     return message
 
 
+def _custom_names(path):
+    """Registered names of custom objects (``package>Name``) in a model file's config."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                text = zf.read("config.json").decode("utf-8", "replace")
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as fh:
+                raw = fh.attrs.get("model_config", "")
+                text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+    except Exception:  # only used to improve a message
+        return []
+    return re.findall(r'"registered_name":\s*"([^"]+>[^"]+)"', text)
+
+
 def _make_adapter(model, meta, path):
     """The member's InputAdapter and notes; raises ModelFileError when the
     model cannot be a FER2013 member."""
     notes = []
     # === Input shape ===
-    inputs = getattr(model, "inputs", None) or []
+    try:
+        inputs, outputs = list(model.inputs or []), list(model.outputs or [])
+    except (AttributeError, ValueError):  # an unbuilt model has neither
+        inputs, outputs = [], []
     if len(inputs) != 1:
         raise ModelFileError(f"{path}: has {len(inputs)} inputs; a member takes one image input")
     shape = tuple(inputs[0].shape)[1:]
@@ -298,7 +322,6 @@ def _make_adapter(model, meta, path):
     height, width = height or IMAGE_SIZE, width or IMAGE_SIZE
 
     # === Output shape ===
-    outputs = getattr(model, "outputs", None) or []
     if len(outputs) != 1:
         raise ModelFileError(f"{path}: has {len(outputs)} outputs; a member returns one class-probability vector")
     out_shape = tuple(outputs[0].shape)[1:]
@@ -307,9 +330,9 @@ def _make_adapter(model, meta, path):
                              f"(FER2013 has {NUM_CLASSES} classes)")
 
     # === Scale and classes: file metadata, then sidecar, then defaults ===
-    sidecar_file, sidecar = _read_sidecar(path)
     scale = meta.get("input_scale")
     names = meta.get("class_names")
+    sidecar_file, sidecar = _read_sidecar(path) if scale is None or names is None else (None, {})
     source = "fer_keras metadata" if (scale or names) else None
     if scale is None and "input_scale" in sidecar:
         scale, source = sidecar["input_scale"], f"sidecar {sidecar_file.name}"
@@ -687,6 +710,10 @@ class EnsembleReport:
         lines = [f"{where} [{ctx.get('usage', '?')}]: {len(self.y_true)} faces, "
                  f"method {self.method}, TTA {'on (flip)' if self.tta else 'off'}", "",
                  self.summary_table(), ""]
+        collapsed = [f"  {name}: predicts {i['collapse']['class']} for {i['collapse']['share']:.0%} of the faces"
+                     for name, i in zip(self.member_names, self.member_info) if "collapse" in i]
+        if collapsed:
+            lines += ["collapsed members (one class for almost every face):"] + collapsed + [""]
         if self.skipped:
             lines += ["skipped:"] + [f"  {s}" for s in self.skipped] + [""]
         lines += ["ensemble confusion matrix (rows: true, columns: predicted):",
@@ -746,8 +773,8 @@ class EnsembleReport:
         f1 = {name: [m["per_class"][c]["f1"] for c in self.class_names]
               for name, m in zip(self.member_names, self.member_metrics)}
         f1["ensemble"] = [self.metrics["per_class"][c]["f1"] for c in self.class_names]
-        figures.save_figure(figures.per_class_f1_figure(f1, self.class_names, title="per-class F1: members vs ensemble"),
-                            out / "per_class_f1.png")
+        fig = figures.per_class_f1_figure(f1, self.class_names, title="per-class F1: members vs ensemble")
+        figures.save_figure(fig, out / "per_class_f1.png")
         write_text_atomic(out / "predictions.csv", self.predictions_csv())
         write_text_atomic(out / "report.md", self.to_markdown())
         write_json_atomic(out / "report.json", self.to_dict())  # last: its presence marks a complete report

@@ -91,7 +91,7 @@ def plot_per_class_f1(f1_by_name, class_names=CLASS_NAMES, *, ax=None, title=Non
     plt = _plt()
     names = list(f1_by_name)
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(class_names) + 0.25 * len(names) * len(class_names)), 4.5))
+        _, ax = plt.subplots(figsize=(max(8.0, 1.2 * len(class_names) + 0.12 * len(names) * len(class_names)), 4.5))
     ticks = np.arange(len(class_names))
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
@@ -102,7 +102,8 @@ def plot_per_class_f1(f1_by_name, class_names=CLASS_NAMES, *, ax=None, title=Non
     ax.set_ylim(0, 1)
     ax.set_ylabel("F1")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(len(names), 4))
+    ax.legend(fontsize=8, ncol=min(len(names), 5), loc="upper center", bbox_to_anchor=(0.5, -0.08),
+              frameon=False)
     ax.set_title(title or "per-class F1")
     return ax
 
@@ -158,3 +159,37 @@ def per_class_table(metrics, class_names=CLASS_NAMES, *, markdown=False):
     rows.append(["macro avg", metrics["precision_macro"], metrics["recall_macro"], metrics["macro_f1"],
                  sum(metrics["per_class"][n]["support"] for n in class_names)])
     return format_table(["class", "precision", "recall", "f1", "support"], rows, markdown=markdown)
+
+
+def plot_emotion_timeline(times, probas, class_names=CLASS_NAMES, *, colors=None, ax=None, title=None,
+                          xlabel="time (s)"):
+    """Probability of each class over time, one line per class.
+
+    ``times``: (T,) seconds (or frame numbers); ``probas``: (T, C); a row of
+    NaN (a frame without a face) leaves a gap in every line.
+    """
+    plt = _plt()
+    times = np.asarray(times, dtype=float)
+    probas = np.asarray(probas, dtype=float).reshape(len(times), len(class_names))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4))
+    for i, name in enumerate(class_names):
+        color = colors[i] if colors is not None else None
+        ax.plot(times, probas[:, i], label=name, color=color, linewidth=1.6,
+                marker="o" if len(times) <= 30 else None, markersize=3)
+    ax.set_ylim(0, 1)
+    if len(times):
+        ax.set_xlim(times.min(), max(times.max(), times.min() + 1e-9))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("probability")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=len(class_names), loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
+    ax.set_title(title or "emotions over time")
+    return ax
+
+
+def timeline_figure(times, probas, class_names=CLASS_NAMES, *, colors=None, title="", xlabel="time (s)"):
+    """A figure holding :func:`plot_emotion_timeline`."""
+    ax = plot_emotion_timeline(times, probas, class_names, colors=colors, title=title or None, xlabel=xlabel)
+    ax.figure.tight_layout()
+    return ax.figure

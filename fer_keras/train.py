@@ -378,7 +378,19 @@ def train(config, *, verbose=1):
     from fer_keras.metrics import classification_metrics, prediction_collapse
 
     config.validate()
+    # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
+    strategy = _strategy(config)
     run_dir = config.resolved_run_dir()
+    models_dir = config.models_dir
+    if config.distribute == "multiworker":
+        from fer_keras.distributed import worker_role
+
+        _, index, is_chief = worker_role()
+        if not is_chief:  # workers keep their own logs; only the chief saves the model
+            run_dir = run_dir / f"worker_{index}"
+            models_dir = str(run_dir / "models")
+        if config.class_weight != "none":
+            raise ConfigError("--class-weight is not supported with --distribute multiworker")
     summary_file = run_dir / "summary.json"
     if summary_file.exists():
         done = json.loads(summary_file.read_text())
@@ -415,7 +427,6 @@ def train(config, *, verbose=1):
     resumed = state_file.exists()
     state.pop("nan_at", None)
 
-    strategy = _strategy(config)
     with strategy.scope():
         model = build_model(config, num_classes)
         model.compile(
@@ -452,8 +463,16 @@ def train(config, *, verbose=1):
 
     started = time.monotonic()
     try:
-        model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                  class_weight=class_weight, verbose=verbose, shuffle=False)
+        if config.distribute == "multiworker":
+            from fer_keras.distributed import fit_custom_loop
+
+            fit_custom_loop(model, train_ds, strategy=strategy, epochs=config.epochs,
+                            steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                            label_smoothing=config.label_smoothing, global_batch_size=config.batch_size,
+                            verbose=verbose)
+        else:
+            model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                      class_weight=class_weight, verbose=verbose, shuffle=False)
     except KeyboardInterrupt:
         print("\ninterrupted: rerun the same command to resume from the last finished epoch")
         raise
@@ -492,7 +511,7 @@ def train(config, *, verbose=1):
                        "macro_f1": val_metrics["macro_f1"]},
     }
     written = []
-    model_file = next_model_path(config.models_dir, config.save_format)
+    model_file = next_model_path(models_dir, config.save_format)
     model_io.save_model(model, model_file, metadata)
     written.append(str(model_file))
     for epoch in state.get("snapshots", []):
@@ -502,7 +521,7 @@ def train(config, *, verbose=1):
         snap_meta = {**metadata, "snapshot_epoch": epoch,
                      "validation": {"split": val_name, "accuracy": snap_metrics["accuracy"],
                                     "macro_f1": snap_metrics["macro_f1"]}}
-        path = next_model_path(config.models_dir, config.save_format)
+        path = next_model_path(models_dir, config.save_format)
         model_io.save_model(model, path, snap_meta)
         written.append(str(path))
 

@@ -7,6 +7,7 @@ order) plus each ``--model FILE``; adding a member is dropping a file there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -111,11 +112,7 @@ def run(args, *, stdout=None):
     prepare_output_dir(out, overwrite=args.overwrite)  # fail now, not after the predictions
 
     sources = ([args.models_dir] if args.models_dir else ([] if args.model else ["models"])) + list(args.model)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        members, skipped = ens.load_members(sources, safe_mode=not args.unsafe, strict=args.strict)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+    members, skipped = ens.load_members(sources, safe_mode=not args.unsafe, strict=args.strict)
     print(f"{len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else ""), file=stdout)
     for m in members:
         print(f"  {m.name:<28} {m.adapter.describe()}", file=stdout)
@@ -133,17 +130,14 @@ def run(args, *, stdout=None):
         weights_file = ens.write_weights(out / "weights.json", ensemble, fitted_on={
             **context, "usage": args.fit_weights, "n_samples": len(fit_split), "tta": args.tta},
             objective="NLL of the weighted mean", nll=fitted_nll, nll_uniform=uniform_nll)
-        weights_source = f"fitted on {args.fit_weights} (NLL {uniform_nll:.4f} uniform → {fitted_nll:.4f}), {weights_file}"
+        weights_source = (f"fitted on {args.fit_weights} (NLL {uniform_nll:.4f} uniform → {fitted_nll:.4f}), "
+                          f"{weights_file}")
         print(f"weights fitted on {args.fit_weights}: " +
               ", ".join(f"{k} {v:.3f}" for k, v in ensemble.weights_dict().items()), file=stdout)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        report = ens.evaluate(ensemble, split.x, split.y, tta=args.tta, skipped=skipped,
-                              context={**context, "usage": usage, "weights_source": weights_source,
-                                       "safe_mode": not args.unsafe})
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+    report = ens.evaluate(ensemble, split.x, split.y, tta=args.tta, skipped=skipped,
+                          context={**context, "usage": usage, "weights_source": weights_source,
+                                   "safe_mode": not args.unsafe, "options": vars(args)})
     report.seconds["total"] = round(time.perf_counter() - started, 3)
     report.context["machine"] = ens.machine_info()
     print("", file=stdout)
@@ -152,6 +146,30 @@ def run(args, *, stdout=None):
     print(f"\nreport written to {out}/ ({', '.join(ens.REPORT_FILES)}"
           f"{', weights.json' if args.fit_weights else ''})", file=stdout)
     return 0
+
+
+@contextlib.contextmanager
+def _plain_warnings():
+    """Show Python warnings as ``warning: message`` lines; hide TensorFlow's retracing notices
+    (every member traces its own predict function once)."""
+    import logging
+
+    previous = warnings.showwarning
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield
+    finally:
+        warnings.showwarning = previous
+        tf_logger.setLevel(level)
 
 
 def _nll(ensemble, split, tta):
@@ -166,4 +184,9 @@ def main(argv=None, *, prog=None, description=None):
     """Parse ``argv``, evaluate, print, write the report. Returns the exit code."""
     parser = build_parser(prog or os.path.basename(sys.argv[0]), description)
     args = parser.parse_args(argv)
-    return run_cli(lambda: run(args))
+
+    def job():
+        with _plain_warnings():
+            return run(args)
+
+    return run_cli(job)

@@ -10,9 +10,9 @@ What we changed for 48x48 grey faces:
 
 - The 224 px stem (7x7/2 conv, two pools, 1x1 + 3x3 conv) becomes a 3x3 conv
   at 48 px, one pool, then GoogLeNet's 1x1 64 + 3x3 192 at 24 px. Modules 3a,
-  3b run at 12 px and 4a-4c at 6 px: the same fraction of the input as in
-  GoogLeNet (28/224 ≈ 12/48).
-- Modules 4d, 4e, 5a and 5b (4M of GoogLeNet's 6M parameters) are dropped:
+  3b run at 12 px and 4a-4c at 6 px (GoogLeNet: 28 and 14 px): one
+  downsampling less, since the face starts 4.7x smaller.
+- Modules 4d, 4e, 5a and 5b (4M of GoogLeNet's 6.6M parameters) are dropped:
   at 6 px and 3 px there is little left to see, and 28k training faces do not
   need them. There are no auxiliary classifiers; batch norm (not in v1)
   follows every conv, which therefore has no bias.

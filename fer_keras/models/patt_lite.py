@@ -16,20 +16,27 @@ face's query scores the *other faces in its batch*: a prediction depends on
 its batch-mates, and a face alone in its batch attends only to itself. We
 keep the 2x2 patches as a sequence of four tokens, (B, 4, C), apply dropout,
 Dense 32 and batch norm to each token, let the four patches of one face
-attend to each other (the same parameter-free ``Attention`` with a learnt
-scale), and average the tokens afterwards. That is what "patch attention"
-describes, and every layer keeps its parameters, so the counts match the
-notebook's: 1,102,664 parameters at 7 classes (821,952 in the backbone);
-280,648 trainable with the backbone frozen, 1,083,400 when fine-tuning.
+attend to each other and average the tokens afterwards: what "patch
+attention" describes. The attention is the notebook's parameter-free dot
+product (tokens are their own queries, keys and values), written with
+``Dot``/``Softmax`` layers and scaled by 1/sqrt(32) instead of
+``keras.layers.Attention``'s learnt scalar (initialised at 1): that layer
+fails to reload from ``.h5`` files (the legacy loader turns its
+``score_mode="dot"`` into the function ``keras.layers.dot``), and the fixed
+Transformer scale keeps the softmax soft at the start. Every other layer
+keeps its size: 1,102,663 parameters at 7 classes (821,952 in the backbone,
+the notebook's count less the scalar); 280,647 trainable with the backbone
+frozen, 1,083,399 when fine-tuning.
 
 Other choices: the backbone's batch norms stay frozen even when
 ``freeze_backbone=False``, as in the notebook's fine-tuning phase (their
-ImageNet statistics beat those of small face batches); ``input_size`` below
-224 gives fewer patches (one at 80-128 px) and is for quick tests.
+ImageNet statistics beat those of small face batches); ``input_size`` may go
+down to 208, the smallest size that still gives a 2x2 patch grid.
 ``weights``: ``"imagenet"`` (downloads; fails offline), a path to a local
 MobileNet weights file (``mobilenet_1_0_224_tf_no_top.h5`` or a
 ``.weights.h5`` saved from ``keras.applications.MobileNet(include_top=False)``),
-or ``None``.
+or ``None`` (for tests: with its batch norms frozen at their initial
+statistics, a random MobileNet's activations fade to ~1e-14 by block 9).
 """
 
 from __future__ import annotations
@@ -65,8 +72,8 @@ def patt_lite(*, num_classes, weights="imagenet", input_size=224, freeze_backbon
     inputs = face_input()
     x = adapt_input(inputs, size=input_size, channels=3, scale="-1-1")
     backbone = _truncated_mobilenet(weights, input_size, freeze_backbone)
-    if backbone.output.shape[1] < 5:
-        raise ConfigError(f"patt_lite needs input_size >= 80 for its patch extraction, got {input_size}")
+    if backbone.output.shape[1] < 13:
+        raise ConfigError(f"patt_lite needs input_size >= 208 for a 2x2 patch grid, got {input_size}")
     x = backbone(x)
 
     x = layers.SeparableConv2D(PATCH_FILTERS, 4, strides=4, padding="same", activation="relu",
@@ -79,6 +86,10 @@ def patt_lite(*, num_classes, weights="imagenet", input_size=224, freeze_backbon
     tokens = layers.Dropout(dropout, name="dropout")(tokens)
     tokens = layers.Dense(ATTENTION_UNITS, activation="relu", name="pre_attention_dense")(tokens)
     tokens = layers.BatchNormalization(name="pre_attention_bn")(tokens)
-    tokens = layers.Attention(use_scale=True, name="patch_attention")([tokens, tokens])
+    # Self-attention within one face: (B, 4, 4) patch-to-patch weights.
+    scores = layers.Dot(axes=2, name="attention_scores")([tokens, tokens])
+    scores = layers.Rescaling(ATTENTION_UNITS ** -0.5, name="attention_scale")(scores)
+    attention = layers.Softmax(axis=-1, name="attention_weights")(scores)
+    tokens = layers.Dot(axes=(2, 1), name="patch_attention")([attention, tokens])
     x = layers.GlobalAveragePooling1D(name="token_pool")(tokens)
     return keras.Model(inputs, classifier(x, num_classes), name="patt_lite")

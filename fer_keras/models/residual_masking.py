@@ -2,8 +2,8 @@
 
 Pham, Vu & Tran, "Facial Expression Recognition using Residual Masking
 Network" (ICPR 2020). After each of ResNet-34's four stages a masking block —
-a small U-Net built from the same basic residual blocks, with depth 4, 3, 2
-and 1 as the map shrinks from 56 to 7 px — predicts a mask ``M`` with a
+a U-Net built from the same basic residual blocks, with depth 4, 3, 2 and
+1 as the map shrinks from 56 to 7 px — predicts a mask ``M`` with a
 softmax over channels, and the stage's features become ``F * (1 + M)``: the
 mask can only emphasise (the ``1 +`` keeps the residual path, so a useless
 mask does no harm). Then global average pooling, dropout 0.4 and the
@@ -15,7 +15,8 @@ block's U-Net with transposed-conv (with bias) + BN + ReLU upsampling, skip
 concatenation and 1x1 conv + BN projection shortcuts, and the masks' last
 batch norm in each residual branch initialised to zero, so a mask block
 starts as its chain of projections. Parameters at 7 classes: 137,796,423
-trainable (137,874,247 in all with batch-norm statistics). The paper's 142.9M
+trainable (137,874,247 in all with batch-norm statistics), 116.5M of them in
+the masks, whose channels double at every U-Net level. The paper's 142.9M
 counts each mask projection shortcut twice: the reference registers it both
 on the mask module and inside its residual block, and a count that does not
 deduplicate shared tensors adds it again.
