@@ -1,0 +1,27 @@
+"""Model cards are generated from the files' metadata and the ensemble report."""
+
+import json
+
+from fer_keras import model_card, model_io, models
+
+
+def test_card_lists_each_member_with_its_command_and_scores(tmp_path):
+    """Check that the card shows each file's architecture, reproducing command and stored scores."""
+    model = models.build("vgg16", width=0.125)
+    meta = {"recipe": {"model": "vgg16", "model_options": {"width": 0.125}, "csv": "fer.csv.gz",
+                       "epochs": 60, "time_budget": 100.0, "lr": 0.03},
+            "validation": {"split": "PublicTest", "accuracy": 0.6543, "macro_f1": 0.612},
+            "epochs_run": 37, "best_epoch": 35, "train_seconds": 5940.0}
+    model_io.save_model(model, tmp_path / "model_1.h5", meta)
+    report = {"usage": "PublicTest", "n_samples": 3589, "csv": "fer.csv.gz", "method": "mean", "tta": False,
+              "members": [{"file": "models/model_1.h5", "accuracy": 0.6543, "macro_f1": 0.612,
+                           "weighted_f1": 0.65, "skipped": None}],
+              "ensemble": {"accuracy": 0.6543, "macro_f1": 0.612, "weighted_f1": 0.65,
+                           "per_class": {"angry": {"f1": 0.5}}}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert model_card.main(["--models-dir", str(tmp_path), "--report", str(tmp_path / "report.json")]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "`model_1.h5` — vgg16" in card
+    assert "python train_vgg.py --csv fer.csv.gz --time-budget 100.0 -o width=0.125" in card
+    assert "65.43%" in card and "0.612" in card and "37 (best: 35)" in card
+    assert "**ensemble** | **65.43%**" in card
