@@ -16,8 +16,12 @@ import hashlib
 import io
 import logging
 import os
+import queue
+import threading
 import warnings
+import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,6 +31,7 @@ from fer_keras.constants import (
     CLASS_NAMES,
     IMAGE_SIZE,
     INPUT_SHAPE,
+    PIXEL_MAX,
     PIXELS_PER_IMAGE,
     USAGES,
 )
@@ -35,11 +40,29 @@ from fer_keras.io_utils import atomic_path
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"
+try:  # ISA-L's gzip decoder is ~4x faster than zlib's; optional
+    from isal import igzip as _igzip
+    from isal import isal_zlib as _isal_zlib
+
+    _READ_ERRORS = (OSError, EOFError, zlib.error, _isal_zlib.error)
+except ImportError:  # pragma: no cover - depends on the environment
+    _igzip = None
+    _READ_ERRORS = (OSError, EOFError, zlib.error)
+
+CACHE_VERSION = "2"
 """Bump when the parser's output changes so old caches are ignored."""
 
 CHUNK_BYTES = 32 << 20
-"""Parse this many bytes at a time: bounded memory, early stop on junk."""
+"""Parse this many bytes at a time: bounded memory."""
+
+FIRST_CHUNK_BYTES = 1 << 20
+"""The first chunk is small, so a file of junk fails after 1 MiB, not 32."""
+
+JUNK_ROWS = 1000
+"""With on_bad_rows="skip", give up when this many rows came before any valid one."""
+
+PREFETCH = True
+"""Read (gunzip, hash) the next chunk in a thread while this one is parsed."""
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -115,9 +138,12 @@ def load_fer2013(
 
     Args:
       path: the CSV; columns ``emotion`` and ``pixels``, optionally ``Usage``,
-        in any order.
-      cache: reuse/write a parsed ``.npz`` (next to the CSV when that folder
-        is writable, else in ``cache_dir`` or ``~/.cache/fer_keras``).
+        in any order. ``Usage`` values are ``Training``, ``PublicTest`` or
+        ``PrivateTest`` (any case; the image-folder names ``train``, ``val``,
+        ``test`` ... are accepted too).
+      cache: reuse/write a parsed ``.npz``: in ``cache_dir`` when given, else
+        next to the CSV when that folder is writable, else in
+        ``$FER_KERAS_CACHE`` or ``~/.cache/fer_keras``.
       on_bad_rows: ``"error"`` stops at the first bad row with its line number;
         ``"skip"`` drops bad rows and warns how many.
       num_classes: labels must lie in ``0..num_classes-1``.
@@ -135,29 +161,43 @@ def load_fer2013(
     if cache_file is not None and cache_file.is_file():
         cached = _read_cache(cache_file, key, str(path))
         if cached is not None:
-            return cached
+            dataset, skipped = cached
+            if skipped:
+                warnings.warn(skipped, stacklevel=2)
+            return dataset
 
-    x, y, usage, checksum = _parse_csv(path, on_bad_rows=on_bad_rows, num_classes=num_classes)
+    x, y, usage, checksum, skipped = _parse_csv(path, on_bad_rows=on_bad_rows, num_classes=num_classes)
+    if skipped:
+        warnings.warn(skipped, stacklevel=2)
     if usage is None:
         splits = _stratified_splits(x, y, seed=split_seed)
     else:
         splits = {}
-        for name in list(USAGES) + sorted(set(usage) - set(USAGES)):
-            mask = usage == name
+        for code, name in enumerate(USAGES):
+            mask = usage == code
             if mask.any():
                 splits[name] = Split(x[mask], y[mask])
     dataset = FERDataset(splits=splits, source=str(path), checksum=checksum)
     if cache_file is not None:
-        _write_cache(cache_file, key, dataset)
+        _write_cache(cache_file, key, dataset, skipped)
     return dataset
 
 
 def _cache_file(path, cache_dir):
-    if cache_dir is None and os.access(path.parent, os.W_OK):
+    if cache_dir is None and _folder_writable(path.parent):
         return path.with_name(path.name + ".fer_keras.npz")
-    root = Path(cache_dir or os.environ.get("FER_KERAS_CACHE", Path.home() / ".cache" / "fer_keras"))
+    root = Path(cache_dir or os.environ.get("FER_KERAS_CACHE") or Path.home() / ".cache" / "fer_keras")
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
     return root / f"{path.name}.{digest}.npz"
+
+
+def _folder_writable(folder):
+    """Writable, and not marked read-only (root ignores the mode bits, we don't:
+    a shared ``r-x`` data folder must not collect caches)."""
+    try:
+        return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
+    except OSError:
+        return False
 
 
 def _read_cache(cache_file, key, source):
@@ -167,15 +207,16 @@ def _read_cache(cache_file, key, source):
                 return None
             names = [str(n) for n in npz["usages"]]
             splits = {n: Split(npz[f"x_{n}"], npz[f"y_{n}"]) for n in names}
-            return FERDataset(splits=splits, source=source, checksum=str(npz["checksum"]))
+            skipped = str(npz["skipped"]) if "skipped" in npz else ""
+            return FERDataset(splits=splits, source=source, checksum=str(npz["checksum"])), skipped
     except Exception as exc:  # a damaged cache is only a missed shortcut
         log.warning("ignoring unreadable cache %s (%s)", cache_file, exc)
         return None
 
 
-def _write_cache(cache_file, key, dataset):
+def _write_cache(cache_file, key, dataset, skipped=""):
     arrays = {"key": np.array(key), "checksum": np.array(dataset.checksum),
-              "usages": np.array(list(dataset.splits))}
+              "usages": np.array(list(dataset.splits)), "skipped": np.array(skipped)}
     for name, split in dataset.splits.items():
         arrays[f"x_{name}"] = split.x
         arrays[f"y_{name}"] = split.y
@@ -184,145 +225,299 @@ def _write_cache(cache_file, key, dataset):
         with atomic_path(cache_file) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
+            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a cache is no secret
     except OSError as exc:
         log.warning("could not write cache %s (%s)", cache_file, exc)
 
 
-def _open_bytes(path):
-    """A binary stream of the CSV's text, gunzipped when it is gzip."""
-    raw = open(path, "rb")
-    magic = raw.read(2)
-    raw.seek(0)
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw)
-    return raw
+class _Header(NamedTuple):
+    names: tuple
+    label: int
+    pixels: int
+    usage: int  # -1 when there is no Usage column
+
+
+class _HashingRaw(io.RawIOBase):
+    """A raw file that feeds every byte it reads to ``hasher``: the checksum
+    costs no second pass over the file."""
+
+    def __init__(self, fh, hasher):
+        self._fh = fh
+        self._hasher = hasher
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = self._fh.readinto(buffer)
+        if n:
+            self._hasher.update(memoryview(buffer)[:n])
+        return n
+
+    def close(self):
+        self._fh.close()
+        super().close()
+
+
+def _open_bytes(path, hasher):
+    """A binary stream of the CSV's text (gunzipped when it is gzip) and the
+    raw stream under it; every raw byte read goes through ``hasher``."""
+    raw = io.BufferedReader(_HashingRaw(open(path, "rb", buffering=0), hasher), buffer_size=1 << 20)
+    if raw.peek(2)[:2] == b"\x1f\x8b":
+        return (_igzip.IGzipFile if _igzip else gzip.GzipFile)(fileobj=raw, mode="rb"), raw
+    return raw, raw
 
 
 def _parse_header(stream, path):
     first = stream.readline(1 << 16)
     if not first.strip():
-        raise DataError(f"{path}: the file is empty (expected a header 'emotion,pixels,Usage')")
+        raise DataError(f"{path}:1: the file is empty (expected a header 'emotion,pixels,Usage')")
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{path}:1: the header is not UTF-8 text; is this a CSV file?") from None
-    names = [n.strip().strip('"').strip() for n in text.strip().split(",")]
-    missing = [c for c in ("emotion", "pixels") if c not in names]
+    if not first.endswith(b"\n") and len(first) >= 1 << 16:
+        raise DataError(f"{path}:1: no line break in the first 64 KiB; is this a CSV file?")
+    names = tuple(n.strip().strip('"').strip() for n in text.strip().split(","))
+    lower = [n.lower() for n in names]
+    missing = [c for c in ("emotion", "pixels") if c not in lower]
     if missing:
+        shown = ", ".join(repr(n[:40]) for n in names[:8]) or "nothing"
         raise DataError(
             f"{path}:1: missing column(s) {', '.join(missing)} "
-            f"(found: {', '.join(names) or 'nothing'}; expected emotion,pixels[,Usage])"
+            f"(found: {shown}; expected emotion,pixels[,Usage])"
         )
-    usage_field = names.index("Usage") if "Usage" in names else -1
-    return len(names), names.index("emotion"), names.index("pixels"), usage_field
+    usage_field = lower.index("usage") if "usage" in lower else -1
+    return _Header(names, lower.index("emotion"), lower.index("pixels"), usage_field)
+
+
+class _NoLineBreak(Exception):
+    """Raised by the reader thread; the parser adds the line number."""
+
+
+def _chunks(stream, first_size, size):
+    """Yield the text in pieces that end at a line break (``first_size`` bytes,
+    then ``size``; a last line without one gets it added), then ``None``.
+
+    A background thread reads (gunzips, hashes, cuts) the next piece while the
+    caller parses this one: isal/zlib, hashlib and the numba kernel all release
+    the GIL, so reading and parsing overlap on a second core.
+    """
+
+    def pieces():
+        want, carry = first_size, b""
+        while True:
+            block = stream.read(want)
+            want = size
+            if not block:
+                if carry.strip():
+                    yield memoryview(carry + b"\n")
+                return
+            start = 0
+            if carry:  # the line cut at the end of the last block, completed
+                first = block.find(b"\n")
+                if first < 0:
+                    carry += block
+                    if len(carry) > 64 * PIXELS_PER_IMAGE:
+                        raise _NoLineBreak(len(carry))
+                    continue
+                start = first + 1
+                yield memoryview(carry + block[:start])
+            end = block.rfind(b"\n") + 1
+            if end > start:
+                yield memoryview(block)[start:end]  # no copy of the (32 MiB) block
+                carry = block[end:]
+            else:
+                carry = block[start:]
+            if len(carry) > 64 * PIXELS_PER_IMAGE:
+                raise _NoLineBreak(len(carry))
+
+    if not PREFETCH:
+        yield from pieces()
+        yield None
+        return
+    results = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for piece in pieces():
+                results.put((piece, None))
+                if stop.is_set():
+                    return
+            results.put((None, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            results.put((None, exc))
+
+    worker = threading.Thread(target=produce, name="fer_keras-csv-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            piece, exc = results.get()
+            if exc is not None:
+                raise exc
+            yield piece
+            if piece is None:
+                return
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                results.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
 
 
 def _parse_csv(path, *, on_bad_rows, num_classes):
-    """Parse the whole file in chunks; returns x, y, usage (or None), sha256."""
+    """Parse the whole file in chunks.
+
+    Returns x, y, usage codes (index into USAGES; None without a Usage
+    column), the file's sha256 and the skipped-rows warning ("" if none).
+    """
     hasher = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            hasher.update(block)
-    with _open_bytes(path) as stream:
+    try:
+        stream, raw = _open_bytes(path, hasher)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with stream, raw:
         try:
-            fields = _parse_header(stream, path)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: cannot read ({exc})") from None
+            header = _parse_header(stream, path)
+        except _READ_ERRORS as exc:
+            raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
         pieces = []
-        n_bad = 0
+        n_good = n_bad = 0
         first_bad = None
         line = 2
-        carry = b""
-        while True:
-            try:
-                block = stream.read(CHUNK_BYTES)
-            except (OSError, EOFError) as exc:
-                raise DataError(f"{path}: corrupt or truncated file ({exc})") from None
-            data = carry + block
-            if not block:
-                if not data.strip():
+        chunks = _chunks(stream, FIRST_CHUNK_BYTES, CHUNK_BYTES)
+        try:
+            while True:
+                try:
+                    data = next(chunks)
+                except _NoLineBreak as exc:
+                    raise DataError(f"{path}:{line}: no line break in {exc.args[0]:,} bytes; "
+                                    "not a FER2013 CSV") from None
+                except _READ_ERRORS as exc:
+                    raise DataError(f"{path}: corrupt or truncated file after line {line - 1} "
+                                    f"({type(exc).__name__}: {exc})") from None
+                if data is None:
                     break
-                data += b"\n"
-                carry = b""
-            else:
-                cut = data.rfind(b"\n") + 1
-                if cut == 0 and len(data) > 64 * PIXELS_PER_IMAGE:
-                    raise DataError(f"{path}:{line}: no line break in {len(data):,} bytes; not a FER2013 CSV")
-                data, carry = data[:cut], data[cut:]
-            if data:
-                piece, line = _scan_chunk(data, line, fields, path, num_classes)
+                piece, line = _scan_chunk(data, line, header, num_classes)
                 bad = piece["status"] != kernel.ROW_OK
                 if bad.any():
                     if on_bad_rows == "error":
-                        _raise_row_error(piece, np.flatnonzero(bad)[0], path, num_classes)
+                        _raise_row_error(piece, np.flatnonzero(bad)[0], path, header, num_classes)
                     n_bad += int(bad.sum())
                     if first_bad is None:
-                        first_bad = _row_message(piece, np.flatnonzero(bad)[0], path, num_classes)
-                    piece = {k: v[~bad] for k, v in piece.items()}
+                        first_bad = _row_message(piece, np.flatnonzero(bad)[0], path, header, num_classes)
+                n_good += len(piece["y"])
                 pieces.append(piece)
-            if not block:
-                break
-    n_rows = sum(len(p["y"]) for p in pieces)
-    if n_bad:
-        warnings.warn(f"{path}: skipped {n_bad} bad row(s); first: {first_bad}", stacklevel=3)
-    if n_rows == 0:
-        raise DataError(f"{path}: the file has a header but no valid rows")
+                if n_good == 0 and n_bad >= JUNK_ROWS:
+                    raise DataError(f"{path}: none of the first {n_bad:,} rows is valid "
+                                    f"(first: {first_bad}); not a FER2013 CSV")
+        finally:
+            chunks.close()
+        try:
+            while raw.read(1 << 20):  # hash any bytes the gzip reader left unread
+                pass
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc})") from None
+    skipped = f"{path}: skipped {n_bad} bad row(s); first: {first_bad}" if n_bad else ""
+    if n_good == 0:
+        if n_bad:
+            raise DataError(f"{path}: no valid rows; all {n_bad} data row(s) are bad (first: {first_bad})")
+        raise DataError(f"{path}:2: the file has a header but no data rows")
     x = np.concatenate([p["x"] for p in pieces]).reshape((-1,) + INPUT_SHAPE)
     y = np.concatenate([p["y"] for p in pieces])
-    usage = np.concatenate([p["usage"] for p in pieces]) if fields[3] >= 0 else None
-    return x, y, usage, hasher.hexdigest()
+    usage = np.concatenate([p["usage"] for p in pieces]) if header.usage >= 0 else None
+    return x, y, usage, hasher.hexdigest(), skipped
 
 
-def _scan_chunk(data, first_line, fields, path, num_classes):
-    n_fields, label_field, pixel_field, usage_field = fields
-    buf = np.frombuffer(data, np.uint8)
-    max_rows = int(np.count_nonzero(buf == 10)) + 1
-    pixels, labels, span, status, detail, line_of = kernel.empty_outputs(max_rows)
-    n = kernel.scan_rows(buf, first_line, n_fields, label_field, pixel_field, usage_field,
-                         pixels, labels, span, status, detail, line_of)
-    status, detail, labels = status[:n], detail[:n], labels[:n]
-    out_of_range = (status == kernel.ROW_OK) & (labels >= num_classes)
-    status[out_of_range] = -1  # label outside 0..num_classes-1
+def _scan_chunk(data, first_line, header, num_classes):
+    """Run the kernel on whole lines (a memoryview ending at a line break);
+    check labels and Usage; keep the good rows' faces."""
+    pixels = kernel.pixel_buffer(len(data))
+    n, n_ok, next_line, meta = kernel.scan_rows(
+        np.frombuffer(data, np.uint8), first_line, len(header.names),
+        header.label, header.pixels, header.usage, pixels)
+    status = meta[:, 0].astype(np.int8)
+    detail, labels = meta[:, 1].copy(), meta[:, 2]
+    kernel_ok = status == kernel.ROW_OK
+    out_of_range = kernel_ok & (labels >= num_classes)
+    status[out_of_range] = kernel.ROW_LABEL_RANGE
     detail[out_of_range] = labels[out_of_range]
-    usage = np.empty(n, dtype=object)
-    if usage_field >= 0:
-        for i, (start, end) in enumerate(span[:n]):
-            text = data[start:end].decode("utf-8", errors="replace") if start >= 0 else ""
-            usage[i] = text.strip('"')
+    usage = np.zeros(n, np.int8)
+    bad_usage = {}
+    if header.usage >= 0:
+        known = {}
+        for i, (start, end) in enumerate(meta[:, 4:6].tolist()):
+            text = bytes(data[start:end]) if start >= 0 else b""
+            code = known.get(text)
+            if code is None:
+                code = known[text] = _usage_code(text)
+            usage[i] = code
+            if code < 0 and status[i] == kernel.ROW_OK:
+                status[i] = kernel.ROW_BAD_USAGE
+                bad_usage[i] = text
+    keep = status == kernel.ROW_OK
+    x = pixels[: n_ok * PIXELS_PER_IMAGE].reshape(n_ok, PIXELS_PER_IMAGE)
     piece = {
-        "x": pixels[: n * PIXELS_PER_IMAGE].reshape(n, PIXELS_PER_IMAGE),
-        "y": labels.astype(np.int64),
-        "usage": usage,
+        "x": x if keep.all() else x[keep[kernel_ok]],
+        "y": labels[keep],
+        "usage": usage[keep],
         "status": status,
         "detail": detail,
-        "line": line_of[:n],
+        "line": meta[:, 3],
+        "bad_usage": bad_usage,
     }
-    next_line = first_line + int(np.count_nonzero(buf == 10))
     return piece, next_line
 
 
-def _row_message(piece, i, path, num_classes):
+_USAGE_NAMES = {**{u.lower(): i for i, u in enumerate(USAGES)},
+                **{k: USAGES.index(v) for k, v in FOLDER_SPLITS.items()}}
+
+
+def _usage_code(raw):
+    try:
+        return _USAGE_NAMES.get(raw.decode("utf-8").strip().strip('"').strip().lower(), -1)
+    except UnicodeDecodeError:
+        return -1
+
+
+def _shown_byte(value):
+    return repr(chr(value)) if 32 < value < 127 else f"byte 0x{value:02x}"
+
+
+def _row_message(piece, i, path, header, num_classes):
     code, info, line = int(piece["status"][i]), int(piece["detail"][i]), int(piece["line"][i])
     where = f"{path}:{line}"
     if code == kernel.ROW_FIELD_COUNT:
-        return f"{where}: expected 3 comma-separated fields (emotion,pixels,Usage), found {info}"
+        return (f"{where}: expected {len(header.names)} comma-separated fields "
+                f"({','.join(header.names)}), found {info}")
     if code == kernel.ROW_BAD_LABEL:
-        what = "is empty" if info < 0 else f"contains {chr(info)!r}"
+        what = "is empty" if info < 0 else f"contains {_shown_byte(info)}"
         return f"{where}: field 'emotion' {what}; expected an integer 0..{num_classes - 1}"
-    if code == -1:
+    if code == kernel.ROW_LABEL_RANGE:
         return f"{where}: field 'emotion' is {info}; expected 0..{num_classes - 1}"
     if code == kernel.ROW_BAD_PIXEL_CHAR:
-        shown = chr(info) if 32 < info < 127 else f"byte 0x{info:02x}"
-        return f"{where}: field 'pixels' contains {shown!r}; expected integers 0..255 separated by spaces"
+        return f"{where}: field 'pixels' contains {_shown_byte(info)}; expected integers 0..255 separated by spaces"
     if code == kernel.ROW_PIXEL_COUNT:
-        return f"{where}: field 'pixels' has {info} values; expected {PIXELS_PER_IMAGE} (48x48)"
+        return f"{where}: field 'pixels' has {info} values; expected {PIXELS_PER_IMAGE} ({IMAGE_SIZE}x{IMAGE_SIZE})"
     if code == kernel.ROW_PIXEL_RANGE:
-        return f"{where}: field 'pixels' has value {info}; expected 0..255"
+        return f"{where}: field 'pixels' has value {info}; expected 0..{PIXEL_MAX}"
+    if code == kernel.ROW_BAD_USAGE:
+        raw = piece["bad_usage"].get(i, b"")
+        try:
+            text = repr(raw.decode("utf-8")[:40]) if raw else "empty"
+        except UnicodeDecodeError:
+            text = f"not UTF-8 text ({raw[:20]!r})"
+        return f"{where}: field 'Usage' is {text}; expected {', '.join(USAGES)}"
     return f"{where}: malformed row"
 
 
-def _raise_row_error(piece, i, path, num_classes):
-    raise DataError(_row_message(piece, i, path, num_classes) + " (use on_bad_rows='skip' / --skip-bad-rows to drop such rows)")
+def _raise_row_error(piece, i, path, header, num_classes):
+    raise DataError(_row_message(piece, i, path, header, num_classes)
+                    + " (use on_bad_rows='skip' / --skip-bad-rows to drop such rows)")
 
 
 def _stratified_splits(x, y, *, seed, fractions=(0.8, 0.1, 0.1)):
@@ -384,23 +579,20 @@ def load_image_folder(root):
     map to Usage names (``train`` → Training, ``test``/``val`` → PublicTest);
     a tree of class folders only becomes one ``PrivateTest`` split (the split
     an evaluation reads by default). Unreadable files are skipped with a
-    warning that counts them.
+    warning that counts them; a folder that is neither a known class nor a
+    known split is an error. Hidden folders (``.git``, ``__MACOSX``) are ignored.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder")
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir())
+    subdirs = image_subfolders(root)
     if not subdirs:
-        raise DataError(f"{root}: no class folders inside (expected <split>/<class>/*.jpg)")
-    class_level = all(_is_class_name(p.name) for p in subdirs)
-    layout = [("PrivateTest", root)] if class_level else [
-        (FOLDER_SPLITS.get(p.name.lower(), p.name), p) for p in subdirs
-    ]
+        raise DataError(f"{root}: no class folders inside (expected <split>/<class>/*.jpg or <class>/*.jpg)")
     splits, skipped = {}, []
-    for usage, folder in layout:
+    for usage, folder in folder_layout(root, subdirs):
         xs, ys = [], []
-        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-            label = class_index(class_dir.name)
+        for class_dir in image_subfolders(folder):
+            label = _class_folder_index(class_dir)
             for file in sorted(class_dir.rglob("*")):
                 if not file.is_file() or file.suffix.lower() not in IMAGE_EXTENSIONS:
                     continue
@@ -419,8 +611,40 @@ def load_image_folder(root):
         warnings.warn(f"{root}: skipped {len(skipped)} unreadable file(s); first: {skipped[0]}", stacklevel=2)
     if not splits:
         raise DataError(f"{root}: no readable images found")
-    ordered = {u: splits[u] for u in list(USAGES) + sorted(set(splits) - set(USAGES)) if u in splits}
+    ordered = {u: splits[u] for u in USAGES if u in splits}
     return FERDataset(splits=ordered, source=str(root))
+
+
+def image_subfolders(folder):
+    """Sub-folders of ``folder``, sorted, without hidden ones (``.x``, ``__x``)."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_dir() and not p.name.startswith((".", "__")))
+
+
+def folder_layout(root, subdirs=None):
+    """``[(usage, folder), ...]`` for an image tree: ``[("PrivateTest", root)]``
+    when ``root`` holds class folders, else one entry per split folder."""
+    subdirs = image_subfolders(root) if subdirs is None else subdirs
+    if any(_is_class_name(p.name) for p in subdirs):
+        return [("PrivateTest", root)]
+    layout = []
+    for folder in subdirs:
+        usage = FOLDER_SPLITS.get(folder.name.lower())
+        if usage is None:
+            raise DataError(
+                f"{folder}: unknown folder {folder.name!r}; expected class folders "
+                f"({', '.join(CLASS_NAMES)}) or split folders ({', '.join(sorted(FOLDER_SPLITS))}) "
+                "holding class folders"
+            )
+        layout.append((usage, folder))
+    return layout
+
+
+def _class_folder_index(folder):
+    try:
+        return class_index(folder.name)
+    except DataError as exc:
+        raise DataError(f"{folder}: {exc}") from None
 
 
 def _is_class_name(name):
@@ -463,11 +687,10 @@ def balanced(split, *, mode="mean", seed=0, num_classes=len(CLASS_NAMES)):
 
 
 def to_csv_bytes(dataset):
-    """FER2013-layout CSV text for a dataset (used by the preprocess tools)."""
-    out = io.StringIO()
-    out.write("emotion,pixels,Usage\n")
+    """FER2013-layout CSV text for a dataset (see :mod:`fer_keras.preprocess`)."""
+    from fer_keras.preprocess import csv_lines
+
+    parts = [b"emotion,pixels,Usage\n"]
     for usage, split in dataset.splits.items():
-        flat = split.x.reshape(len(split), -1)
-        for label, row in zip(split.y, flat):
-            out.write(f"{int(label)},{' '.join(map(str, row.tolist()))},{usage}\n")
-    return out.getvalue().encode()
+        parts.extend(csv_lines(split.x, split.y, usage))
+    return b"".join(parts)

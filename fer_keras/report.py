@@ -1,4 +1,4 @@
-"""Figures: training curves and confusion matrices (matplotlib, Agg backend).
+"""Figures: training curves, confusion matrices, reliability diagrams (matplotlib, Agg backend).
 
 Plot functions take ``ax=None`` and return the axes; ``save_figure`` writes
 PNGs atomically. matplotlib is imported lazily so importing fer_keras stays fast.
@@ -115,20 +115,22 @@ def per_class_f1_figure(f1_by_name, class_names=CLASS_NAMES, title=""):
     return ax.figure
 
 
+def format_cell(value):
+    """How a table shows a value: floats with 4 decimals, None as '-'."""
+    if value is None:
+        return "-"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4f}"
+    return str(value)
+
+
 def format_table(headers, rows, *, markdown=False, align=None):
     """Plain-text (or Markdown) table. Floats are shown with 4 decimals, None as '-'.
 
     ``align``: one of ``"<"``/``">"`` per column (default: first column left,
     the others right).
     """
-    def cell(value):
-        if value is None:
-            return "-"
-        if isinstance(value, float):
-            return f"{value:.4f}"
-        return str(value)
-
-    text_rows = [[cell(v) for v in row] for row in rows]
+    text_rows = [[format_cell(v) for v in row] for row in rows]
     align = align or ["<"] + [">"] * (len(headers) - 1)
     if markdown:
         rule = ["---" if a == "<" else "---:" for a in align]
@@ -142,23 +144,35 @@ def format_table(headers, rows, *, markdown=False, align=None):
     return "\n".join([line(headers)] + [line(r) for r in text_rows])
 
 
-def confusion_table(matrix, class_names=CLASS_NAMES, *, markdown=False):
-    """A confusion matrix as a table: rows true class, columns predicted."""
+def confusion_rows(matrix, class_names=CLASS_NAMES):
+    """``(headers, rows)`` of :func:`confusion_table`."""
     matrix = np.asarray(matrix)
     headers = ["true \\ predicted", *class_names]
     rows = [[name, *(int(v) for v in matrix[i])] for i, name in enumerate(class_names)]
+    return headers, rows
+
+
+def confusion_table(matrix, class_names=CLASS_NAMES, *, markdown=False):
+    """A confusion matrix as a table: rows true class, columns predicted."""
+    headers, rows = confusion_rows(matrix, class_names)
     return format_table(headers, rows, markdown=markdown)
 
 
-def per_class_table(metrics, class_names=CLASS_NAMES, *, markdown=False):
-    """Precision, recall, F1 and support per class from ``classification_metrics`` output."""
+def per_class_rows(metrics, class_names=CLASS_NAMES):
+    """``(headers, rows)`` of :func:`per_class_table`."""
     rows = []
     for name in class_names:
         c = metrics["per_class"][name]
         rows.append([name, c["precision"], c["recall"], c["f1"], c["support"]])
     rows.append(["macro avg", metrics["precision_macro"], metrics["recall_macro"], metrics["macro_f1"],
                  sum(metrics["per_class"][n]["support"] for n in class_names)])
-    return format_table(["class", "precision", "recall", "f1", "support"], rows, markdown=markdown)
+    return ["class", "precision", "recall", "f1", "support"], rows
+
+
+def per_class_table(metrics, class_names=CLASS_NAMES, *, markdown=False):
+    """Precision, recall, F1 and support per class from ``classification_metrics`` output."""
+    headers, rows = per_class_rows(metrics, class_names)
+    return format_table(headers, rows, markdown=markdown)
 
 
 def plot_emotion_timeline(times, probas, class_names=CLASS_NAMES, *, colors=None, ax=None, title=None,
@@ -193,3 +207,110 @@ def timeline_figure(times, probas, class_names=CLASS_NAMES, *, colors=None, titl
     ax = plot_emotion_timeline(times, probas, class_names, colors=colors, title=title or None, xlabel=xlabel)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plot_reliability(bins_by_name, *, ax=None, count_ax=None, title=None, highlight="ensemble"):
+    """Reliability diagram: accuracy against mean confidence per bin, with the diagonal.
+
+    ``bins_by_name`` maps a label to :func:`fer_keras.calibration.reliability_bins`
+    output; the ``highlight`` entry is drawn thick. ``count_ax``, when given,
+    gets the per-bin face counts of every entry (the highlighted one as bars).
+    """
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    for name, bins in bins_by_name.items():
+        pts = [(c, a) for c, a in zip(bins["confidence"], bins["accuracy"]) if c is not None]
+        if not pts:
+            continue
+        conf, acc = np.array(pts).T
+        strong = name == highlight
+        ax.plot(conf, acc, marker="o", markersize=4 if strong else 2.5, linewidth=2.4 if strong else 1,
+                alpha=1 if strong else 0.7, label=name, zorder=3 if strong else 2,
+                color="black" if strong else None)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top-1 probability)")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title or "reliability diagram")
+    if count_ax is not None:
+        for name, bins in bins_by_name.items():
+            edges = np.asarray(bins["edges"])
+            counts = np.asarray(bins["count"], dtype=float)
+            if name == highlight:
+                count_ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="lightgrey",
+                             edgecolor="black", linewidth=0.6, label=name)
+            else:
+                count_ax.step(edges, np.append(counts, counts[-1]), where="post", linewidth=0.9, alpha=0.7,
+                              label=name)
+        count_ax.set_xlim(0, 1)
+        count_ax.set_xlabel("confidence (top-1 probability)")
+        count_ax.set_ylabel("faces per bin")
+        count_ax.grid(alpha=0.3)
+    return ax
+
+
+def reliability_figure(bins_by_name, title="", highlight="ensemble"):
+    """Reliability diagram over a panel of per-bin counts."""
+    plt = _plt()
+    fig, (ax, count_ax) = plt.subplots(2, 1, figsize=(6.5, 7.5), sharex=True,
+                                       gridspec_kw={"height_ratios": [3, 1.2]})
+    plot_reliability(bins_by_name, ax=ax, count_ax=count_ax, title=title or None, highlight=highlight)
+    ax.set_xlabel("")
+    fig.tight_layout()
+    return fig
+
+
+def plot_disagreement(matrix, names, *, ax=None, title=None):
+    """Heat map of the pairwise disagreement of members (fraction of faces whose top-1 differ)."""
+    plt = _plt()
+    matrix = np.asarray(matrix, dtype=float)
+    if ax is None:
+        size = 2.5 + 0.55 * len(names)
+        _, ax = plt.subplots(figsize=(size + 1, size))
+    top = max(float(matrix.max()) if matrix.size else 0.0, 1e-9)
+    im = ax.imshow(matrix, cmap="magma_r", vmin=0, vmax=top)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="disagreement")
+    ticks = np.arange(len(names))
+    ax.set_xticks(ticks, names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(ticks, names, fontsize=8)
+    if len(names) <= 16:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if matrix[i, j] > top / 2 else "black")
+    ax.set_title(title or "pairwise disagreement (top-1 differs)")
+    return ax
+
+
+def disagreement_figure(matrix, names, title=""):
+    """A figure holding :func:`plot_disagreement`."""
+    ax = plot_disagreement(matrix, names, title=title or None)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def faces_sheet_figure(faces, captions, *, ncols=None, title=""):
+    """A contact sheet: grey faces (N, H, W[, 1]) in a grid, one caption under each."""
+    plt = _plt()
+    faces = np.asarray(faces)
+    n = max(len(faces), 1)
+    ncols = ncols or min(n, 6)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.3 * nrows + (0.4 if title else 0)),
+                             squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if k < len(faces):
+            face = faces[k][..., 0] if faces[k].ndim == 3 else faces[k]
+            ax.imshow(face, cmap="gray", vmin=0, vmax=255)
+            ax.set_title(captions[k], fontsize=7)
+    if not len(faces):
+        axes[0, 0].text(0.5, 0.5, "no faces", ha="center", va="center")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

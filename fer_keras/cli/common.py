@@ -12,9 +12,30 @@ import sys
 
 
 def quiet_tensorflow():
-    """Silence TensorFlow's C++ start-up chatter (set before TF is imported)."""
+    """Import TensorFlow without its C++ start-up chatter.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` silences TensorFlow's own logging, but the lines
+    absl prints before it is initialised ("oneDNN custom operations are on",
+    "failed call to cuInit" on machines without a GPU) ignore every setting,
+    so stderr is pointed at /dev/null for the import alone. An import error
+    still raises normally. Set FER_KERAS_VERBOSE_TF=1 to see everything.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    if os.environ.get("FER_KERAS_VERBOSE_TF") or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        if not os.environ.get("TF_CONFIG"):  # multi-worker runs must configure devices first
+            tf.config.list_logical_devices("CPU")  # device start-up prints the cuInit line
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def run_cli(job):

@@ -1,0 +1,313 @@
+"""Command line of predict.py: the emotions of the faces in pictures, folders, videos and webcams.
+
+A thin layer over :mod:`fer_keras.predict`: it picks the models, the faces'
+detector and the output folder from the options, runs each ``--input`` and
+prints what it found. With no ``--input`` it runs on matplotlib's bundled
+photo of Grace Hopper (nothing to download).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from fer_keras.cli.common import run_cli
+
+EPILOG = """\
+examples:
+  %(prog)s                                        # the models in models/ on a bundled demo photo
+  %(prog)s --input photo.jpg --explain            # + a Grad-CAM picture per face
+  %(prog)s --input photos/ --recursive --out predictions/photos
+  %(prog)s --input clip.mp4 --every 5             # annotated video + emotion timeline
+  %(prog)s --input webcam --interval 1            # a frame a second until Enter / Ctrl+C
+  %(prog)s --input webcam:1 --interval 0 --max-frames 50 --headless
+  %(prog)s --input faces/ --no-detect --model models/model_2.h5   # already-cropped faces
+
+outputs (in --out): <name>.annotated.png per picture, <name>.annotated.mp4 and
+<name>.timeline.png per video or webcam, <name>.face<i>.gradcam.png with
+--explain, and predictions.csv / predictions.json with one row per face
+(source, frame, time_s, face, x, y, w, h, p_<class> x7, label, confidence).
+exit codes: 0 done (some inputs may have been skipped, with a message),
+2 nothing could be processed or a problem to fix, 130 interrupted.
+"""
+
+UNSUPPORTED_SUFFIXES = {".tflite": "TFLite", ".onnx": "ONNX"}
+
+TABLE_ROWS = 50
+"""Face rows printed; the rest are in predictions.csv."""
+
+
+def build_parser(prog=None, description=None):
+    from fer_keras.ensemble import METHODS
+
+    p = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("input")
+    g.add_argument("--input", "-i", action="append", default=[], metavar="PATH|webcam[:N]",
+                   help="a picture, a folder of pictures, a video file, or webcam[:index]; repeatable "
+                   "(default: matplotlib's bundled grace_hopper.jpg)")
+    g.add_argument("--recursive", action="store_true", help="also read pictures in sub-folders of a folder")
+    g.add_argument("--no-detect", action="store_true",
+                   help="no face detection: each picture (or frame) is one already-cropped face, as in FER2013")
+
+    g = p.add_argument_group("models")
+    g.add_argument("--models-dir", metavar="DIR", help="every *.h5 and *.keras here is an ensemble member "
+                   "(default: models, unless --model is given)")
+    g.add_argument("--model", action="append", default=[], metavar="FILE", help="a member file, repeatable")
+    g.add_argument("--method", choices=METHODS, default="mean", help="how members are combined (default: %(default)s)")
+    g.add_argument("--tta", action="store_true", help="average each member over the face and its mirror image")
+    g.add_argument("--unsafe", action="store_true", help="allow model files that run code when loaded "
+                   "(Lambda layers); only for files you trust")
+
+    g = p.add_argument_group("face detection (OpenCV Haar cascade)")
+    g.add_argument("--min-face", type=int, default=30, metavar="PX",
+                   help="smallest face side searched for, in pixels (default: %(default)s)")
+    g.add_argument("--scale-factor", type=float, default=1.1, metavar="F",
+                   help="image pyramid step; closer to 1 finds more faces, slower (default: %(default)s)")
+    g.add_argument("--min-neighbors", type=int, default=5, metavar="N",
+                   help="detections a face needs; lower finds more faces and more false ones (default: %(default)s)")
+    g.add_argument("--margin", type=float, default=0.1, metavar="FRACTION",
+                   help="fraction of the face box added on each side of the crop (default: %(default)s)")
+
+    g = p.add_argument_group("video and webcam")
+    g.add_argument("--every", type=int, default=1, metavar="K",
+                   help="video: analyse every K-th frame (default: %(default)s)")
+    g.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                   help="webcam: analyse a frame every SECONDS, 0 = every frame (default: %(default)s)")
+    g.add_argument("--max-frames", type=int, metavar="N", help="webcam: stop after N analysed frames")
+    g.add_argument("--duration", type=float, metavar="SECONDS", help="webcam: stop after SECONDS")
+    g.add_argument("--headless", action="store_true",
+                   help="webcam: never open a window (automatic when there is no display)")
+
+    g = p.add_argument_group("explain")
+    g.add_argument("--explain", action="store_true", help="pictures: a Grad-CAM heat map per face "
+                   "(where the model looked), from the last spatial feature map of one member")
+    g.add_argument("--explain-member", type=int, default=0, metavar="I",
+                   help="which member Grad-CAM explains, 0 = the first (default: %(default)s)")
+
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default="predictions", metavar="DIR", help="output folder (default: %(default)s)")
+    g.add_argument("--overwrite", action="store_true", help="replace files of an earlier run in --out")
+    g.add_argument("--quiet", action="store_true", help="no progress bar and no per-frame lines")
+    return p
+
+
+def _check_options(args):
+    from fer_keras.errors import ConfigError
+
+    if args.every < 1:
+        raise ConfigError("--every must be at least 1")
+    if args.interval < 0:
+        raise ConfigError("--interval must be 0 (every frame) or a number of seconds")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ConfigError("--max-frames must be at least 1")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError("--duration must be above 0 seconds")
+    if args.explain_member < 0:
+        raise ConfigError("--explain-member must be 0 or more")
+
+
+def model_sources(args):
+    """The folders/files to load members from; raises a FerError saying what to do when there are none."""
+    from fer_keras.ensemble import find_model_files
+    from fer_keras.errors import ConfigError, ModelFileError
+
+    for file in args.model:
+        kind = UNSUPPORTED_SUFFIXES.get(Path(file).suffix.lower())
+        if kind:
+            raise ConfigError(f"{file}: {kind} model files are not supported yet; pass a Keras .h5 or .keras file")
+    folder = args.models_dir or (None if args.model else "models")
+    if folder is not None and not args.model:
+        found = find_model_files(folder) if Path(folder).is_dir() else []
+        if not found:
+            state = "has no trained models yet" if Path(folder).is_dir() else "does not exist"
+            raise ModelFileError(
+                f"{folder}/ {state} (*.h5 or *.keras). Train one first, e.g. "
+                "`python train_vgg.py --csv data/fer2013.csv` (or `python demo.py` for a quick toy model), "
+                "or pass --model FILE")
+    return ([folder] if folder else []) + list(args.model)
+
+
+def load_predictor(args, *, stdout):
+    """Members, ensemble, detector and predictor from the options; prints the member list."""
+    from fer_keras import ensemble as ens
+    from fer_keras.faces import FaceDetector
+    from fer_keras.predict import FacePredictor
+
+    members, skipped = ens.load_members(model_sources(args), safe_mode=not args.unsafe)
+    print(f"{len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else ""), file=stdout)
+    for m in members:
+        print(f"  {m.name:<28} {m.adapter.describe()}", file=stdout)
+    for s in skipped:
+        print(f"  skipped {s}", file=stdout)
+    ensemble = ens.Ensemble(members, method=args.method)
+    detector = None if args.no_detect else FaceDetector(
+        min_face=args.min_face, scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, margin=args.margin)
+    predictor = FacePredictor(ensemble, detector, detect=not args.no_detect, tta=args.tta,
+                              explain_member=args.explain_member)
+    return predictor, members, skipped
+
+
+def run(args, *, open_capture=None, stdout=None, stderr=None):
+    """Predict as ``args`` say; print; write the output folder. Returns the exit code."""
+    from fer_keras.faces import InputError
+    from fer_keras.predict import OutputFolder, demo_image, input_kind, parse_webcam
+
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    _check_options(args)
+    inputs = list(args.input) or [str(demo_image())]
+    OutputFolder.check(args.out, overwrite=args.overwrite)  # fail before the models load
+    predictor, members, skipped = load_predictor(args, stdout=stdout)
+    out = OutputFolder(args.out, overwrite=args.overwrite)
+
+    def problem(message):
+        print(str(message), file=stderr)
+
+    processed, image_results, interrupted = 0, [], False
+    for spec in inputs:
+        kind = input_kind(spec)
+        try:
+            if kind == "folder":
+                results, problems = predictor.predict_folder(
+                    spec, recursive=args.recursive, sink=out, explain=args.explain, on_problem=problem)
+                image_results += results
+                processed += len(results)
+                if not results:
+                    message = _empty_folder_message(spec, problems, args.recursive)
+                    problem(message)
+                    out.note(spec, "folder", "failed", message=message)
+            elif kind == "image":
+                image_results.append(predictor.predict_file(spec, sink=out, explain=args.explain))
+                processed += 1
+            elif kind == "video":
+                _explain_note(args, spec, stderr)
+                result = predictor.predict_video(spec, every=args.every, sink=out, progress=not args.quiet)
+                processed += 1
+                _print_stream(result, predictor.class_names, stdout)
+                interrupted = result.stopped_by == "interrupt"
+            else:
+                _explain_note(args, spec, stderr)
+                result = _webcam(predictor, parse_webcam(spec), args, out, open_capture, stdout)
+                processed += 1
+                _print_stream(result, predictor.class_names, stdout)
+        except InputError as exc:
+            problem(exc)
+            out.note(spec, kind, "failed", message=str(exc))
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted:
+            problem("interrupted: the inputs not yet processed are skipped; what was done is written")
+            break
+
+    _print_faces(image_results, predictor, stdout)
+    if processed == 0 and not interrupted:
+        out.discard()
+        print("error: nothing could be processed", file=stderr)
+        return 2
+    out.close(models={"members": [str(m.path) for m in members], "skipped": [str(s) for s in skipped],
+                      "method": args.method, "tta": args.tta},
+              detector=("none (--no-detect)" if args.no_detect else predictor.detector.get_config()),
+              options=vars(args))
+    print(f"\n{len(out.rows)} face row(s) from {processed} input(s); wrote {out.path}/ "
+          f"({', '.join(_short_list(out.files + ['predictions.csv', 'predictions.json']))})", file=stdout)
+    return 130 if interrupted else 0
+
+
+def _empty_folder_message(folder, problems, recursive):
+    folder = Path(folder)
+    if problems:
+        return f"{folder}: no picture in the folder could be read"
+    if not recursive and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+        return f"{folder}: no picture here; it has sub-folders (add --recursive)"
+    return f"{folder}: the folder holds no pictures"
+
+
+def _explain_note(args, spec, stderr):
+    if args.explain:
+        print(f"note: --explain writes pictures for still images only; not for {spec}", file=stderr)
+
+
+def _webcam(predictor, index, args, out, open_capture, stdout):
+    def started(show):
+        if not args.quiet:
+            how = ("press q or Esc in the window, or Enter here, to stop" if show else
+                   ("running headless" if args.headless else "no display: running headless")
+                   + "; press Enter or Ctrl+C to stop")
+            every = f"every {args.interval:g} s" if args.interval > 0 else "every frame"
+            print(f"webcam:{index}: analysing a frame {every}; {how} (results go to {out.path}/)", file=stdout)
+
+    def line(frame):
+        faces = ", ".join(f"{f.label} {f.confidence:.0%}" for f in frame.faces) or "no face"
+        print(f"  t={frame.time_s:7.1f}s  frame {frame.frame:>6}: {faces}", file=stdout, flush=True)
+
+    return predictor.run_webcam(index, open_capture=open_capture, interval=args.interval,
+                                max_frames=args.max_frames, duration=args.duration,
+                                show=False if args.headless else None, sink=out, on_start=started,
+                                on_frame=None if args.quiet else line)
+
+
+def _print_stream(result, class_names, stdout):
+    import numpy as np
+
+    analysed = len(result.frames)
+    with_faces = [f for f in result.frames if f.faces]
+    text = f"{result.source}: {analysed} frame(s) analysed of {result.frames_read} read, {len(with_faces)} with a face"
+    if with_faces:
+        labels = [f.largest_face().label for f in with_faces]
+        names, counts = np.unique(labels, return_counts=True)
+        top = int(np.argmax(counts))
+        text += f"; most frequent emotion: {names[top]} ({counts[top] / len(labels):.0%} of those frames)"
+    if result.stopped_by not in ("end",):
+        text += f"; stopped by {result.stopped_by}"
+    if result.files:
+        text += f" -> {', '.join(result.files)}"
+    print(text, file=stdout)
+
+
+def _print_faces(results, predictor, stdout):
+    from fer_keras.report import format_table
+
+    if not results:
+        return
+    rows, no_face = [], []
+    for result in results:
+        name = Path(result.source).name
+        if not result.faces:
+            no_face.append(name)
+        for i, face in enumerate(result.faces):
+            (_, _), (second, p2) = face.top(2, predictor.class_names)
+            rows.append([name, i + 1, "{}, {}, {}, {}".format(*face.box.as_tuple()), face.label,
+                         float(face.confidence), f"{second} {p2:.2f}"])
+    print("", file=stdout)
+    if rows:
+        print(format_table(["source", "face", "box x, y, w, h", "emotion", "confidence", "runner-up"],
+                           rows[:TABLE_ROWS], align=["<", ">", ">", "<", ">", "<"]), file=stdout)
+        if len(rows) > TABLE_ROWS:
+            print(f"... {len(rows) - TABLE_ROWS} more face(s) in predictions.csv", file=stdout)
+    for name in no_face:
+        print(f"{name}: no face found (try a lower --min-face or --min-neighbors, or --no-detect for "
+              "already-cropped faces)", file=stdout)
+
+
+def _short_list(names, limit=6):
+    names = list(dict.fromkeys(names))
+    return names if len(names) <= limit else names[:limit - 1] + [f"... {len(names) - limit + 1} more"]
+
+
+def main(argv=None, *, prog=None, description=None, open_capture=None):
+    """Parse ``argv``, predict, print, write the outputs. Returns the exit code.
+
+    ``open_capture(index)``: opens a webcam (default ``cv2.VideoCapture``); tests pass a fake.
+    """
+    from fer_keras.cli.ensemble_cli import _plain_warnings
+
+    parser = build_parser(prog or os.path.basename(sys.argv[0]), description)
+    args = parser.parse_args(argv)
+
+    def job():
+        with _plain_warnings():
+            return run(args, open_capture=open_capture)
+
+    return run_cli(job)

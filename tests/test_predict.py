@@ -1,0 +1,303 @@
+"""Predictions on pictures, folders, videos and (fake) webcams, Grad-CAM and the predict CLI, on tiny models."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_keras import model_io
+from fer_keras.cli import predict_cli
+from fer_keras.constants import CLASS_NAMES
+from fer_keras.ensemble import Ensemble, load_members
+from fer_keras.faces import Box, FaceDetector, crop_faces, expand_box
+from fer_keras.gradcam import GradCAM, face_gradcam, find_target_layer
+from fer_keras.predict import FacePredictor, OutputFolder, OutputExistsError, demo_image
+
+
+class FakeCapture:
+    """A cv2.VideoCapture stand-in: gives ``frames``, then (False, None)."""
+
+    def __init__(self, frames, opened=True):
+        self.frames, self.opened, self.released = list(frames), opened, False
+
+    def isOpened(self):
+        return self.opened
+
+    def read(self):
+        return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+    def release(self):
+        self.released = True
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    """A models folder holding one tiny Flatten → Dense(7, softmax) member."""
+    import keras
+    from keras import layers
+
+    root = tmp_path_factory.mktemp("models")
+    model = keras.Sequential([keras.Input((48, 48, 1)), layers.Rescaling(1 / 255), layers.Flatten(),
+                              layers.Dense(7, activation="softmax")])
+    model_io.save_model(model, root / "model_1.h5")
+    return root
+
+
+@pytest.fixture(scope="module")
+def conv_model_file(tmp_path_factory):
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((48, 48, 1))
+    x = layers.Rescaling(1 / 255)(inputs)
+    x = layers.Conv2D(4, 3, activation="relu", name="conv_a")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(6, 3, activation="relu", name="conv_b")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(7, activation="softmax")(x))
+    return model_io.save_model(model, tmp_path_factory.mktemp("conv") / "conv.h5")
+
+
+@pytest.fixture(scope="module")
+def predictor(models_dir):
+    members, _ = load_members(models_dir)
+    return FacePredictor(Ensemble(members))
+
+
+@pytest.fixture(scope="module")
+def grace():
+    """matplotlib's bundled photo (BGR), halved to keep detection fast."""
+    image = cv2.imread(str(demo_image()))
+    return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def no_face_picture():
+    """A drawn picture with shapes and a gradient but no face."""
+    image = np.tile(np.linspace(40, 200, 320, dtype=np.uint8), (240, 1))
+    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    cv2.rectangle(image, (30, 40), (120, 200), (0, 0, 255), -1)
+    cv2.circle(image, (230, 120), 50, (255, 200, 0), -1)
+    return image
+
+
+def read_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def run_cli(argv, capsys, **kwargs):
+    code = predict_cli.main([str(a) for a in argv], prog="predict.py", **kwargs)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_grace_hopper_has_a_face(predictor, grace):
+    """Check that the bundled demo photo gives at least one face with 7 probabilities summing to 1."""
+    faces = predictor.predict_image(grace)
+    assert len(faces) >= 1
+    face = faces[0]
+    assert face.probs.shape == (7,) and face.probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert face.label == CLASS_NAMES[int(np.argmax(face.probs))]
+    assert face.confidence == pytest.approx(face.probs.max())
+    assert face.face.shape == (48, 48) and face.face.dtype == np.uint8
+    x, y, w, h = face.box.as_tuple()
+    assert 0 <= x and 0 <= y and x + w <= grace.shape[1] and y + h <= grace.shape[0]
+
+
+def test_crops_are_clipped_to_the_image():
+    """Check that a margin is clipped at the picture's edges and crops are uint8 (N, 48, 48, 1)."""
+    assert expand_box(Box(5, 10, 40, 20), 0.25, (100, 200)) == Box(0, 5, 55, 30)
+    faces = crop_faces(np.zeros((60, 80, 3), np.uint8), [Box(0, 0, 30, 30), Box(50, 30, 30, 30)], margin=0.5)
+    assert faces.shape == (2, 48, 48, 1) and faces.dtype == np.uint8
+    assert crop_faces(np.zeros((60, 80), np.uint8), []).shape == (0, 48, 48, 1)
+
+
+def test_picture_without_face(models_dir, tmp_path, capsys):
+    """Check that a picture with no face gives no rows, a message and exit code 0."""
+    picture = tmp_path / "shapes.png"
+    cv2.imwrite(str(picture), no_face_picture())
+    code, out, _ = run_cli(["--models-dir", models_dir, "--input", picture, "--out", tmp_path / "out"], capsys)
+    assert code == 0
+    assert "shapes.png: no face found" in out
+    assert read_rows(tmp_path / "out" / "predictions.csv") == []
+    assert (tmp_path / "out" / "shapes.annotated.png").is_file()
+
+
+def test_no_detect_gives_one_row_per_picture(models_dir, tmp_path, capsys):
+    """Check that --no-detect treats a 48x48 picture as one face covering it."""
+    picture = tmp_path / "face.png"
+    cv2.imwrite(str(picture), np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8))
+    code, _, _ = run_cli(["--models-dir", models_dir, "--input", picture, "--no-detect", "--out", tmp_path / "o"],
+                         capsys)
+    assert code == 0
+    rows = read_rows(tmp_path / "o" / "predictions.csv")
+    assert len(rows) == 1
+    assert [rows[0][k] for k in ("x", "y", "w", "h")] == ["0", "0", "48", "48"]
+    assert sum(float(rows[0][f"p_{c}"]) for c in CLASS_NAMES) == pytest.approx(1.0, abs=1e-4)
+    annotated = cv2.imread(str(tmp_path / "o" / "face.annotated.png"))
+    assert min(annotated.shape[:2]) >= 480  # small pictures are enlarged to stay legible
+
+
+def test_folder_skips_what_is_not_a_picture(models_dir, grace, tmp_path, capsys):
+    """Check that a text file named .jpg and a .txt are skipped with a message, the pictures processed."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), grace)
+    (folder / "broken.jpg").write_text("not a picture")
+    (folder / "notes.txt").write_text("hello")
+    cv2.imwrite(str(folder / "sub" / "b.png"), grace)
+    code, _, err = run_cli(["--models-dir", models_dir, "--input", folder, "--recursive", "--out", tmp_path / "o"],
+                           capsys)
+    assert code == 0
+    assert "broken.jpg" in err and "notes.txt" in err
+    rows = read_rows(tmp_path / "o" / "predictions.csv")
+    assert {r["source"].replace("\\", "/").split("photos/")[1] for r in rows} == {"a.png", "sub/b.png"}
+    assert (tmp_path / "o" / "a.annotated.png").is_file() and (tmp_path / "o" / "sub" / "b.annotated.png").is_file()
+    doc = json.loads((tmp_path / "o" / "predictions.json").read_text())
+    assert sorted(i["status"] for i in doc["inputs"]) == ["ok", "ok", "skipped", "skipped"]
+
+
+def test_unreadable_picture_exits_2(models_dir, tmp_path, capsys):
+    """Check that a single unreadable picture is a one-line message and exit code 2."""
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\x00garbage")
+    code, _, err = run_cli(["--models-dir", models_dir, "--input", bad, "--out", tmp_path / "o"], capsys)
+    assert code == 2
+    assert "bad.jpg: not an image" in err and "Traceback" not in err
+
+
+def test_video_every_second_frame(models_dir, grace, tmp_path, capsys):
+    """Check that --every 2 on a 10-frame video analyses 5 frames and writes the video and the timeline."""
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (grace.shape[1], grace.shape[0]))
+    for _ in range(10):
+        writer.write(grace)
+    writer.release()
+    out = tmp_path / "o"
+    code, text, _ = run_cli(["--models-dir", models_dir, "--input", video, "--every", "2", "--out", out, "--quiet"],
+                            capsys)
+    assert code == 0
+    rows = read_rows(out / "predictions.csv")
+    assert sorted({int(r["frame"]) for r in rows}) == [0, 2, 4, 6, 8]
+    assert [float(r["time_s"]) for r in rows if r["face"] == "1"] == [0.0, 0.2, 0.4, 0.6, 0.8]
+    assert (out / "clip.timeline.png").stat().st_size > 0
+    annotated = cv2.VideoCapture(str(out / "clip.annotated.mp4"))
+    assert annotated.isOpened() and int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    annotated.release()
+    assert "5 frame(s) analysed of 10 read" in text
+
+
+def test_empty_video_exits_2(models_dir, tmp_path, capsys):
+    """Check that an empty video file is a clear message and exit code 2."""
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    code, _, err = run_cli(["--models-dir", models_dir, "--input", tmp_path / "empty.mp4", "--out", tmp_path / "o"],
+                           capsys)
+    assert code == 2 and "empty.mp4" in err
+
+
+def test_headless_webcam_with_a_fake_camera(models_dir, grace, tmp_path, capsys):
+    """Check that the webcam path analyses every frame with --interval 0 and stops at --max-frames."""
+    camera = FakeCapture([grace] * 5)
+    out = tmp_path / "o"
+    code, text, _ = run_cli(["--models-dir", models_dir, "--input", "webcam:1", "--interval", "0", "--max-frames",
+                             "3", "--headless", "--out", out], capsys, open_capture=lambda index: camera)
+    assert code == 0 and camera.released
+    rows = read_rows(out / "predictions.csv")
+    assert sorted({int(r["frame"]) for r in rows}) == [0, 1, 2]
+    assert {r["source"] for r in rows} == {"webcam:1"}
+    assert (out / "webcam1.annotated.mp4").is_file() and (out / "webcam1.timeline.png").is_file()
+    assert "stopped by max-frames" in text
+
+
+def test_webcam_interval_and_stop(predictor, grace):
+    """Check that with a long interval only the first frame is analysed, and should_stop ends the run."""
+    result = predictor.run_webcam(0, open_capture=lambda i: FakeCapture([grace] * 4), interval=60, show=False)
+    assert (len(result.frames), result.frames_read, result.stopped_by) == (1, 4, "end")
+    result = predictor.run_webcam(0, open_capture=lambda i: FakeCapture([grace] * 4), interval=0, show=False,
+                                  should_stop=lambda: True)
+    assert (len(result.frames), result.stopped_by) == (1, "user")
+
+
+def test_missing_webcam_exits_2(models_dir, tmp_path, capsys):
+    """Check that a camera that cannot be opened is a one-line message and exit code 2."""
+    code, _, err = run_cli(["--models-dir", models_dir, "--input", "webcam", "--headless", "--out", tmp_path / "o"],
+                           capsys, open_capture=lambda index: FakeCapture([], opened=False))
+    assert code == 2
+    assert "webcam:0: cannot open the camera" in err
+
+
+def test_gradcam_map_shape_and_range(conv_model_file, grace, predictor):
+    """Check that Grad-CAM on a tiny conv model gives a (48, 48) map in [0, 1] from its last conv layer."""
+    (member,), _ = load_members(conv_model_file)
+    assert [layer.name for layer in find_target_layer(member.model)] == ["conv_b"]
+    face = predictor.predict_image(grace)[0].face
+    cam, fer_class = face_gradcam(member, face, class_index=3)
+    assert cam.shape == (48, 48) and cam.dtype == np.float32
+    assert cam.min() >= 0.0 and cam.max() <= 1.0 and fer_class == 3
+
+
+def test_gradcam_descends_into_nested_models():
+    """Check that the layer rule finds the last spatial layer inside a nested base model, and gradients flow."""
+    import keras
+    from keras import layers
+
+    base_in = keras.Input((24, 24, 3))
+    base = keras.Model(base_in, layers.Conv2D(5, 3, name="inner_conv")(layers.Conv2D(4, 3)(base_in)), name="base")
+    inputs = keras.Input((48, 48, 1))
+    x = layers.Concatenate()([inputs, inputs, inputs])
+    x = base(layers.Resizing(24, 24)(x))
+    model = keras.Model(inputs, layers.Dense(7, activation="softmax")(layers.GlobalAveragePooling2D()(x)))
+    explainer = GradCAM(model)
+    assert explainer.layer_name == "base/inner_conv"
+    cam, _ = explainer(np.random.default_rng(0).uniform(0, 255, (1, 48, 48, 1)))
+    assert cam.shape == (20, 20) and 0.0 <= cam.min() and cam.max() <= 1.0
+
+
+def test_explain_writes_a_picture_per_face(conv_model_file, tmp_path, capsys):
+    """Check that --explain writes one Grad-CAM picture per face of the demo photo (default input)."""
+    code, out, _ = run_cli(["--model", conv_model_file, "--explain", "--out", tmp_path / "o"], capsys)
+    assert code == 0 and "grace_hopper.jpg" in out
+    rows = read_rows(tmp_path / "o" / "predictions.csv")
+    assert len(rows) >= 1
+    assert len(list((tmp_path / "o").glob("grace_hopper.face*.gradcam.png"))) == len(rows)
+
+
+def test_cli_exit_codes_for_models(tmp_path, capsys):
+    """Check that no models, .tflite/.onnx files and bad options are messages with exit code 2."""
+    code, _, err = run_cli(["--models-dir", tmp_path, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "has no trained models yet" in err and "--model FILE" in err
+    assert not (tmp_path / "o").exists()
+    code, _, err = run_cli(["--model", tmp_path / "m.tflite", "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "TFLite model files are not supported yet" in err
+    code, _, err = run_cli(["--model", tmp_path / "m.onnx", "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "ONNX model files are not supported yet" in err
+    code, _, err = run_cli(["--model", tmp_path / "m.h5", "--every", "0"], capsys)
+    assert code == 2 and "--every" in err
+
+
+def test_refuses_to_overwrite_outputs(models_dir, tmp_path, capsys):
+    """Check that a second run into the same folder is refused unless --overwrite."""
+    picture = tmp_path / "face.png"
+    cv2.imwrite(str(picture), np.full((48, 48), 128, np.uint8))
+    argv = ["--models-dir", models_dir, "--input", picture, "--no-detect", "--out", tmp_path / "o"]
+    assert run_cli(argv, capsys)[0] == 0
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "--overwrite" in err
+    assert run_cli(argv + ["--overwrite"], capsys)[0] == 0
+    folder = OutputFolder(tmp_path / "p")
+    folder.claim("x", ".png").write_bytes(b"old")
+    with pytest.raises(OutputExistsError, match="exists; pass --overwrite"):
+        OutputFolder(tmp_path / "p").claim("x", ".png")
+
+
+def test_detector_rejects_bad_options():
+    """Check that impossible detector settings are refused with the option's name."""
+    from fer_keras.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--scale-factor"):
+        FaceDetector(scale_factor=1.0)
+    with pytest.raises(ConfigError, match="--margin"):
+        FaceDetector(margin=2)
