@@ -1,0 +1,35 @@
+"""Smoke tests: every benchmark script still runs, on tiny sizes (no timing asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fer_keras import synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(args, tmp_path):
+    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_bench_data_runs_and_writes_json(tmp_path):
+    """Check that the data benchmark prints its table and writes JSON on a tiny CSV."""
+    csv = synthetic.write_synthetic_csv(tmp_path / "tiny.csv", sizes=(("Training", 40), ("PublicTest", 10)))
+    stdout = run(["benchmarks/bench_data.py", str(csv), "--folder-rows", "10", "--repeats", "1",
+                  "--json", str(tmp_path / "data.json")], tmp_path)
+    assert "baseline" in stdout
+    assert json.loads((tmp_path / "data.json").read_text())
+
+
+def test_bench_train_runs_and_writes_json(tmp_path):
+    """Check that the training/inference benchmark runs one tiny model and writes JSON."""
+    stdout = run(["benchmarks/bench_train.py", "--models", "vgg16", "--options", "vgg16:width=0.125",
+                  "--policies", "float32", "--batch", "8", "--steps", "1", "--repeats", "1",
+                  "--json", str(tmp_path / "train.json")], tmp_path)
+    assert "vgg16" in stdout
+    result = json.loads((tmp_path / "train.json").read_text())["results"][0]
+    assert result["train_model_only"] > 0 and result["latency_ms_p50"] > 0
