@@ -23,6 +23,9 @@ CLASS_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"
 
 NUM_CLASSES = len(CLASS_NAMES)
 
+CLASS_NAMES_8 = CLASS_NAMES + ("contempt",)
+"""The 8-class order of FER+, AffectNet-8 and CK+: FER2013's 7, then contempt as index 7."""
+
 USAGES = ("Training", "PublicTest", "PrivateTest")
 """FER2013 split names, in the order the Kaggle file lists them."""
 
