@@ -20,8 +20,11 @@ Usage, in scikit-learn's spirit::
     report.save("reports/run1")
 
 The member-probability matrix (``Ensemble.member_probas``, ``EnsembleReport
-.member_probas``) is the common input of everything built on top (weight
-fitting here; calibration, bootstrap intervals).
+.member_probas``) is the common input of everything built on top: weight
+fitting here, temperature scaling and calibration figures
+(:mod:`fer_keras.calibration`), bootstrap intervals and McNemar tests
+(:mod:`fer_keras.stats`), greedy selection and diversity
+(:mod:`fer_keras.selection`); :func:`analyse_probas` gathers them for a report.
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ BATCH_SIZE = 256
 DEFAULT_SCALE = "0-1"
 """Pixel scale assumed for a foreign file that says nothing about its input."""
 
-REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png", "per_class_f1.png", "predictions.csv")
+REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png", "per_class_f1.png", "predictions.csv",
+                "reliability.png", "disagreement.png", "report.html")
+"""Files every report folder holds (``worst.png`` too when asked for)."""
 
 _EPS = 1e-12
 
@@ -487,13 +492,18 @@ class Ensemble:
         file name (or path) to weight; normalised to sum 1.
       batch_size: faces per prediction call.
       verbose: show a progress bar per member.
+      temperatures: None (no temperature scaling), a sequence (one per
+        member) or a mapping from member file name to temperature ``T``;
+        each member's probabilities become ``softmax(log p / T)`` before
+        they are combined (see :meth:`calibrate`).
 
     Member probabilities are cached per input array (and TTA flag), so
     ``predict_proba``, ``predict``, ``score`` and :func:`evaluate` on the same
     faces predict only once. ``member_probas_`` holds the latest matrix.
     """
 
-    def __init__(self, members, *, method="mean", weights=None, batch_size=BATCH_SIZE, verbose=0):
+    def __init__(self, members, *, method="mean", weights=None, batch_size=BATCH_SIZE, verbose=0,
+                 temperatures=None):
         if not members:
             raise ModelFileError("an ensemble needs at least one member")
         if method not in METHODS:
@@ -503,6 +513,7 @@ class Ensemble:
         self.weights = weights
         self.batch_size = batch_size
         self.verbose = verbose
+        self.temperatures = temperatures
         self._cache = collections.OrderedDict()
         self.predict_seconds_ = {}
 
@@ -531,11 +542,57 @@ class Ensemble:
         return {k: float(v) for k, v in zip(keys, self.weights_)}
 
     def fit_weights(self, faces, y, *, tta=False):
-        """Fit weights on ``(faces, y)`` (see :func:`fit_weights`); sets ``weights``; returns self."""
-        probas = self.member_probas(faces, tta=tta)
+        """Fit weights on ``(faces, y)`` (see :func:`fit_weights`); sets ``weights``; returns self.
+
+        Members are temperature-scaled first when the ensemble has temperatures."""
+        probas = self.calibrated(self.member_probas(faces, tta=tta))
         fitted = fit_weights(probas, y)
         self.weights = dict(zip(member_keys(self.members), fitted.tolist()))
         return self
+
+    # === Temperatures ===
+
+    @property
+    def temperatures_(self):
+        """One temperature per member (array); all 1.0 without temperature scaling."""
+        t = self.temperatures
+        if t is None:
+            return np.ones(len(self.members))
+        raw = _weights_from_mapping(t, self.members, what="temperature") if isinstance(t, dict) else list(t)
+        temps = np.asarray(raw, dtype=np.float64).ravel()
+        if len(temps) != len(self.members):
+            raise ConfigError(f"{len(temps)} temperatures for {len(self.members)} members")
+        if not np.isfinite(temps).all() or (temps <= 0).any():
+            raise ConfigError(f"temperatures must be positive and finite, got {temps.tolist()}")
+        return temps
+
+    @property
+    def is_calibrated(self):
+        """Whether any member is temperature-scaled (a temperature other than 1)."""
+        return bool(np.any(self.temperatures_ != 1.0))
+
+    def temperatures_dict(self):
+        """``{member key: temperature}``, keys as written to a weights file."""
+        return {k: float(v) for k, v in zip(member_keys(self.members), self.temperatures_)}
+
+    def calibrate(self, faces, y, *, tta=False):
+        """Fit one temperature per member on ``(faces, y)`` (minimum NLL of
+        ``softmax(log p / T)``, see :func:`fer_keras.calibration.fit_temperature`);
+        sets ``temperatures``; returns self."""
+        from fer_keras.calibration import fit_temperatures
+
+        if len(np.asarray(y)) == 0:
+            raise ConfigError("cannot fit temperatures on an empty split")
+        fitted = fit_temperatures(self.member_probas(faces, tta=tta), y)
+        self.temperatures = dict(zip(member_keys(self.members), fitted.tolist()))
+        return self
+
+    def calibrated(self, member_probas):
+        """Member probabilities (M, N, C) after each member's temperature (unchanged without)."""
+        from fer_keras.calibration import apply_temperatures
+
+        return apply_temperatures(member_probas, self.temperatures_) if self.temperatures is not None \
+            else member_probas
 
     # === Prediction ===
 
@@ -559,8 +616,9 @@ class Ensemble:
         return stack
 
     def combine(self, member_probas):
-        """Ensemble probabilities from a member-probability matrix (M, N, 7)."""
-        return combine_probas(member_probas, self.weights_, self.method)
+        """Ensemble probabilities from a member-probability matrix (M, N, 7)
+        (temperature-scaled first when the ensemble has temperatures)."""
+        return combine_probas(self.calibrated(member_probas), self.weights_, self.method)
 
     def predict_proba(self, faces, *, tta=False):
         """Ensemble probabilities (N, 7) for raw faces (uint8, N x 48 x 48 x 1)."""
@@ -590,7 +648,7 @@ def member_keys(members):
     return [str(m.path) if m.name in duplicated else m.name for m in members]
 
 
-def _weights_from_mapping(mapping, members):
+def _weights_from_mapping(mapping, members, what="weight"):
     keys = member_keys(members)
     raw, missing = [], []
     for member, key in zip(members, keys):
@@ -601,17 +659,22 @@ def _weights_from_mapping(mapping, members):
         else:
             missing.append(key)
     if missing:
-        raise ConfigError(f"the weights give no weight for {', '.join(missing)} "
-                          f"(weights are given for: {', '.join(map(str, mapping)) or 'nothing'})")
+        raise ConfigError(f"the {what}s give no {what} for {', '.join(missing)} "
+                          f"({what}s are given for: {', '.join(map(str, mapping)) or 'nothing'})")
     unused = set(map(str, mapping)) - set(keys) - {str(m.path) for m in members}
     if unused:
-        log.warning("weights for files that are not members ignored: %s", ", ".join(sorted(unused)))
+        log.warning("%ss for files that are not members ignored: %s", what, ", ".join(sorted(unused)))
     return raw
 
 
-def read_weights(path):
-    """Per-member weights from a JSON file: ``{"weights": {"model_1.h5": 0.6, ...}}``
-    (a bare ``{name: weight}`` object is accepted too)."""
+def read_weights_file(path):
+    """``(weights, temperatures)`` from a weights file; either may be None.
+
+    The file is a JSON object with ``"weights"`` (member file name → weight),
+    ``"temperatures"`` (member file name → temperature scaling ``T``), or
+    both; a bare ``{name: weight}`` object is accepted too. Other keys (how
+    the figures were fitted) are ignored.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -619,13 +682,42 @@ def read_weights(path):
         raise ConfigError(f"{path}: no such weights file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not a JSON weights file ({exc})") from None
-    weights = data.get("weights", data) if isinstance(data, dict) else None
-    if not isinstance(weights, dict) or not weights:
-        raise ConfigError(f'{path}: expected {{"weights": {{"model_1.h5": 0.6, ...}}}}')
+    if not isinstance(data, dict):
+        data = None
+    has_temps = isinstance(data, dict) and "temperatures" in data
+    weights = data.get("weights", None if has_temps else data) if isinstance(data, dict) else None
+    usage = (f'{path}: expected {{"weights": {{"model_1.h5": 0.6, ...}}}} and/or '
+             f'{{"temperatures": {{"model_1.h5": 1.4, ...}}}}')
+    if data is None or (weights is None and not has_temps):
+        raise ConfigError(usage)
+    if weights is not None and (not isinstance(weights, dict) or not weights):
+        raise ConfigError(usage)
+    temps = data.get("temperatures") if has_temps else None
+    if has_temps and (not isinstance(temps, dict) or not temps):
+        raise ConfigError(usage)
     try:
-        return {str(k): float(v) for k, v in weights.items()}
+        weights = None if weights is None else {str(k): float(v) for k, v in weights.items()}
     except (TypeError, ValueError):
         raise ConfigError(f"{path}: every weight must be a number") from None
+    try:
+        temps = None if temps is None else {str(k): float(v) for k, v in temps.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: every temperature must be a number") from None
+    if temps is not None and not all(np.isfinite(v) and v > 0 for v in temps.values()):
+        raise ConfigError(f"{path}: every temperature must be positive")
+    return weights, temps
+
+
+def read_weights(path):
+    """Per-member weights from a JSON file: ``{"weights": {"model_1.h5": 0.6, ...}}``
+    (a bare ``{name: weight}`` object is accepted too). None when the file holds
+    only ``"temperatures"`` (see :func:`read_weights_file`)."""
+    return read_weights_file(path)[0]
+
+
+def read_temperatures(path):
+    """Per-member temperatures from a weights file's ``"temperatures"``; None when it has none."""
+    return read_weights_file(path)[1]
 
 
 # --------------------------------------------------------------------------
@@ -644,7 +736,7 @@ class EnsembleReport:
     tta: bool
     y_true: np.ndarray
     member_probas: np.ndarray
-    """(M, N, 7) member probabilities, FER2013 order."""
+    """(M, N, 7) member probabilities, FER2013 order (after temperature scaling, when the ensemble has temperatures)."""
     probas: np.ndarray
     """(N, 7) ensemble probabilities."""
     metrics: dict
@@ -655,23 +747,59 @@ class EnsembleReport:
     seconds: dict
     context: dict = dataclasses.field(default_factory=dict)
     class_names: tuple = CLASS_NAMES
+    science: dict = dataclasses.field(default_factory=dict)
+    """:func:`analyse_probas` output: calibration, bootstrap, McNemar, diversity, uncertainty."""
+    faces: np.ndarray | None = None
+    """The evaluated faces (N, 48, 48, 1), for the contact sheet of confident mistakes."""
+    temperatures: np.ndarray | None = None
+    """(M,) member temperatures when the members were temperature-scaled, else None."""
 
     @property
     def y_pred(self):
         return self.probas.argmax(axis=1)
 
+    @property
+    def confidence(self):
+        """(N,) the ensemble's top-1 probability per face."""
+        return self.probas.max(axis=1)
+
+    @property
+    def entropy(self):
+        """(N,) entropy (nats) of the ensemble's probabilities per face."""
+        if "entropy" in self.science:
+            return self.science["entropy"]
+        from fer_keras.calibration import entropy
+
+        return entropy(self.probas)
+
+    @property
+    def face_disagreement(self):
+        """(N,) fraction of members whose top-1 differs from the ensemble's, per face."""
+        if "face_disagreement" in self.science:
+            return self.science["face_disagreement"]
+        from fer_keras.selection import face_disagreement
+
+        return face_disagreement(self.member_probas, self.probas)
+
+    def worst_indices(self, n):
+        """Indices of the ``n`` most confidently wrong faces (highest ensemble confidence first)."""
+        wrong = np.flatnonzero(self.y_pred != self.y_true)
+        order = np.argsort(-self.confidence[wrong], kind="stable")
+        return wrong[order[:max(int(n), 0)]]
+
     def to_dict(self):
         """The ``report.json`` document (stable schema; extra keys only added)."""
         e = self.metrics
         members = []
-        for name, file, m, info, w in zip(self.member_names, self.member_files, self.member_metrics,
-                                           self.member_info, self.weights):
+        sci = self.science
+        for i, (name, file, m, info, w) in enumerate(zip(self.member_names, self.member_files, self.member_metrics,
+                                                         self.member_info, self.weights)):
             members.append({"file": file, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                             "weighted_f1": m["weighted_f1"], "skipped": None,
                             "precision_macro": m["precision_macro"], "recall_macro": m["recall_macro"],
                             "nll": m["nll"], "weight": float(w),
                             "per_class_f1": {c: m["per_class"][c]["f1"] for c in self.class_names},
-                            **info})
+                            **info, **self._member_science(name, i)})
         for s in self.skipped:
             members.append({"file": str(s.path), "accuracy": None, "macro_f1": None, "weighted_f1": None,
                             "skipped": s.reason})
@@ -683,14 +811,49 @@ class EnsembleReport:
                "members": members,
                "weights": dict(zip(self.member_names, map(float, self.weights))),
                "seconds": self.seconds}
+        # === Added by the calibration/statistics analysis (new keys only) ===
+        if "calibration" in sci:
+            doc["ensemble"]["calibration"] = sci["calibration"]["ensemble"]
+            doc["ensemble"]["brier"] = sci["calibration"]["ensemble"]["brier"]
+            doc["ensemble"]["ece"] = sci["calibration"]["ensemble"]["ece"]
+        if sci.get("bootstrap", {}).get("ensemble"):
+            doc["ensemble"]["ci95"] = sci["bootstrap"]["ensemble"]
+        if "bootstrap" in sci:
+            doc["bootstrap"] = {k: sci["bootstrap"][k] for k in ("resamples", "seed", "level", "method")}
+        if "mcnemar" in sci:
+            doc["mcnemar"] = {"test": "exact two-sided binomial test on the discordant faces, member vs ensemble",
+                              "b": "faces the member gets right and the ensemble wrong",
+                              "c": "faces the member gets wrong and the ensemble right"}
+        if "diversity" in sci:
+            doc["diversity"] = sci["diversity"]
+        if "uncertainty" in sci:
+            doc["uncertainty"] = sci["uncertainty"]
+        if "temperature_scaling" in sci or "temperature_scaling" in ctx:
+            scaling = {**ctx.pop("temperature_scaling", {}), **sci.get("temperature_scaling", {})}
+            doc["temperature_scaling"] = scaling
         doc.update(ctx)
         return doc
 
+    def _member_science(self, name, index):
+        """The per-member keys the analysis adds to a ``report.json`` member entry."""
+        sci, extra = self.science, {}
+        if "calibration" in sci:
+            extra["calibration"] = sci["calibration"]["members"][name]
+            extra["ece"] = extra["calibration"]["ece"]
+            extra["brier"] = extra["calibration"]["brier"]
+        if sci.get("bootstrap", {}).get("members", {}).get(name):
+            extra["ci95"] = sci["bootstrap"]["members"][name]
+        if name in sci.get("mcnemar", {}):
+            extra["mcnemar_vs_ensemble"] = sci["mcnemar"][name]
+        if "diversity" in sci:
+            extra["marginal"] = sci["diversity"]["marginal"][name]
+        if self.temperatures is not None:
+            extra["temperature"] = float(self.temperatures[index])
+        return extra
+
     # === Text ===
 
-    def summary_table(self, *, markdown=False):
-        from fer_keras.report import format_table
-
+    def _summary_rows(self):
         headers = ["model", "weight", "accuracy", "macro-F1", "weighted-F1", "precision", "recall"]
         rows = [[name, float(w), m["accuracy"], m["macro_f1"], m["weighted_f1"], m["precision_macro"],
                  m["recall_macro"]]
@@ -699,11 +862,98 @@ class EnsembleReport:
         label = f"ensemble ({self.method}{', tta' if self.tta else ''})"
         rows.append([label, None, e["accuracy"], e["macro_f1"], e["weighted_f1"], e["precision_macro"],
                      e["recall_macro"]])
+        return headers, rows
+
+    def summary_table(self, *, markdown=False):
+        from fer_keras.report import format_table
+
+        headers, rows = self._summary_rows()
         return format_table(headers, rows, markdown=markdown)
 
+    def science_tables(self):
+        """The analysis as tables: a list of ``{"caption", "headers", "rows", "align", "note"}``
+        (calibration, intervals and McNemar, disagreement, selection), for text, Markdown and HTML."""
+        sci, tables = self.science, []
+        label = f"ensemble ({self.method}{', tta' if self.tta else ''})"
+        if "calibration" in sci:
+            cal = sci["calibration"]
+            scaled = self.temperatures is not None and "temperature_scaling" in sci
+            before = sci.get("temperature_scaling", {}).get("ece_before", {})
+            headers = ["model"] + (["T", "ECE before"] if scaled else []) + ["ECE", "NLL", "Brier"]
+            rows = []
+            for i, name in enumerate(self.member_names):
+                m = cal["members"][name]
+                rows.append([name] + ([float(self.temperatures[i]), before.get(name)] if scaled else [])
+                            + [m["ece"], m["nll"], m["brier"]])
+            e = cal["ensemble"]
+            rows.append([label] + ([None, before.get("ensemble")] if scaled else []) + [e["ece"], e["nll"], e["brier"]])
+            note = (f"ECE: expected calibration error over {cal['n_bins']} equal-width bins of the top-1 confidence; "
+                    "NLL: mean -log p(true class); Brier: mean sum over classes of (p - onehot)^2.")
+            if scaled:
+                ts = self.context.get("temperature_scaling", {})
+                where = f" fitted on {ts['fitted_on']}" if ts.get("fitted_on") else ""
+                note += (f" T: temperature{where} (p -> softmax(log p / T)); "
+                         "'ECE before' is without temperature scaling, on the evaluated faces.")
+            tables.append({"caption": "Calibration", "headers": headers, "rows": rows, "note": note})
+        if sci.get("bootstrap", {}).get("ensemble") or "mcnemar" in sci:
+            boot = sci.get("bootstrap", {})
+            have_ci = bool(boot.get("ensemble"))
+
+            def ci(entry, key):
+                return f"[{entry[key][0]:.4f}, {entry[key][1]:.4f}]" if entry else None
+
+            headers = ["model", "accuracy"] + (["accuracy 95% CI"] if have_ci else []) + ["macro-F1"] + \
+                (["macro-F1 95% CI"] if have_ci else []) + ["b", "c", "McNemar p", "Δacc without"]
+            rows = []
+            for name, m in zip(self.member_names, self.member_metrics):
+                mc = sci.get("mcnemar", {}).get(name, {})
+                marginal = sci.get("diversity", {}).get("marginal", {}).get(name, {})
+                b_ci = boot.get("members", {}).get(name)
+                rows.append([name, m["accuracy"]] + ([ci(b_ci, "accuracy")] if have_ci else []) + [m["macro_f1"]]
+                            + ([ci(b_ci, "macro_f1")] if have_ci else [])
+                            + [mc.get("b"), mc.get("c"), _p_value(mc.get("p_value")),
+                               _signed(marginal.get("change_without"))])
+            e = self.metrics
+            rows.append([label, e["accuracy"]] + ([ci(boot["ensemble"], "accuracy")] if have_ci else [])
+                        + [e["macro_f1"]] + ([ci(boot["ensemble"], "macro_f1")] if have_ci else [])
+                        + [None, None, None, None])
+            note = ((f"95% percentile bootstrap intervals over {boot['resamples']} resamples of the faces "
+                     f"(seed {boot['seed']}); " if have_ci else "")
+                    + "McNemar: exact two-sided test of each member against the ensemble; b = faces the member "
+                    "gets right and the ensemble wrong, c = the reverse. Δacc without: ensemble accuracy without "
+                    "the member minus with it (negative: the member helps).")
+            tables.append({"caption": "How sure are the figures", "headers": headers, "rows": rows, "note": note})
+        div = sci.get("diversity")
+        if div and len(self.member_names) > 1:
+            short = [f"m{i + 1}" for i in range(len(self.member_names))]
+            rows = [[f"{s} {n}", *map(float, row)] for s, n, row in zip(short, self.member_names,
+                                                                        div["disagreement"])]
+            tables.append({"caption": "Pairwise disagreement (fraction of faces whose top-1 differ)",
+                           "headers": ["member", *short], "rows": rows,
+                           "note": f"mean pairwise disagreement {div['mean_pairwise']:.4f}"})
+        sel = self.context.get("selection")
+        if sel and "evaluated" in sel:
+            rows = [[f"{k} members", sel["evaluated"][k]["n_members"], sel["evaluated"][k]["accuracy"],
+                     sel["evaluated"][k]["macro_f1"], sel["evaluated"][k]["nll"]] for k in ("all", "selected")]
+            chosen = ", ".join(f"{n} {w:.3f}" for n, w in sel["weights"].items() if w > 0)
+            tables.append({"caption": f"Greedy selection (fitted on {sel['fitted_on']}) vs all members, "
+                                      f"on the evaluated faces", "headers": ["ensemble", "members", "accuracy",
+                                                                             "macro-F1", "NLL"],
+                           "rows": rows, "note": f"selected weights: {chosen}"})
+        unc = sci.get("uncertainty")
+        if unc and unc.get("mean_entropy") is not None:
+            tables.append({"caption": "Per-face uncertainty", "headers": ["figure", "value"],
+                           "rows": [["mean entropy of the ensemble (nats)", unc["mean_entropy"]],
+                                    ["mean member disagreement with the ensemble", unc["mean_member_disagreement"]],
+                                    ["faces where every member agrees with the ensemble", unc["unanimous_share"]]],
+                           "note": "per face in predictions.csv (entropy, member_disagreement)"})
+        return tables
+
     def to_text(self):
-        """What the CLI prints: member table, confusion matrix, per-class report."""
-        from fer_keras.report import confusion_table, per_class_table
+        """What the CLI prints: member table, confusion matrix, per-class report, the analysis tables."""
+        import textwrap
+
+        from fer_keras.report import confusion_table, format_table, per_class_table
 
         ctx = self.context
         where = ctx.get("csv") or ctx.get("images") or "faces"
@@ -719,6 +969,11 @@ class EnsembleReport:
         lines += ["ensemble confusion matrix (rows: true, columns: predicted):",
                   confusion_table(self.metrics["confusion_matrix"], self.class_names), "",
                   "ensemble per-class report:", per_class_table(self.metrics, self.class_names)]
+        for table in self.science_tables():
+            caption = table["caption"]
+            lines += ["", f"{caption[:1].lower()}{caption[1:]}:", format_table(table["headers"], table["rows"])]
+            if table.get("note"):
+                lines += [textwrap.fill(table["note"], width=110)]
         return "\n".join(lines)
 
     def to_markdown(self):
@@ -746,39 +1001,224 @@ class EnsembleReport:
                   "![confusion matrix](confusion_matrix.png)", "",
                   "## Ensemble per-class report", "", per_class_table(self.metrics, self.class_names, markdown=True),
                   "", "![per-class F1](per_class_f1.png)", ""]
+        for table in self.science_tables():
+            parts += [f"## {table['caption']}", "", format_table(table["headers"], table["rows"], markdown=True), ""]
+            if table.get("note"):
+                parts += [table["note"], ""]
+            if table["caption"] == "Calibration":
+                parts += ["![reliability diagram](reliability.png)", ""]
+            elif table["caption"].startswith("Pairwise disagreement"):
+                parts += ["![disagreement](disagreement.png)", ""]
         return "\n".join(parts)
 
     def predictions_csv(self):
-        """index, true, predicted (indices and names), the 7 ensemble probabilities."""
+        """index, true, predicted (indices and names), the 7 ensemble probabilities, the
+        ensemble's entropy (nats) and the fraction of members whose top-1 differs from the ensemble's."""
         out = io.StringIO()
         out.write(",".join(["index", "true", "predicted", "true_name", "predicted_name",
-                            *(f"p_{c}" for c in self.class_names)]) + "\n")
+                            *(f"p_{c}" for c in self.class_names), "entropy", "member_disagreement"]) + "\n")
         pred = self.y_pred
-        for i, (t, p, row) in enumerate(zip(self.y_true, pred, self.probas)):
+        for i, (t, p, row, h, d) in enumerate(zip(self.y_true, pred, self.probas, self.entropy,
+                                                   self.face_disagreement)):
             probs = ",".join(f"{v:.6f}" for v in row)
-            out.write(f"{i},{int(t)},{int(p)},{self.class_names[t]},{self.class_names[p]},{probs}\n")
+            out.write(f"{i},{int(t)},{int(p)},{self.class_names[t]},{self.class_names[p]},{probs},{h:.6f},{d:.6f}\n")
         return out.getvalue()
 
     # === Files ===
 
-    def save(self, out_dir, *, overwrite=False):
-        """Write report.json, report.md, the two figures and predictions.csv into
-        ``out_dir`` (created; an existing report is kept unless ``overwrite``)."""
+    def save(self, out_dir, *, overwrite=False, worst=0):
+        """Write report.json, report.md, report.html, the figures and predictions.csv into
+        ``out_dir`` (created; an existing report is kept unless ``overwrite``).
+
+        ``worst``: also write ``worst.png``, a contact sheet of the ``worst`` most
+        confidently wrong faces (needs the faces: ``evaluate(..., keep_faces=True)``).
+        """
         from fer_keras import report as figures
 
         out = prepare_output_dir(out_dir, overwrite=overwrite)
         title = f"ensemble of {len(self.member_names)} ({self.method}{', flip TTA' if self.tta else ''})"
+        pngs = []
         figures.save_figure(figures.confusion_figure(self.metrics["confusion_matrix"], self.class_names, title),
                             out / "confusion_matrix.png")
+        pngs.append(("ensemble confusion matrix", out / "confusion_matrix.png"))
         f1 = {name: [m["per_class"][c]["f1"] for c in self.class_names]
               for name, m in zip(self.member_names, self.member_metrics)}
         f1["ensemble"] = [self.metrics["per_class"][c]["f1"] for c in self.class_names]
         fig = figures.per_class_f1_figure(f1, self.class_names, title="per-class F1: members vs ensemble")
         figures.save_figure(fig, out / "per_class_f1.png")
+        pngs.append(("per-class F1: members vs ensemble", out / "per_class_f1.png"))
+        pngs += self._save_science_figures(out, worst=worst)
         write_text_atomic(out / "predictions.csv", self.predictions_csv())
-        write_text_atomic(out / "report.md", self.to_markdown())
+        markdown = self.to_markdown()
+        if worst:
+            markdown += "\n## Most confidently wrong faces\n\n![most confidently wrong faces](worst.png)\n"
+        write_text_atomic(out / "report.md", markdown)
+        self._save_html(out / "report.html", pngs)
         write_json_atomic(out / "report.json", self.to_dict())  # last: its presence marks a complete report
         return out
+
+    def _save_science_figures(self, out, *, worst=0):
+        """reliability.png, disagreement.png and (``worst`` > 0) worst.png; returns ``[(caption, path)]``."""
+        from fer_keras import report as figures
+        from fer_keras.calibration import reliability_bins
+
+        written = []
+        cal = self.science.get("calibration")
+        if cal is None:  # a report built by hand: work the bins out here
+            bins = {n: reliability_bins(self.y_true, p) for n, p in zip(self.member_names, self.member_probas)}
+            bins["ensemble"] = reliability_bins(self.y_true, self.probas)
+            n_bins = len(bins["ensemble"]["count"])
+        else:
+            bins = {n: cal["members"][n]["bins"] for n in self.member_names}
+            bins["ensemble"] = cal["ensemble"]["bins"]
+            n_bins = cal["n_bins"]
+        before = self.science.get("temperature_scaling", {}).get("ensemble_before")
+        if before is not None:
+            bins["ensemble before temperature scaling"] = before["bins"]
+        scaled = " (temperature-scaled)" if before is not None else ""
+        fig = figures.reliability_figure(bins, title=f"reliability{scaled}: members and ensemble, {n_bins} bins")
+        figures.save_figure(fig, out / "reliability.png")
+        written.append(("reliability diagram and faces per confidence bin", out / "reliability.png"))
+
+        matrix = self.science.get("diversity", {}).get("disagreement")
+        if matrix is None:
+            from fer_keras.selection import disagreement_matrix
+
+            matrix = disagreement_matrix(self.member_probas)
+        figures.save_figure(figures.disagreement_figure(matrix, self.member_names), out / "disagreement.png")
+        written.append(("pairwise disagreement of the members", out / "disagreement.png"))
+
+        if worst:
+            if self.faces is None:
+                raise FerError("the contact sheet of mistakes needs the faces (evaluate with keep_faces=True)")
+            idx = self.worst_indices(worst)
+            names, conf = self.class_names, self.confidence
+            captions = [f"#{i} true {names[self.y_true[i]]}\npred {names[self.y_pred[i]]} {conf[i]:.2f}"
+                        for i in idx]
+            shown = f"{len(idx)} most confidently wrong faces" + \
+                (f" (only {len(idx)} wrong of {worst} asked)" if len(idx) < worst else "")
+            fig = figures.faces_sheet_figure(self.faces[idx], captions, title=shown)
+            figures.save_figure(fig, out / "worst.png")
+            written.append((shown, out / "worst.png"))
+        return written
+
+    def _save_html(self, path, pngs):
+        from fer_keras.html_report import write_html
+        from fer_keras.report import confusion_rows, per_class_rows
+
+        ctx = self.context
+        where = ctx.get("csv") or ctx.get("images") or "faces"
+        e = self.metrics
+        facts = [f"data: {where} [{ctx.get('usage', '?')}], {len(self.y_true)} faces",
+                 f"method: {self.method}; test-time augmentation: {'horizontal flip' if self.tta else 'none'}",
+                 f"weights: {ctx.get('weights_source', 'uniform')}",
+                 f"ensemble accuracy {e['accuracy']:.4f}, macro-F1 {e['macro_f1']:.4f}, NLL {e['nll']:.4f}"]
+        headers, rows = self._summary_rows()
+        sections = [("Members and ensemble", [{"headers": headers, "rows": rows}])]
+        if self.skipped:
+            sections.append(("Skipped files", [{"headers": ["file", "reason"], "align": ["<", "<"],
+                                                "rows": [[str(s.path), s.reason] for s in self.skipped]}]))
+        sections += [(t["caption"], [t]) for t in self.science_tables()]
+        headers, rows = confusion_rows(e["confusion_matrix"], self.class_names)
+        sections.append(("Ensemble confusion matrix", [{"headers": headers, "rows": rows,
+                                                        "note": "rows: true class; columns: predicted class"}]))
+        headers, rows = per_class_rows(e, self.class_names)
+        sections.append(("Ensemble per-class report", [{"headers": headers, "rows": rows}]))
+        title = f"Ensemble report: {len(self.member_names)} member(s) on {where} [{ctx.get('usage', '?')}]"
+        write_html(path, title, facts, [(h, [{**b, "caption": None} for b in blocks]) for h, blocks in sections],
+                   pngs)
+
+
+def _p_value(p):
+    """A p-value for a table: 4 significant digits, never rounded to 0."""
+    if p is None:
+        return None
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _signed(value):
+    return None if value is None else f"{value:+.4f}"
+
+
+def analyse_probas(member_probas, y, *, names, weights=None, method="mean", probas=None, raw_member_probas=None,
+                   temperatures=None, n_resamples=1000, seed=0, n_bins=None, n_classes=NUM_CLASSES):
+    """Calibration, bootstrap intervals, McNemar tests, diversity and per-face
+    uncertainty of members (M, N, C) and their ensemble on labels ``y``.
+
+    ``probas``: the ensemble's (N, C) probabilities (default: ``combine_probas``
+    of the members with ``weights`` and ``method``). ``raw_member_probas``:
+    the members before temperature scaling, to report figures before and after.
+    Returns a dict: JSON-ready figures plus the per-face arrays ``entropy`` and
+    ``face_disagreement`` (N,) and ``seconds`` per part.
+    """
+    from fer_keras import calibration, selection, stats
+
+    n_bins = n_bins or calibration.N_BINS
+    stack = np.asarray(member_probas)
+    y = np.asarray(y, dtype=np.int64)
+    w = np.ones(len(stack)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if probas is None:
+        probas = combine_probas(stack, w, method)
+    seconds, out = {}, {}
+
+    tick = time.perf_counter()
+    out["calibration"] = {"n_bins": n_bins, "ensemble": calibration.calibration_metrics(y, probas, n_bins=n_bins),
+                          "members": {n: calibration.calibration_metrics(y, p, n_bins=n_bins)
+                                      for n, p in zip(names, stack)}}
+    if raw_member_probas is not None:
+        raw = np.asarray(raw_member_probas)
+        raw_ensemble = combine_probas(raw, w, method)
+        before = {"ensemble": calibration.calibration_metrics(y, raw_ensemble, n_bins=n_bins),
+                  "members": {n: calibration.calibration_metrics(y, p, n_bins=n_bins, bins=False)
+                              for n, p in zip(names, raw)}}
+        temps = np.ones(len(stack)) if temperatures is None else np.asarray(temperatures, dtype=np.float64)
+        out["temperature_scaling"] = {
+            "temperatures": dict(zip(names, map(float, temps))),
+            "ece_before": {"ensemble": before["ensemble"]["ece"],
+                           **{n: m["ece"] for n, m in before["members"].items()}},
+            "ece_after": {"ensemble": out["calibration"]["ensemble"]["ece"],
+                          **{n: m["ece"] for n, m in out["calibration"]["members"].items()}},
+            "nll_before": {"ensemble": before["ensemble"]["nll"],
+                           **{n: m["nll"] for n, m in before["members"].items()}},
+            "nll_after": {"ensemble": out["calibration"]["ensemble"]["nll"],
+                          **{n: m["nll"] for n, m in out["calibration"]["members"].items()}},
+            "ensemble_before": before["ensemble"]}
+    seconds["calibration"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    preds = {"ensemble": probas.argmax(axis=1)}
+    member_preds = stack.argmax(axis=2)
+    keyed = {f"m{i}": p for i, p in enumerate(member_preds)}
+    intervals = stats.bootstrap_intervals(y, {**preds, **keyed}, n_classes=n_classes, n_resamples=n_resamples,
+                                          seed=seed)
+    out["bootstrap"] = {"resamples": int(n_resamples), "seed": seed, "level": stats.LEVEL, "method": "percentile",
+                        "ensemble": intervals.get("ensemble"),
+                        "members": {n: intervals.get(f"m{i}") for i, n in enumerate(names)}}
+    seconds["bootstrap"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    ens_correct = preds["ensemble"] == y
+    out["mcnemar"] = {n: stats.mcnemar_exact(p == y, ens_correct) for n, p in zip(names, member_preds)}
+    seconds["mcnemar"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    matrix = selection.disagreement_matrix(stack)
+    upper = matrix[np.triu_indices(len(stack), k=1)]
+    out["diversity"] = {"members": list(names), "disagreement": matrix.round(6).tolist(),
+                        "mean_pairwise": float(upper.mean()) if upper.size else None,
+                        "marginal": dict(zip(names, selection.marginal_accuracy(stack, y, w, method)))}
+    seconds["diversity"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    out["entropy"] = calibration.entropy(probas)
+    # Members with weight 0 (e.g. left out by greedy selection) are not part of the ensemble here.
+    out["face_disagreement"] = selection.face_disagreement(stack[w > 0] if (w > 0).any() else stack, probas)
+    out["uncertainty"] = {"mean_entropy": float(out["entropy"].mean()) if len(y) else None,
+                          "mean_member_disagreement": float(out["face_disagreement"].mean()) if len(y) else None,
+                          "unanimous_share": float(np.mean(out["face_disagreement"] == 0)) if len(y) else None}
+    seconds["uncertainty"] = time.perf_counter() - tick
+    out["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
+    return out
 
 
 def _figures(probas, y, class_names):
@@ -789,20 +1229,30 @@ def _figures(probas, y, class_names):
     return m
 
 
-def evaluate(ensemble, faces, y, *, tta=False, skipped=(), context=None, class_names=CLASS_NAMES):
+def evaluate(ensemble, faces, y, *, tta=False, skipped=(), context=None, class_names=CLASS_NAMES,
+             bootstrap=1000, seed=0, n_bins=None, keep_faces=True):
     """Score the ensemble and each member on ``(faces, y)``; returns an :class:`EnsembleReport`.
 
     Each member predicts the faces once (cached in the ensemble); ``context``
     (e.g. ``{"csv": ..., "usage": ...}``) is copied into ``report.json``.
+    With temperatures, member figures are those of the temperature-scaled
+    members, and calibration before scaling is reported too. ``bootstrap``
+    resamples (seeded by ``seed``; 0 = no intervals) give 95% intervals;
+    ``n_bins`` confidence bins (default 15) the ECE; ``keep_faces`` keeps the
+    faces in the report for its contact sheet of confident mistakes.
     """
     from fer_keras.metrics import prediction_collapse
 
     y = np.asarray(y, dtype=np.int64)
     if len(y) == 0:
         raise FerError("nothing to evaluate: the split has no faces")
+    if bootstrap < 0:
+        raise ConfigError(f"bootstrap resamples must be 0 or more, got {bootstrap}")
     start = time.perf_counter()
-    stack = ensemble.member_probas(faces, tta=tta)
-    probas = ensemble.combine(stack)
+    raw = ensemble.member_probas(faces, tta=tta)
+    calibrated = ensemble.is_calibrated
+    stack = ensemble.calibrated(raw) if calibrated else raw
+    probas = combine_probas(stack, ensemble.weights_, ensemble.method)
     member_metrics = [_figures(p, y, class_names) for p in stack]
     info = []
     for member, p in zip(ensemble.members, stack):
@@ -815,15 +1265,23 @@ def evaluate(ensemble, faces, y, *, tta=False, skipped=(), context=None, class_n
             if key in member.metadata:
                 entry[key] = member.metadata[key]
         info.append(entry)
+    names = member_keys(ensemble.members)
+    science_start = time.perf_counter()
+    science = analyse_probas(stack, y, names=names, weights=ensemble.weights_, method=ensemble.method,
+                             probas=probas, raw_member_probas=raw if calibrated else None,
+                             temperatures=ensemble.temperatures_ if calibrated else None, n_resamples=bootstrap,
+                             seed=seed, n_bins=n_bins, n_classes=len(class_names))
     seconds = {"predict": {n: round(s, 3) for n, s in ensemble.predict_seconds_.items()
                            if n in {m.name for m in ensemble.members}},
-               "evaluate": round(time.perf_counter() - start, 3)}
+               "evaluate": round(time.perf_counter() - start, 3),
+               "analysis": round(time.perf_counter() - science_start, 3)}
     return EnsembleReport(
-        member_names=member_keys(ensemble.members), member_files=[str(m.path) for m in ensemble.members],
+        member_names=names, member_files=[str(m.path) for m in ensemble.members],
         weights=ensemble.weights_, method=ensemble.method, tta=bool(tta), y_true=y, member_probas=stack,
         probas=probas, metrics=_figures(probas, y, class_names), member_metrics=member_metrics,
         skipped=list(skipped), member_info=info, seconds=seconds, context=dict(context or {}),
-        class_names=tuple(class_names))
+        class_names=tuple(class_names), science=science, faces=np.asarray(faces) if keep_faces else None,
+        temperatures=ensemble.temperatures_ if calibrated else None)
 
 
 def machine_info():
@@ -853,13 +1311,24 @@ def machine_info():
 
 
 def write_weights(path, ensemble, **extra):
-    """Write the ensemble's normalised weights as a weights file (atomic)."""
-    doc = {"weights": ensemble.weights_dict(), **extra}
+    """Write the ensemble's normalised weights (and its temperatures, when it has
+    any) as a weights file (atomic)."""
+    doc = {"weights": ensemble.weights_dict()}
+    if ensemble.temperatures is not None:
+        doc["temperatures"] = ensemble.temperatures_dict()
+    doc.update(extra)
     write_json_atomic(path, doc)
+    return Path(path)
+
+
+def write_temperatures(path, ensemble, **extra):
+    """Write the ensemble's temperatures as a weights file holding only ``"temperatures"`` (atomic)."""
+    write_json_atomic(path, {"temperatures": ensemble.temperatures_dict(), **extra})
     return Path(path)
 
 
 __all__ = ["METHODS", "Ensemble", "EnsembleReport", "InputAdapter", "Member", "Skipped", "combine_probas",
            "evaluate", "find_model_files", "fit_weights", "load_members", "machine_info", "member_keys",
            "read_weights", "write_weights"]
+__all__ += ["analyse_probas", "read_temperatures", "read_weights_file", "write_temperatures"]
 

@@ -14,6 +14,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from fer_keras.cli.common import run_cli
 
 EPILOG = """\
@@ -21,10 +23,17 @@ examples:
   %(prog)s --csv data/fer2013.csv --usage PrivateTest --models-dir models --out reports/final
   %(prog)s --csv data/fer2013.csv --tta --method geometric --out reports/geo_tta
   %(prog)s --csv data/fer2013.csv --fit-weights PublicTest --out reports/fitted
+  %(prog)s --csv data/fer2013.csv --calibrate PublicTest --worst 24 --out reports/calibrated
+  %(prog)s --csv data/fer2013.csv --select greedy --select-on PublicTest --out reports/selected
   %(prog)s --images faces/ --model other/mini_xception.h5 --out reports/faces
 
 a model file without fer_keras metadata may carry a sidecar JSON next to it
 (model.json): {"input_scale": "0-1" | "-1-1" | "0-255", "class_names": [...]}.
+a --weights file holds "weights", "temperatures" or both; the weights.json,
+temperatures.json and selection.json this tool writes are all such files.
+every report has calibration (ECE, NLL, Brier; reliability.png), 95% bootstrap
+intervals, McNemar tests against the ensemble, member disagreement
+(disagreement.png) and report.html with every table and figure.
 exit codes: 0 done, 2 a problem to fix (message on stderr), 130 interrupted.
 """
 
@@ -57,6 +66,26 @@ def build_parser(prog=None, description=None):
     g.add_argument("--fit-weights", metavar="SPLIT", help="fit non-negative weights summing to 1 on this split "
                    "(minimum NLL of the weighted mean; e.g. PublicTest) and write weights.json to --out")
     g.add_argument("--tta", action="store_true", help="average each member over the face and its mirror image")
+
+    g = p.add_argument_group("calibration and statistics")
+    g.add_argument("--calibrate", metavar="SPLIT", help="fit one temperature per member on this split (minimum NLL "
+                   "of softmax(log p / T); e.g. PublicTest), apply it before combining, write temperatures.json "
+                   "to --out and report ECE before and after")
+    g.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals of accuracy and macro-F1; 0: none "
+                   "(default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default: %(default)s)")
+    g.add_argument("--worst", type=int, default=0, metavar="N",
+                   help="write worst.png: the N most confidently wrong faces with true and predicted label")
+
+    g = p.add_argument_group("member selection")
+    g.add_argument("--select", choices=["greedy"], help="greedy forward selection with replacement (Caruana et al. "
+                   "2004) on --select-on; writes selection.json (a --weights file) to --out and compares the "
+                   "selected members with all of them")
+    g.add_argument("--select-on", metavar="SPLIT", help="split the selection is fitted on (default: PublicTest)")
+    g.add_argument("--select-metric", choices=["accuracy", "nll"], default="accuracy",
+                   help="what the selection maximises: accuracy (ties broken by NLL) or minus the NLL "
+                   "(default: %(default)s)")
 
     g = p.add_argument_group("run")
     g.add_argument("--out", help="report folder (default: reports/ensemble-<usage>-<time>)")
@@ -94,9 +123,21 @@ def run(args, *, stdout=None):
     started = time.perf_counter()
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
-    if args.fit_weights and args.weights != "uniform":
+    if args.bootstrap < 0:
+        raise ConfigError("--bootstrap must be 0 (no intervals) or a number of resamples")
+    if args.worst < 0:
+        raise ConfigError("--worst must be 0 or more")
+    if args.select and args.fit_weights:
+        raise ConfigError("--select and --fit-weights both set the weights; give one")
+    if args.select_on and not args.select:
+        raise ConfigError("--select-on needs --select greedy")
+    weights, temperatures = (None, None) if args.weights == "uniform" else ens.read_weights_file(args.weights)
+    if args.fit_weights and weights is not None:
         raise ConfigError("--weights and --fit-weights contradict each other; give one")
-    weights = None if args.weights == "uniform" else ens.read_weights(args.weights)
+    if args.select and weights is not None:
+        raise ConfigError(f"--select sets the weights, but {args.weights} gives weights too; give one")
+    if args.calibrate and temperatures is not None:
+        raise ConfigError(f"--calibrate fits temperatures, but {args.weights} gives temperatures too; give one")
 
     dataset, context = _load_dataset(args)
     usage = _pick_usage(dataset, args.usage)
@@ -105,6 +146,21 @@ def run(args, *, stdout=None):
             raise ConfigError(f"--fit-weights {args.fit_weights} is the evaluated split; fitting weights on the "
                               "faces being judged inflates the score (fit on another split, e.g. PublicTest)")
         dataset[args.fit_weights]
+    if args.calibrate:
+        if args.calibrate == usage:
+            raise ConfigError(f"--calibrate {args.calibrate} is the evaluated split; fitting temperatures on the "
+                              "faces being judged makes the calibration look better than it is (calibrate on "
+                              "another split, e.g. PublicTest)")
+        dataset[args.calibrate]
+    select_on = None
+    if args.select:
+        from fer_keras.constants import VALIDATION_SPLIT
+
+        select_on = args.select_on or VALIDATION_SPLIT
+        if select_on == usage:
+            raise ConfigError(f"--select-on {select_on} is the evaluated split; selecting members on the faces "
+                              "being judged inflates the score (select on another split, e.g. PublicTest)")
+        dataset[select_on]
     split = dataset[usage]
     if len(split) == 0:
         raise DataError(f"split {usage} is empty")
@@ -120,8 +176,14 @@ def run(args, *, stdout=None):
         print(f"  skipped {s}", file=stdout)
 
     ensemble = ens.Ensemble(members, method=args.method, weights=weights, batch_size=args.batch_size,
-                            verbose=0 if args.quiet else 1)
+                            verbose=0 if args.quiet else 1, temperatures=temperatures)
     weights_source = f"file {args.weights}" if weights is not None else "uniform"
+    written = []
+    if temperatures is not None:
+        ensemble.temperatures_  # names every member, or fails now
+        context["temperature_scaling"] = {"file": str(args.weights)}
+    if args.calibrate:
+        written.append(_calibrate(ensemble, dataset, args, context, out, stdout))
     if args.fit_weights:
         fit_split = dataset[args.fit_weights]
         uniform_nll = _nll(ensemble, fit_split, args.tta)
@@ -130,22 +192,104 @@ def run(args, *, stdout=None):
         weights_file = ens.write_weights(out / "weights.json", ensemble, fitted_on={
             **context, "usage": args.fit_weights, "n_samples": len(fit_split), "tta": args.tta},
             objective="NLL of the weighted mean", nll=fitted_nll, nll_uniform=uniform_nll)
+        written.append(weights_file.name)
         weights_source = (f"fitted on {args.fit_weights} (NLL {uniform_nll:.4f} uniform → {fitted_nll:.4f}), "
                           f"{weights_file}")
         print(f"weights fitted on {args.fit_weights}: " +
               ", ".join(f"{k} {v:.3f}" for k, v in ensemble.weights_dict().items()), file=stdout)
+    all_weights = ensemble.weights_
+    if args.select:
+        weights_source = _select(ensemble, dataset, select_on, args, context, out, stdout)
+        written.append("selection.json")
 
     report = ens.evaluate(ensemble, split.x, split.y, tta=args.tta, skipped=skipped,
                           context={**context, "usage": usage, "weights_source": weights_source,
-                                   "safe_mode": not args.unsafe, "options": vars(args)})
+                                   "safe_mode": not args.unsafe, "options": vars(args)},
+                          bootstrap=args.bootstrap, seed=args.seed)
+    if args.select:
+        report.context["selection"]["evaluated"] = _selected_vs_all(report, all_weights)
     report.seconds["total"] = round(time.perf_counter() - started, 3)
     report.context["machine"] = ens.machine_info()
     print("", file=stdout)
     print(report.to_text(), file=stdout)
-    report.save(out, overwrite=args.overwrite)
-    print(f"\nreport written to {out}/ ({', '.join(ens.REPORT_FILES)}"
-          f"{', weights.json' if args.fit_weights else ''})", file=stdout)
+    report.save(out, overwrite=args.overwrite, worst=args.worst)
+    files = list(ens.REPORT_FILES) + (["worst.png"] if args.worst else []) + written
+    print(f"\nreport written to {out}/ ({', '.join(files)})", file=stdout)
     return 0
+
+
+def _calibrate(ensemble, dataset, args, context, out, stdout):
+    """Fit temperatures on ``--calibrate``; write temperatures.json; returns its file name."""
+    from fer_keras import ensemble as ens
+    from fer_keras.calibration import expected_calibration_error
+
+    cal = dataset[args.calibrate]
+    raw = ensemble.member_probas(cal.x, tta=args.tta)
+    ensemble.temperatures = None
+    ece_before = expected_calibration_error(cal.y, ensemble.combine(raw))
+    ensemble.calibrate(cal.x, cal.y, tta=args.tta)
+    ece_after = expected_calibration_error(cal.y, ensemble.combine(raw))
+    path = ens.write_temperatures(out / "temperatures.json", ensemble, fitted_on={
+        **context, "usage": args.calibrate, "n_samples": len(cal), "tta": args.tta},
+        objective="NLL of softmax(log p / T), one T per member",
+        ensemble_ece_on_fit_split={"before": ece_before, "after": ece_after})
+    context["temperature_scaling"] = {"fitted_on": args.calibrate, "n_samples": len(cal), "file": str(path)}
+    print(f"temperatures fitted on {args.calibrate}: " +
+          ", ".join(f"{k} {v:.3f}" for k, v in ensemble.temperatures_dict().items()) +
+          f" (ensemble ECE there {ece_before:.4f} → {ece_after:.4f})", file=stdout)
+    return path.name
+
+
+def _select(ensemble, dataset, select_on, args, context, out, stdout):
+    """Greedy selection on ``select_on``; sets the ensemble's weights, writes selection.json;
+    returns the weights' description."""
+    from fer_keras import ensemble as ens
+    from fer_keras.selection import greedy_selection
+
+    val = dataset[select_on]
+    stack = ensemble.calibrated(ensemble.member_probas(val.x, tta=args.tta))
+    before = ens.combine_probas(stack, ensemble.weights_, "mean")
+    result = greedy_selection(stack, val.y, metric=args.select_metric)
+    keys = ens.member_keys(ensemble.members)
+    ensemble.weights = dict(zip(keys, result.weights.tolist()))
+    after = ens.combine_probas(stack, ensemble.weights_, "mean")
+    from fer_keras.metrics import negative_log_likelihood
+
+    def figures(p):
+        return {"accuracy": float((p.argmax(axis=1) == val.y).mean()), "nll": negative_log_likelihood(val.y, p)}
+
+    selection = {"method": "greedy forward selection with replacement (Caruana et al., ICML 2004)",
+                 "metric": args.select_metric, "fitted_on": select_on, "n_samples": len(val),
+                 "steps": len(result.history), "best_step": result.best_step,
+                 "counts": dict(zip(keys, map(int, result.counts))),
+                 "order": [keys[i] for i in result.order],
+                 "excluded_constant": [keys[i] for i in result.excluded],
+                 "validation": {"all": figures(before), "selected": figures(after)},
+                 "weights": ensemble.weights_dict()}
+    extra = {k: v for k, v in selection.items() if k not in ("weights", "fitted_on", "n_samples")}
+    path = ens.write_weights(out / "selection.json", ensemble, fitted_on={
+        **context, "usage": select_on, "n_samples": len(val), "tta": args.tta}, **extra)
+    context["selection"] = {**selection, "file": str(path)}
+    chosen = ", ".join(f"{k} ×{c}" for k, c in selection["counts"].items() if c)
+    print(f"greedy selection on {select_on}: {chosen} (validation accuracy "
+          f"{selection['validation']['all']['accuracy']:.4f} all → "
+          f"{selection['validation']['selected']['accuracy']:.4f} selected)", file=stdout)
+    return f"greedy selection on {select_on} ({chosen}), {path}"
+
+
+def _selected_vs_all(report, all_weights):
+    """Accuracy, macro-F1 and NLL on the evaluated faces: every member (their weights before
+    selection) vs the selected ones."""
+    from fer_keras.ensemble import combine_probas
+    from fer_keras.metrics import classification_metrics, negative_log_likelihood
+
+    out = {}
+    for key, w in (("all", all_weights), ("selected", report.weights)):
+        p = combine_probas(report.member_probas, w, report.method)
+        m = classification_metrics(report.y_true, p, report.class_names)
+        out[key] = {"n_members": int(np.count_nonzero(np.asarray(w) > 0)), "accuracy": m["accuracy"],
+                    "macro_f1": m["macro_f1"], "nll": negative_log_likelihood(report.y_true, p)}
+    return out
 
 
 @contextlib.contextmanager
@@ -176,7 +320,7 @@ def _nll(ensemble, split, tta):
     from fer_keras.ensemble import combine_probas
     from fer_keras.metrics import negative_log_likelihood
 
-    probas = combine_probas(ensemble.member_probas(split.x, tta=tta), ensemble.weights_, "mean")
+    probas = combine_probas(ensemble.calibrated(ensemble.member_probas(split.x, tta=tta)), ensemble.weights_, "mean")
     return negative_log_likelihood(split.y, probas)
 
 
