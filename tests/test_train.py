@@ -179,15 +179,6 @@ def test_transfer_learning_two_phases_with_local_weights(tiny_csv, tmp_path):
     assert (tmp_path / "r" / "phase1" / "summary.json").exists()
 
 
-@pytest.mark.parametrize("script", ["train_vgg.py", "train_inception.py", "train_vgg_transfer_learning.py", "train.py"])
-def test_scripts_print_help(script):
-    """Check that every training script explains its flags."""
-    out = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True,
-                         cwd=REPO, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "--time-budget" in out.stdout and "--precision" in out.stdout
-
-
 def test_precision_auto_follows_the_hardware(monkeypatch):
     """Check that auto picks float16 on a GPU, bfloat16 on a bf16 CPU and float32 otherwise."""
     monkeypatch.setattr(precision, "gpu_names", lambda: ["H100"])

@@ -31,7 +31,7 @@ a model file without fer_keras metadata may carry a sidecar JSON next to it
 (model.json): {"input_scale": "0-1" | "-1-1" | "0-255", "class_names": [...]}.
 a --weights file holds "weights", "temperatures" or both; the weights.json,
 temperatures.json and selection.json this tool writes are all such files.
-every report has calibration (ECE, NLL, Brier; reliability.png), 95% bootstrap
+every report has calibration (ECE, NLL, Brier; reliability.png), 95%% bootstrap
 intervals, McNemar tests against the ensemble, member disagreement
 (disagreement.png) and report.html with every table and figure.
 exit codes: 0 done, 2 a problem to fix (message on stderr), 130 interrupted.
