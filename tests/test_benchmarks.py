@@ -33,3 +33,19 @@ def test_bench_train_runs_and_writes_json(tmp_path):
     assert "vgg16" in stdout
     result = json.loads((tmp_path / "train.json").read_text())["results"][0]
     assert result["train_model_only"] > 0 and result["latency_ms_p50"] > 0
+
+
+def test_bench_scale_runs_on_two_tiny_sizes(tmp_path):
+    """Check that the scale benchmark measures each size in a child process and prints per-1k figures."""
+    stdout = run(["benchmarks/bench_scale.py", "--rows", "200", "400", "--source", "none",
+                  "--models-dir", str(tmp_path / "none"), "--json", str(tmp_path / "scale.json")], tmp_path)
+    assert "per 1k" in stdout
+    rows = [r["rows"] for r in json.loads((tmp_path / "scale.json").read_text())["results"]]
+    assert rows == [200, 400]
+
+
+def test_bench_ensemble_science_runs_small(tmp_path):
+    """Check that the ensemble-science benchmark runs on a small synthetic problem."""
+    run(["benchmarks/bench_ensemble_science.py", "--faces", "300", "--members", "3", "--resamples", "100",
+         "--repeats", "1", "--loop-resamples", "5", "--json", str(tmp_path / "science.json")], tmp_path)
+    assert json.loads((tmp_path / "science.json").read_text())
