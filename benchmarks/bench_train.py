@@ -54,7 +54,6 @@ def measure(model_name, options, policy, *, batch, steps, repeats):
     """All figures for one model under one precision policy (runs in-process)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import numpy as np
 
     from fer_keras import models, synthetic
     from fer_keras.train import make_dataset

@@ -245,7 +245,8 @@ class FacePredictor:
     """Faces and their emotions.
 
     Args:
-      ensemble: an :class:`~fer_keras.ensemble.Ensemble` (one member is fine).
+      ensemble: an :class:`~fer_keras.ensemble.Ensemble` (one member is fine; members may be
+        :class:`~fer_keras.export.RuntimeModel` files, .tflite/.onnx, run in their own runtime).
       detector: a :class:`~fer_keras.faces.FaceDetector` (default: its defaults).
       detect: False treats every picture (or frame) as one already-cropped
         face, as FER2013's are.
@@ -351,7 +352,10 @@ class FacePredictor:
 
         index = self.explain_member if member_index is None else member_index
         if index not in self._explainers:
-            self._explainers[index] = GradCAM(self.ensemble.members[index].model)
+            member = self.ensemble.members[index]
+            if getattr(member, "model", None) is None:  # a .tflite/.onnx member (fer_keras.export.RuntimeModel)
+                raise ConfigError(f"Grad-CAM needs a Keras member; {member.name} runs in its own runtime")
+            self._explainers[index] = GradCAM(member.model)
         return self._explainers[index]
 
     def explain(self, face, member_index=None):

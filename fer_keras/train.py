@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -28,7 +26,6 @@ from fer_keras.constants import CLASS_NAMES, TRAIN_SPLIT, VALIDATION_SPLIT
 from fer_keras.errors import ConfigError, FerError
 from fer_keras.io_utils import next_model_path, write_json_atomic
 
-log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "onecycle")

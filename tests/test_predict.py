@@ -266,14 +266,14 @@ def test_explain_writes_a_picture_per_face(conv_model_file, tmp_path, capsys):
 
 
 def test_cli_exit_codes_for_models(tmp_path, capsys):
-    """Check that no models, .tflite/.onnx files and bad options are messages with exit code 2."""
+    """Check that no models, missing .tflite/.onnx files and bad options are messages with exit code 2."""
     code, _, err = run_cli(["--models-dir", tmp_path, "--out", tmp_path / "o"], capsys)
     assert code == 2 and "has no trained models yet" in err and "--model FILE" in err
     assert not (tmp_path / "o").exists()
     code, _, err = run_cli(["--model", tmp_path / "m.tflite", "--out", tmp_path / "o"], capsys)
-    assert code == 2 and "TFLite model files are not supported yet" in err
+    assert code == 2 and "m.tflite: no such file" in err
     code, _, err = run_cli(["--model", tmp_path / "m.onnx", "--out", tmp_path / "o"], capsys)
-    assert code == 2 and "ONNX model files are not supported yet" in err
+    assert code == 2 and "m.onnx: no such file" in err
     code, _, err = run_cli(["--model", tmp_path / "m.h5", "--every", "0"], capsys)
     assert code == 2 and "--every" in err
 

@@ -7,8 +7,10 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
 
 
 def quiet_tensorflow():
@@ -51,3 +53,27 @@ def run_cli(job):
         print("interrupted", file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
+
+
+@contextlib.contextmanager
+def plain_warnings():
+    """Show Python warnings as ``warning: message`` lines; hide TensorFlow's retracing notices
+    (every member traces its own predict function once)."""
+    import logging
+
+    previous = warnings.showwarning
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield
+    finally:
+        warnings.showwarning = previous
+        tf_logger.setLevel(level)

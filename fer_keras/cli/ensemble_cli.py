@@ -7,16 +7,14 @@ order) plus each ``--model FILE``; adding a member is dropping a file there.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from fer_keras.cli.common import run_cli
+from fer_keras.cli.common import plain_warnings, run_cli
 
 EPILOG = """\
 examples:
@@ -292,30 +290,6 @@ def _selected_vs_all(report, all_weights):
     return out
 
 
-@contextlib.contextmanager
-def _plain_warnings():
-    """Show Python warnings as ``warning: message`` lines; hide TensorFlow's retracing notices
-    (every member traces its own predict function once)."""
-    import logging
-
-    previous = warnings.showwarning
-    tf_logger = logging.getLogger("tensorflow")
-    level = tf_logger.level
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        print(f"warning: {message}", file=sys.stderr)
-
-    warnings.showwarning = show
-    tf_logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            yield
-    finally:
-        warnings.showwarning = previous
-        tf_logger.setLevel(level)
-
-
 def _nll(ensemble, split, tta):
     from fer_keras.ensemble import combine_probas
     from fer_keras.metrics import negative_log_likelihood
@@ -330,7 +304,7 @@ def main(argv=None, *, prog=None, description=None):
     args = parser.parse_args(argv)
 
     def job():
-        with _plain_warnings():
+        with plain_warnings():
             return run(args)
 
     return run_cli(job)

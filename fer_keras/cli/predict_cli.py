@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from fer_keras.cli.common import run_cli
+from fer_keras.cli.common import plain_warnings, run_cli
 
 EPILOG = """\
 examples:
@@ -24,6 +24,7 @@ examples:
   %(prog)s --input webcam --interval 1            # a frame a second until Enter / Ctrl+C
   %(prog)s --input webcam:1 --interval 0 --max-frames 50 --headless
   %(prog)s --input faces/ --no-detect --model models/model_2.h5   # already-cropped faces
+  %(prog)s --input clip.mp4 --model exported/fer_ensemble_int8.tflite  # an export.py file, in LiteRT
 
 outputs (in --out): <name>.annotated.png per picture, <name>.annotated.mp4 and
 <name>.timeline.png per video or webcam, <name>.face<i>.gradcam.png with
@@ -33,7 +34,6 @@ exit codes: 0 done (some inputs may have been skipped, with a message),
 2 nothing could be processed or a problem to fix, 130 interrupted.
 """
 
-UNSUPPORTED_SUFFIXES = {".tflite": "TFLite", ".onnx": "ONNX"}
 
 TABLE_ROWS = 50
 """Face rows printed; the rest are in predictions.csv."""
@@ -55,7 +55,9 @@ def build_parser(prog=None, description=None):
     g = p.add_argument_group("models")
     g.add_argument("--models-dir", metavar="DIR", help="every *.h5 and *.keras here is an ensemble member "
                    "(default: models, unless --model is given)")
-    g.add_argument("--model", action="append", default=[], metavar="FILE", help="a member file, repeatable")
+    g.add_argument("--model", action="append", default=[], metavar="FILE", help="a member file, repeatable: "
+                   ".h5/.keras, or a .tflite/.onnx file or SavedModel folder written by export.py (run in its "
+                   "own runtime: LiteRT, onnxruntime, TensorFlow)")
     g.add_argument("--method", choices=METHODS, default="mean", help="how members are combined (default: %(default)s)")
     g.add_argument("--tta", action="store_true", help="average each member over the face and its mirror image")
     g.add_argument("--unsafe", action="store_true", help="allow model files that run code when loaded "
@@ -109,15 +111,20 @@ def _check_options(args):
         raise ConfigError("--explain-member must be 0 or more")
 
 
-def model_sources(args):
-    """The folders/files to load members from; raises a FerError saying what to do when there are none."""
-    from fer_keras.ensemble import find_model_files
-    from fer_keras.errors import ConfigError, ModelFileError
+def is_runtime_file(path):
+    """Whether ``path`` is run by its own runtime, not Keras: a .tflite or .onnx file, or a SavedModel folder."""
+    from fer_keras.export import RUNTIME_SUFFIXES
 
-    for file in args.model:
-        kind = UNSUPPORTED_SUFFIXES.get(Path(file).suffix.lower())
-        if kind:
-            raise ConfigError(f"{file}: {kind} model files are not supported yet; pass a Keras .h5 or .keras file")
+    path = Path(path)
+    return path.suffix.lower() in RUNTIME_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
+
+
+def model_sources(args):
+    """The folders/files to load Keras members from (.tflite/.onnx/SavedModel ``--model`` files are left
+    to :func:`runtime_sources`); raises a FerError saying what to do when there are none."""
+    from fer_keras.ensemble import find_model_files
+    from fer_keras.errors import ModelFileError
+
     folder = args.models_dir or (None if args.model else "models")
     if folder is not None and not args.model:
         found = find_model_files(folder) if Path(folder).is_dir() else []
@@ -127,21 +134,38 @@ def model_sources(args):
                 f"{folder}/ {state} (*.h5 or *.keras). Train one first, e.g. "
                 "`python train_vgg.py --csv data/fer2013.csv` (or `python demo.py` for a quick toy model), "
                 "or pass --model FILE")
-    return ([folder] if folder else []) + list(args.model)
+    return ([folder] if folder else []) + [f for f in args.model if not is_runtime_file(f)]
+
+
+def runtime_sources(args):
+    """The ``--model`` files run by their own runtime (exported by export.py): .tflite, .onnx, SavedModel."""
+    return [f for f in args.model if is_runtime_file(f)]
 
 
 def load_predictor(args, *, stdout):
-    """Members, ensemble, detector and predictor from the options; prints the member list."""
+    """Members, ensemble, detector and predictor from the options; prints the member list.
+
+    Keras members come first (folder, then files), then the .tflite/.onnx/SavedModel
+    files, each run in its own runtime (:class:`fer_keras.export.RuntimeModel`).
+    """
     from fer_keras import ensemble as ens
+    from fer_keras.errors import ConfigError
+    from fer_keras.export import RuntimeModel
     from fer_keras.faces import FaceDetector
     from fer_keras.predict import FacePredictor
 
-    members, skipped = ens.load_members(model_sources(args), safe_mode=not args.unsafe)
+    sources, runtime_files = model_sources(args), runtime_sources(args)
+    members, skipped = ens.load_members(sources, safe_mode=not args.unsafe) if sources else ([], [])
+    members += [RuntimeModel.from_file(f) for f in runtime_files]
     print(f"{len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else ""), file=stdout)
     for m in members:
         print(f"  {m.name:<28} {m.adapter.describe()}", file=stdout)
     for s in skipped:
         print(f"  skipped {s}", file=stdout)
+    if args.explain and 0 <= args.explain_member < len(members) and members[args.explain_member].model is None:
+        member = members[args.explain_member]
+        raise ConfigError(f"--explain needs a Keras member; member {args.explain_member} ({member.name}) runs in "
+                          f"{member.runtime}: pick a .h5/.keras member with --explain-member")
     ensemble = ens.Ensemble(members, method=args.method)
     detector = None if args.no_detect else FaceDetector(
         min_face=args.min_face, scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, margin=args.margin)
@@ -301,13 +325,12 @@ def main(argv=None, *, prog=None, description=None, open_capture=None):
 
     ``open_capture(index)``: opens a webcam (default ``cv2.VideoCapture``); tests pass a fake.
     """
-    from fer_keras.cli.ensemble_cli import _plain_warnings
 
     parser = build_parser(prog or os.path.basename(sys.argv[0]), description)
     args = parser.parse_args(argv)
 
     def job():
-        with _plain_warnings():
+        with plain_warnings():
             return run(args, open_capture=open_capture)
 
     return run_cli(job)
