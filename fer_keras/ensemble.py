@@ -10,6 +10,13 @@ every member is fed the same raw FER2013 faces (uint8, 48x48x1):
   sidecar JSON next to it (``model.json``: ``{"input_scale": "0-1",
   "class_names": [...]}``), else 0-1 and FER2013 order, with a warning.
 
+Members are 7-way (FER2013 classes) or, when loaded with ``class_counts=(7,
+8)``, 8-way (FER2013's 7 then contempt, as FER+, AffectNet-8 and CK+ label
+faces). An ensemble never mixes class sets silently: 7-way and 8-way members
+together need ``class_map="drop-contempt"`` (8-way members are evaluated on
+the 7 shared classes: their contempt column is dropped and the rest
+renormalised); see :func:`evaluation_classes`.
+
 Usage, in scikit-learn's spirit::
 
     members, skipped = load_members("models")
@@ -43,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, IMAGE_SIZE, INPUT_SCALES, NUM_CLASSES
+from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, CLASS_NAMES_8, IMAGE_SIZE, INPUT_SCALES, NUM_CLASSES
 from fer_keras.errors import ConfigError, FerError, ModelFileError
 from fer_keras.io_utils import natural_key, prepare_output_dir, write_json_atomic, write_text_atomic
 from fer_keras.model_io import MODEL_SUFFIXES
@@ -63,6 +70,15 @@ DEFAULT_SCALE = "0-1"
 REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png", "per_class_f1.png", "predictions.csv",
                 "reliability.png", "disagreement.png", "report.html")
 """Files every report folder holds (``worst.png`` too when asked for)."""
+
+CLASS_MAPS = ("drop-contempt",)
+"""How members with different class sets may be evaluated together (see :func:`evaluation_classes`)."""
+
+CLASS_COUNTS = (NUM_CLASSES, len(CLASS_NAMES_8))
+"""Member output sizes the ensemble tester accepts: 7 (FER2013) and 8 (plus contempt)."""
+
+_CONTEMPT = len(CLASS_NAMES)
+_ALIASES_8 = {**CLASS_ALIASES, "contempt": _CONTEMPT, "contemptuous": _CONTEMPT}
 
 _EPS = 1e-12
 
@@ -87,6 +103,8 @@ class InputAdapter:
     """``order[k]`` = the model's output column of FER2013 class ``k``; None = same order."""
     source: str = "fer_keras metadata"
     """Where ``scale`` and the class order came from."""
+    num_classes: int = NUM_CLASSES
+    """Outputs per face: 7 (FER2013 order) or 8 (FER2013 order, then contempt)."""
 
     def __call__(self, faces):
         x = np.asarray(faces, dtype=np.float32)
@@ -118,12 +136,13 @@ class InputAdapter:
         if self.layout == "flat":
             shape += " flat"
         reorder = ", classes reordered" if self.class_order is not None else ""
-        return f"{shape} {self.scale} ({self.source}{reorder})"
+        classes = f", {self.num_classes} classes" if self.num_classes != NUM_CLASSES else ""
+        return f"{shape} {self.scale} ({self.source}{reorder}{classes})"
 
     def to_dict(self):
         return {"size": [self.height, self.width], "channels": self.channels, "scale": self.scale,
                 "layout": self.layout, "class_order": list(self.class_order) if self.class_order else None,
-                "source": self.source}
+                "source": self.source, "num_classes": self.num_classes}
 
 
 @dataclasses.dataclass
@@ -142,9 +161,16 @@ class Member:
     def name(self):
         return Path(self.path).name
 
+    @property
+    def num_classes(self):
+        """7 (FER2013 classes) or 8 (plus contempt)."""
+        return self.adapter.num_classes
+
     @classmethod
-    def from_file(cls, path, *, safe_mode=True, weight=1.0):
-        """Load ``path`` and work out its adapter. Raises :class:`ModelFileError`."""
+    def from_file(cls, path, *, safe_mode=True, weight=1.0, class_counts=(NUM_CLASSES,)):
+        """Load ``path`` and work out its adapter. Raises :class:`ModelFileError`.
+
+        ``class_counts``: the output sizes accepted (``CLASS_COUNTS`` admits 8-way models)."""
         from fer_keras import model_io
 
         path = Path(path)
@@ -153,20 +179,21 @@ class Member:
         except ModelFileError as exc:
             raise ModelFileError(_clearer_load_error(str(exc), path)) from None
         meta = dict(getattr(model, "fer_metadata", {}) or {})
-        adapter, notes = _make_adapter(model, meta, path)
+        adapter, notes = _make_adapter(model, meta, path, class_counts=class_counts)
         for note in notes:
             warnings.warn(f"{path.name}: {note}", stacklevel=2)
         return cls(path=path, model=model, adapter=adapter, weight=float(weight), metadata=meta, notes=notes)
 
     def predict_proba(self, faces, *, tta=False, batch_size=BATCH_SIZE, verbose=0):
-        """Probabilities (N, 7) in FER2013 order for raw faces, batched.
+        """Probabilities (N, 7) in FER2013 order for raw faces, batched ((N, 8),
+        contempt last, for an 8-way member).
 
         ``tta``: average with the prediction on horizontally flipped faces
         (both go through the model in the same batch).
         """
         faces = np.asarray(faces)
         n = len(faces)
-        out = np.empty((n, NUM_CLASSES), dtype=np.float32)
+        out = np.empty((n, self.num_classes), dtype=np.float32)
         bar = _progress(total=n, desc=self.name, verbose=verbose)
         try:
             for start in range(0, n, batch_size):
@@ -223,13 +250,14 @@ def find_model_files(models_dir):
     return sorted(files, key=natural_key)
 
 
-def load_members(source, *, safe_mode=True, strict=False):
+def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLASSES,)):
     """Load every member named by ``source``: a folder, a file, or a list of them.
 
     Folders contribute their ``*.h5``/``*.keras`` files in natural order;
     files keep the order given. A file that cannot be a member (unreadable,
     needs code in safe mode, not a 7-way classifier, ...) is skipped with a
     one-line reason; ``strict=True`` raises :class:`ModelFileError` instead.
+    ``class_counts=CLASS_COUNTS`` accepts 8-way (contempt) classifiers too.
 
     Returns ``(members, skipped)``; raises :class:`ModelFileError` when no
     member is left.
@@ -246,7 +274,7 @@ def load_members(source, *, safe_mode=True, strict=False):
     members, skipped = [], []
     for file in files:
         try:
-            members.append(Member.from_file(file, safe_mode=safe_mode))
+            members.append(Member.from_file(file, safe_mode=safe_mode, class_counts=class_counts))
         except ModelFileError as exc:
             reason = _strip_path(str(exc), file)
             if strict:
@@ -299,9 +327,9 @@ def _custom_names(path):
     return re.findall(r'"registered_name":\s*"([^"]+>[^"]+)"', text)
 
 
-def _make_adapter(model, meta, path):
+def _make_adapter(model, meta, path, class_counts=(NUM_CLASSES,)):
     """The member's InputAdapter and notes; raises ModelFileError when the
-    model cannot be a FER2013 member."""
+    model cannot be a FER2013 member (or an 8-way one, when ``class_counts`` allows)."""
     notes = []
     # === Input shape ===
     try:
@@ -330,9 +358,14 @@ def _make_adapter(model, meta, path):
     if len(outputs) != 1:
         raise ModelFileError(f"{path}: has {len(outputs)} outputs; a member returns one class-probability vector")
     out_shape = tuple(outputs[0].shape)[1:]
-    if len(out_shape) != 1 or out_shape[0] != NUM_CLASSES:
-        raise ModelFileError(f"{path}: output shape {out_shape} is not {NUM_CLASSES}-way "
-                             f"(FER2013 has {NUM_CLASSES} classes)")
+    if len(out_shape) != 1 or out_shape[0] not in class_counts:
+        if tuple(class_counts) == (NUM_CLASSES,):
+            raise ModelFileError(f"{path}: output shape {out_shape} is not {NUM_CLASSES}-way "
+                                 f"(FER2013 has {NUM_CLASSES} classes)")
+        ways = " or ".join(f"{c}-way" for c in class_counts)
+        raise ModelFileError(f"{path}: output shape {out_shape} is not {ways} "
+                             f"(FER2013 has {NUM_CLASSES} classes; FER+, AffectNet-8 and CK+ add contempt)")
+    num_classes = int(out_shape[0])
 
     # === Scale and classes: file metadata, then sidecar, then defaults ===
     scale = meta.get("input_scale")
@@ -350,9 +383,9 @@ def _make_adapter(model, meta, path):
                      f"assuming {DEFAULT_SCALE}" + ("" if names else " and FER2013 class order"))
     if scale not in INPUT_SCALES:
         raise ModelFileError(f"{path}: input_scale {scale!r} is not one of {', '.join(INPUT_SCALES)}")
-    order = _class_order(names, path) if names is not None else None
+    order = _class_order(names, path, num_classes) if names is not None else None
     adapter = InputAdapter(height=int(height), width=int(width), channels=int(channels), scale=scale,
-                           layout=layout, class_order=order, source=source)
+                           layout=layout, class_order=order, source=source, num_classes=num_classes)
     return adapter, notes
 
 
@@ -370,15 +403,18 @@ def _read_sidecar(path):
     return None, {}
 
 
-def _class_order(names, path):
-    """``order[k]`` = the column holding FER2013 class ``k``; None when already in order."""
+def _class_order(names, path, num_classes=NUM_CLASSES):
+    """``order[k]`` = the column holding FER2013 class ``k`` (contempt: 7 of 8);
+    None when already in order."""
     names = [str(n) for n in names]
-    indices = [CLASS_ALIASES.get(n.strip().lower()) for n in names]
-    if len(names) != NUM_CLASSES or None in indices or sorted(indices) != list(range(NUM_CLASSES)):
-        raise ModelFileError(f"{path}: class names {names} are not the FER2013 classes "
-                             f"({', '.join(CLASS_NAMES)})")
+    aliases = _ALIASES_8 if num_classes == len(CLASS_NAMES_8) else CLASS_ALIASES
+    expected = CLASS_NAMES_8 if num_classes == len(CLASS_NAMES_8) else CLASS_NAMES
+    indices = [aliases.get(n.strip().lower()) for n in names]
+    if len(names) != num_classes or None in indices or sorted(indices) != list(range(num_classes)):
+        what = "the FER2013 classes" if num_classes == NUM_CLASSES else "the FER2013 classes plus contempt"
+        raise ModelFileError(f"{path}: class names {names} are not {what} ({', '.join(expected)})")
     order = tuple(int(i) for i in np.argsort(indices))
-    return None if order == tuple(range(NUM_CLASSES)) else order
+    return None if order == tuple(range(num_classes)) else order
 
 
 def _progress(*, total, desc, verbose):
@@ -481,6 +517,59 @@ def fit_weights(member_probas, y_true):
     return w / w.sum()
 
 
+# --------------------------------------------------------------------------
+# Class sets (7 FER2013 classes, or 8 with contempt)
+# --------------------------------------------------------------------------
+
+
+def drop_contempt(probs):
+    """8-way probabilities (N, 8) → the 7 FER2013 classes (N, 7): contempt's
+    column is dropped and each row renormalised (uniform where nothing is left)."""
+    kept = np.asarray(probs, dtype=np.float32)[:, :NUM_CLASSES]
+    total = kept.sum(axis=1, keepdims=True)
+    return np.divide(kept, total, out=np.full_like(kept, 1.0 / NUM_CLASSES), where=total > 0)
+
+
+def _classes_of(member):
+    """7 or 8; duck-typed members (export.RuntimeModel) carry it on their adapter, 7 by default."""
+    adapter = getattr(member, "adapter", None)
+    return int(getattr(member, "num_classes", None) or getattr(adapter, "num_classes", NUM_CLASSES))
+
+
+def evaluation_classes(members, *, data_classes=None, class_map=None):
+    """The class names members (and data with ``data_classes`` classes) are evaluated on.
+
+    Everything 7-way → the FER2013 classes; everything 8-way → those plus
+    contempt. A mix is refused with a :class:`FerError` unless ``class_map``
+    says how: ``"drop-contempt"`` evaluates on the 7 shared classes (8-way
+    members lose their contempt column, renormalised; the caller drops
+    contempt faces from the data).
+    """
+    if class_map is not None and class_map not in CLASS_MAPS:
+        raise ConfigError(f"unknown class map {class_map!r}; choose one of {', '.join(CLASS_MAPS)}")
+    if class_map == "drop-contempt":
+        return CLASS_NAMES
+    counts = {_classes_of(m) for m in members}
+    if data_classes is not None:
+        counts.add(int(data_classes))
+    if len(counts) <= 1:
+        return CLASS_NAMES_8 if counts == {len(CLASS_NAMES_8)} else CLASS_NAMES
+    ways = collections.defaultdict(list)
+    for m in members:
+        ways[_classes_of(m)].append(m.name)
+    listed = "; ".join(f"{n}-way: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                       for n, names in sorted(ways.items()))
+    data = "" if data_classes is None else \
+        f"; the data has {data_classes} classes{' (with contempt)' if data_classes == 8 else ''}"
+    hint = ""
+    if data_classes == NUM_CLASSES and set(ways) == {len(CLASS_NAMES_8)}:
+        hint = " or read the data with --num-classes 8,"
+    raise FerError(f"members and data do not share one class set ({listed}{data}); refusing to mix them. "
+                   f"Pass --class-map drop-contempt (class_map='drop-contempt'),{hint} to evaluate on the 7 "
+                   "shared classes: 8-way members' contempt column is dropped and renormalised, and contempt "
+                   "faces are left out of the data")
+
+
 class Ensemble:
     """Combine members' probabilities (scikit-learn style ``predict_proba`` / ``predict`` / ``score``).
 
@@ -496,6 +585,9 @@ class Ensemble:
         member) or a mapping from member file name to temperature ``T``;
         each member's probabilities become ``softmax(log p / T)`` before
         they are combined (see :meth:`calibrate`).
+      class_map: None (every member has the same class set: 7, or 8 with
+        contempt) or ``"drop-contempt"`` (evaluate on the 7 FER2013 classes;
+        8-way members' contempt column is dropped and renormalised).
 
     Member probabilities are cached per input array (and TTA flag), so
     ``predict_proba``, ``predict``, ``score`` and :func:`evaluate` on the same
@@ -503,11 +595,13 @@ class Ensemble:
     """
 
     def __init__(self, members, *, method="mean", weights=None, batch_size=BATCH_SIZE, verbose=0,
-                 temperatures=None):
+                 temperatures=None, class_map=None):
         if not members:
             raise ModelFileError("an ensemble needs at least one member")
         if method not in METHODS:
             raise ConfigError(f"unknown ensemble method {method!r}; choose one of {', '.join(METHODS)}")
+        evaluation_classes(members, class_map=class_map)  # mixed class sets fail here, not mid-way
+        self.class_map = class_map
         self.members = list(members)
         self.method = method
         self.weights = weights
@@ -596,18 +690,26 @@ class Ensemble:
 
     # === Prediction ===
 
+    @property
+    def class_names(self):
+        """The classes the ensemble predicts: FER2013's 7, or 8 with contempt."""
+        return evaluation_classes(self.members, class_map=self.class_map)
+
     def member_probas(self, faces, *, tta=False):
-        """Every member's probabilities, shape (M, N, 7), FER2013 order; cached."""
+        """Every member's probabilities, shape (M, N, C), FER2013 order (C = 7, or 8 with
+        contempt last; see :attr:`class_names`); cached."""
         faces = np.asarray(faces)
         key = (_fingerprint(faces), bool(tta))
         if key in self._cache:
             self._cache.move_to_end(key)
             self.member_probas_ = self._cache[key]
             return self.member_probas_
-        stack = np.empty((len(self.members), len(faces), NUM_CLASSES), dtype=np.float32)
+        n_classes = len(self.class_names)
+        stack = np.empty((len(self.members), len(faces), n_classes), dtype=np.float32)
         for i, member in enumerate(self.members):
             start = time.perf_counter()
-            stack[i] = member.predict_proba(faces, tta=tta, batch_size=self.batch_size, verbose=self.verbose)
+            probs = member.predict_proba(faces, tta=tta, batch_size=self.batch_size, verbose=self.verbose)
+            stack[i] = drop_contempt(probs) if probs.shape[1] > n_classes else probs
             self.predict_seconds_[member.name] = time.perf_counter() - start
         self._cache[key] = stack
         while len(self._cache) > 4:
@@ -956,7 +1058,7 @@ class EnsembleReport:
         from fer_keras.report import confusion_table, format_table, per_class_table
 
         ctx = self.context
-        where = ctx.get("csv") or ctx.get("images") or "faces"
+        where = ctx.get("csv") or ctx.get("images") or ctx.get("data_root") or "faces"
         lines = [f"{where} [{ctx.get('usage', '?')}]: {len(self.y_true)} faces, "
                  f"method {self.method}, TTA {'on (flip)' if self.tta else 'off'}", "",
                  self.summary_table(), ""]
@@ -980,7 +1082,7 @@ class EnsembleReport:
         from fer_keras.report import confusion_table, format_table, per_class_table
 
         ctx = self.context
-        where = ctx.get("csv") or ctx.get("images") or "faces"
+        where = ctx.get("csv") or ctx.get("images") or ctx.get("data_root") or "faces"
         parts = [f"# Ensemble report: {len(self.member_names)} member(s) on {where} [{ctx.get('usage', '?')}]", "",
                  f"- faces: {len(self.y_true)}",
                  f"- method: {self.method}; test-time augmentation: {'horizontal flip' if self.tta else 'none'}",
@@ -1107,7 +1209,7 @@ class EnsembleReport:
         from fer_keras.report import confusion_rows, per_class_rows
 
         ctx = self.context
-        where = ctx.get("csv") or ctx.get("images") or "faces"
+        where = ctx.get("csv") or ctx.get("images") or ctx.get("data_root") or "faces"
         e = self.metrics
         facts = [f"data: {where} [{ctx.get('usage', '?')}], {len(self.y_true)} faces",
                  f"method: {self.method}; test-time augmentation: {'horizontal flip' if self.tta else 'none'}",
@@ -1229,7 +1331,7 @@ def _figures(probas, y, class_names):
     return m
 
 
-def evaluate(ensemble, faces, y, *, tta=False, skipped=(), context=None, class_names=CLASS_NAMES,
+def evaluate(ensemble, faces, y, *, tta=False, skipped=(), context=None, class_names=None,
              bootstrap=1000, seed=0, n_bins=None, keep_faces=True):
     """Score the ensemble and each member on ``(faces, y)``; returns an :class:`EnsembleReport`.
 
@@ -1240,10 +1342,15 @@ def evaluate(ensemble, faces, y, *, tta=False, skipped=(), context=None, class_n
     resamples (seeded by ``seed``; 0 = no intervals) give 95% intervals;
     ``n_bins`` confidence bins (default 15) the ECE; ``keep_faces`` keeps the
     faces in the report for its contact sheet of confident mistakes.
+    ``class_names``: default the ensemble's (7, or 8 with contempt).
     """
     from fer_keras.metrics import prediction_collapse
 
+    class_names = tuple(class_names or ensemble.class_names)
     y = np.asarray(y, dtype=np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= len(class_names)):
+        raise FerError(f"labels run up to {int(y.max())} but the ensemble predicts {len(class_names)} classes "
+                       f"({', '.join(class_names)})")
     if len(y) == 0:
         raise FerError("nothing to evaluate: the split has no faces")
     if bootstrap < 0:

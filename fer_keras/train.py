@@ -1,9 +1,12 @@
 """The training engine every training script uses.
 
-``train(TrainConfig(...))`` reads FER2013, builds a registered model, trains
-it with a tf.data pipeline (augmentation on batches, prefetching), validates
-on PublicTest after every epoch, keeps the best weights, and saves the best
-model as ``models/model_<i>.h5`` with its recipe and scores inside the file.
+``train(TrainConfig(...))`` reads the training data (FER2013 by default, or
+FER+, RAF-DB, AffectNet, CK+: :func:`load_training_data`), builds a
+registered model (or starts from ``--init``, optionally with early layers
+frozen), trains it with a tf.data pipeline (augmentation on batches,
+prefetching), validates on PublicTest after every epoch, keeps the best
+weights, and saves the best model as ``models/model_<i>.h5`` with its recipe,
+dataset and scores inside the file.
 
 A run folder holds everything needed to resume and to judge the run:
 ``config.json``, ``history.csv``, ``curves.png``, ``confusion_matrix.png``,
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras.constants import CLASS_NAMES, TRAIN_SPLIT, VALIDATION_SPLIT
+from fer_keras.constants import CLASS_NAMES_8, TRAIN_SPLIT, VALIDATION_SPLIT
 from fer_keras.errors import ConfigError, FerError
 from fer_keras.io_utils import next_model_path, write_json_atomic
 
@@ -30,6 +33,18 @@ from fer_keras.io_utils import next_model_path, write_json_atomic
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "onecycle")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
+DATASETS = ("fer2013", "ferplus", "rafdb", "affectnet", "ckplus")
+"""Training data ``--dataset`` can name (readers in :mod:`fer_keras.datasets`)."""
+FERPLUS_MODES = ("majority", "probability")
+CLASSIFIER_LAYER = "predictions_logits"
+"""The final Dense of every registered model (``models.preprocessing.classifier``):
+the one layer re-initialised when ``--init`` changes the number of classes."""
+
+# Fields added after run folders already existed: left out of the run-folder
+# hash while they hold their defaults, so older commands still resume.
+_HASHED_ONLY_WHEN_SET = {"dataset": "fer2013", "ferplus_labels": "", "ferplus_mode": "majority",
+                         "data_root": "", "num_classes": 7, "ckplus_fold": 0, "ckplus_folds": 10,
+                         "freeze_layers": 0, "freeze_until": ""}
 
 
 @dataclasses.dataclass
@@ -66,6 +81,17 @@ class TrainConfig:
     skip_bad_rows: bool = False
     clipnorm: float = 0.0
     phases: list = dataclasses.field(default_factory=list)  # see train_vgg_transfer_learning.py
+    # === Dataset (see load_training_data) ===
+    dataset: str = "fer2013"
+    ferplus_labels: str = ""  # fer2013new.csv; the faces come from ``csv``
+    ferplus_mode: str = "majority"
+    data_root: str = ""  # rafdb / affectnet / ckplus folder (affectnet: or a label .csv)
+    num_classes: int = 7  # 8 = plus contempt (ferplus, affectnet, ckplus)
+    ckplus_fold: int = 0
+    ckplus_folds: int = 10
+    # === Fine-tuning ===
+    freeze_layers: int = 0  # freeze the first N layers that have weights
+    freeze_until: str = ""  # ... or every layer with weights up to and including this one
 
     def validate(self):
         checks = [
@@ -80,6 +106,11 @@ class TrainConfig:
             (self.snapshots >= 0, "--snapshots must be >= 0"),
             (self.save_format in (".h5", ".keras"), "--save-format must be .h5 or .keras"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.dataset in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}"),
+            (self.ferplus_mode in FERPLUS_MODES, f"--ferplus-mode must be one of {', '.join(FERPLUS_MODES)}"),
+            (self.num_classes in (7, 8), "--num-classes must be 7 (FER2013 classes) or 8 (plus contempt)"),
+            (self.freeze_layers >= 0, "--freeze-layers must be >= 0"),
+            (not (self.freeze_layers and self.freeze_until), "give --freeze-layers or --freeze-until, not both"),
         ]
         for ok, message in checks:
             if not ok:
@@ -87,16 +118,45 @@ class TrainConfig:
         from fer_keras import augment, models, precision
 
         models.check_options(self.model, self.model_options)
+        self._validate_dataset()
         if self.augment not in augment.LEVELS:
             raise ConfigError(f"--augment must be one of {', '.join(augment.LEVELS)}")
         if self.precision not in precision.POLICIES:
             raise ConfigError(f"--precision must be one of {', '.join(precision.POLICIES)}")
         return self
 
+    def _validate_dataset(self):
+        """What each --dataset needs, and the options it cannot take."""
+        name = self.dataset
+        if name == "fer2013" and self.num_classes != 7:
+            raise ConfigError("--dataset fer2013 has 7 classes; --num-classes 8 needs ferplus, affectnet or ckplus")
+        if name == "rafdb" and self.num_classes != 7:
+            raise ConfigError("--dataset rafdb (RAF-DB basic) has 7 classes, no contempt; drop --num-classes 8")
+        if name == "ferplus" and not self.ferplus_labels:
+            raise ConfigError("--dataset ferplus needs --ferplus-labels FILE (fer2013new.csv) and --csv "
+                              "(the original fer2013.csv the labels refer to, by row)")
+        if name in ("rafdb", "affectnet", "ckplus") and not self.data_root:
+            raise ConfigError(f"--dataset {name} needs --data-root DIR (see --help for the layout)")
+        if name == "ckplus" and not (self.ckplus_folds >= 2 and 0 <= self.ckplus_fold < self.ckplus_folds):
+            raise ConfigError(f"--ckplus-fold must be 0..{self.ckplus_folds - 1} and --ckplus-folds >= 2")
+        if self.soft_targets:
+            if self.class_weight != "none":
+                raise ConfigError("--class-weight balanced is not supported with --ferplus-mode probability "
+                                  "(soft targets have no single class per face to weight); use majority mode")
+            if self.balanced_data:
+                raise ConfigError("--balanced-data is not supported with --ferplus-mode probability "
+                                  "(soft targets have no single class per face to balance); use majority mode")
+
+    @property
+    def soft_targets(self):
+        """Whether this run trains on label distributions (FER+ probability mode)."""
+        return self.dataset == "ferplus" and self.ferplus_mode == "probability"
+
     def fingerprint(self):
         """Short hash of what shapes the result (not where files go)."""
         keep = {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in ("models_dir", "run_dir", "time_budget")}
+                if k not in ("models_dir", "run_dir", "time_budget")
+                and not (k in _HASHED_ONLY_WHEN_SET and v == _HASHED_ONLY_WHEN_SET[k])}
         return hashlib.sha1(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
     def resolved_run_dir(self):
@@ -109,8 +169,10 @@ class TrainConfig:
 
 
 def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", seed=0):
-    """tf.data pipeline: uint8 faces → float batches, one-hot labels.
+    """tf.data pipeline: uint8 faces → float batches, one target row per face.
 
+    ``y``: integer labels (N,), one-hot encoded here, or soft targets
+    (N, num_classes), e.g. FER+ vote distributions, used as they are.
     Training: cache the arrays, reshuffle every epoch, batch, then augment
     whole batches in parallel and prefetch so the model never waits.
     """
@@ -118,13 +180,17 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", see
 
     from fer_keras.augment import build_augmenter
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
+    y = np.asarray(y)
+    soft = y.ndim == 2
+    if soft and y.shape[1] != num_classes:
+        raise ConfigError(f"soft targets have {y.shape[1]} columns; the model has {num_classes} classes")
+    ds = tf.data.Dataset.from_tensor_slices((x, y.astype("float32" if soft else "int32")))
     if training:
         ds = ds.cache().shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=training)
 
     def to_float(images, labels):
-        return tf.cast(images, "float32"), tf.one_hot(labels, num_classes)
+        return tf.cast(images, "float32"), labels if soft else tf.one_hot(labels, num_classes)
 
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     augmenter = build_augmenter(augment, seed=seed) if training else None
@@ -198,9 +264,10 @@ def _callbacks_module():
         """Validates once per epoch on the whole split: loss, accuracy, macro-F1,
         and a loud warning when predictions collapse onto one class."""
 
-        def __init__(self, x, y, num_classes, batch_size, state):
+        def __init__(self, x, y, num_classes, batch_size, state, class_names=None):
             super().__init__()
             self.x, self.y, self.num_classes = x, y, num_classes
+            self.class_names = tuple(class_names or CLASS_NAMES_8[:num_classes])
             self.batch_size = batch_size
             self.state = state
 
@@ -211,14 +278,14 @@ def _callbacks_module():
                 return  # weights are NaN: nothing to validate
             probs = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
             probs = np.asarray(probs, dtype="float64")
-            m = classification_metrics(self.y, probs, CLASS_NAMES[: self.num_classes])
+            m = classification_metrics(self.y, probs, self.class_names)
             nll = -np.mean(np.log(np.clip(probs[np.arange(len(self.y)), self.y], 1e-12, 1)))
             logs.update(val_loss=float(nll), val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
             collapse = prediction_collapse(probs)
             if collapse:
                 cls, share = collapse
                 warning = (f"epoch {epoch + 1}: {share:.0%} of validation predictions are "
-                           f"'{CLASS_NAMES[cls]}' — the model has collapsed onto one class "
+                           f"'{self.class_names[cls]}' — the model has collapsed onto one class "
                            "(lower --lr, check labels/class weights)")
                 print(f"\n!!! WARNING: {warning}", flush=True)
                 self.state.setdefault("warnings", []).append(warning)
@@ -338,31 +405,173 @@ def _strategy(config):
     return tf.distribute.get_strategy()
 
 
+# --------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------
+
+
+def load_training_data(config):
+    """The dataset ``config`` names (``--dataset``), as a FERDataset whose
+    ``class_names`` has ``config.num_classes`` names; Training trains and
+    PublicTest validates (RAF-DB test, AffectNet val and the CK+ held-out fold
+    are read as PublicTest). See :func:`load_dataset`; ``--skip-bad-rows``
+    skips bad CSV rows and missing/unreadable images with a warning.
+    """
+    return load_dataset(config.dataset, csv=config.csv, ferplus_labels=config.ferplus_labels,
+                        ferplus_mode=config.ferplus_mode, data_root=config.data_root,
+                        num_classes=config.num_classes, ckplus_fold=config.ckplus_fold,
+                        ckplus_folds=config.ckplus_folds, on_bad="skip" if config.skip_bad_rows else "error")
+
+
+def load_dataset(name, *, csv="", ferplus_labels="", ferplus_mode="majority", data_root="", num_classes=7,
+                 ckplus_fold=0, ckplus_folds=10, on_bad="error"):
+    """One place that turns a ``--dataset`` name and its arguments into a dataset.
+
+    fer2013: ``csv``. ferplus: ``ferplus_labels`` (fer2013new.csv) on the
+    faces of ``csv`` (the original fer2013.csv), ``ferplus_mode`` majority or
+    probability (SoftSplit s with the vote distributions). rafdb, affectnet,
+    ckplus: ``data_root`` in the official layout (see
+    :mod:`fer_keras.datasets`); ckplus holds out fold ``ckplus_fold`` of
+    ``ckplus_folds`` subject-independent folds as PublicTest. ``num_classes``
+    8 keeps contempt (ferplus, affectnet, ckplus).
+    """
+    from fer_keras import data, datasets
+
+    if name not in DATASETS:
+        raise ConfigError(f"--dataset must be one of {', '.join(DATASETS)}, not {name!r}")
+    if num_classes not in (7, 8):
+        raise ConfigError("--num-classes must be 7 (FER2013 classes) or 8 (plus contempt)")
+    if num_classes == 8 and name in ("fer2013", "rafdb"):
+        raise ConfigError(f"--dataset {name} has 7 classes, no contempt; --num-classes 8 needs ferplus, "
+                          "affectnet or ckplus")
+    if name == "ferplus" and not ferplus_labels:
+        raise ConfigError("--dataset ferplus needs --ferplus-labels FILE (fer2013new.csv) and --csv "
+                          "(the original fer2013.csv the labels refer to, by row)")
+    if name in ("rafdb", "affectnet", "ckplus") and not data_root:
+        raise ConfigError(f"--dataset {name} needs --data-root DIR (see --help for the layout)")
+    if name == "fer2013":
+        return data.load_fer2013(csv, on_bad_rows=on_bad)
+    if name == "ferplus":
+        return datasets.load_ferplus(ferplus_labels, csv, mode=ferplus_mode, num_classes=num_classes)
+    if name == "rafdb":
+        return datasets.load_rafdb(data_root, on_bad_images=on_bad)
+    if name == "affectnet":
+        return datasets.load_affectnet(data_root, num_classes=num_classes, on_bad_images=on_bad)
+    return datasets.load_ckplus(data_root, folds=ckplus_folds, fold=ckplus_fold, num_classes=num_classes,
+                                on_bad_images=on_bad)
+
+
+def dataset_metadata(config, dataset):
+    """The ``dataset`` entry of a saved model's metadata: which data, which file(s), checksum."""
+    files = {"fer2013": config.csv, "ferplus": config.ferplus_labels}.get(config.dataset, config.data_root)
+    meta = {"name": config.dataset, "file": Path(files).name, "sha256": dataset.checksum,
+            "num_classes": len(dataset.class_names), "targets": "soft" if config.soft_targets else "hard"}
+    if config.dataset == "ferplus":
+        meta.update(mode=config.ferplus_mode, faces_file=Path(config.csv).name)
+    if config.dataset == "ckplus":
+        meta.update(fold=config.ckplus_fold, folds=config.ckplus_folds)
+    dropped = getattr(dataset, "dropped", None)
+    if dropped:
+        meta["dropped"] = dict(dropped)
+    return meta
+
+
+# --------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------
+
+
 def build_model(config, num_classes):
-    """The model to train: registered by name, or initialised from ``--init``."""
+    """The model to train: registered by name, or initialised from ``--init``;
+    then ``--freeze-layers`` / ``--freeze-until`` freeze its early layers."""
+    model = _build_or_init(config, num_classes)
+    freeze_early_layers(model, layers=config.freeze_layers, until=config.freeze_until)
+    return model
+
+
+def _build_or_init(config, num_classes):
     from fer_keras import model_io, models
 
     options = dict(config.model_options)
     if config.weights:
         options["weights"] = config.weights
-    if config.init:
-        source = model_io.load_model(config.init)
-        meta = source.fer_metadata
-        if not meta.get("architecture"):
-            raise ConfigError(f"--init {config.init}: the file has no fer_keras metadata (architecture unknown)")
-        if meta["architecture"] != config.model:
-            print(f"--init: training {meta['architecture']} (from the file), not {config.model}")
-            config.model = meta["architecture"]
-        options = {**meta.get("options", {}), **config.model_options}
-        if "weights" in options:
-            options["weights"] = None  # the file's weights replace ImageNet's
-        model = models.build(meta["architecture"], num_classes=num_classes, **options)
+    if not config.init:
+        return models.build(config.model, num_classes=num_classes, **options)
+    source = model_io.load_model(config.init)
+    meta = source.fer_metadata
+    if not meta.get("architecture"):
+        raise ConfigError(f"--init {config.init}: the file has no fer_keras metadata (architecture unknown)")
+    if meta["architecture"] != config.model:
+        print(f"--init: training {meta['architecture']} (from the file), not {config.model}")
+        config.model = meta["architecture"]
+    options = {**meta.get("options", {}), **config.model_options}
+    if "weights" in options:
+        options["weights"] = None  # the file's weights replace ImageNet's
+    model = models.build(meta["architecture"], num_classes=num_classes, **options)
+    source_classes = int(source.outputs[0].shape[-1])
+    if source_classes == num_classes:
         try:
             model.set_weights(source.get_weights())
         except ValueError as exc:
             raise ConfigError(f"--init {config.init}: weights do not fit ({exc})") from None
         return model
-    return models.build(config.model, num_classes=num_classes, **options)
+    copied = copy_weights_except_classifier(source, model, what=f"--init {config.init}")
+    print(f"--init: {Path(config.init).name} has {source_classes} classes, this run {num_classes}: copied the "
+          f"weights of {copied} layers; the classifier ({CLASSIFIER_LAYER}) starts from a fresh initialisation")
+    return model
+
+
+def copy_weights_except_classifier(source, target, *, what="--init"):
+    """Copy every layer's weights from ``source`` into ``target`` (same
+    architecture, layer by layer in order) except the final classifier Dense
+    (``predictions_logits``), which keeps ``target``'s fresh initialisation.
+    Returns the number of layers copied; ConfigError when the models differ."""
+    if len(source.layers) != len(target.layers):
+        raise ConfigError(f"{what}: the file's model has {len(source.layers)} layers, this one "
+                          f"{len(target.layers)}; options must match to copy weights")
+    names = [layer.name for layer in target.layers]
+    if CLASSIFIER_LAYER not in names:
+        raise ConfigError(f"{what}: no {CLASSIFIER_LAYER!r} layer to replace; the number of classes can only "
+                          "change for models built by fer_keras")
+    copied = 0
+    for src, dst in zip(source.layers, target.layers):
+        if dst.name == CLASSIFIER_LAYER or not dst.weights:
+            continue
+        weights = src.get_weights()
+        shapes = [tuple(w.shape) for w in weights]
+        wanted = [tuple(w.shape) for w in dst.weights]
+        if shapes != wanted:
+            raise ConfigError(f"{what}: layer {dst.name!r} has weights {wanted} here but {shapes} in the file; "
+                              "options must match to copy weights")
+        dst.set_weights(weights)
+        copied += 1
+    return copied
+
+
+def freeze_early_layers(model, *, layers=0, until=""):
+    """Freeze the first ``layers`` layers that have weights, or every layer
+    with weights up to and including the one named ``until``. Returns the
+    frozen layers' names (frozen BatchNormalization layers run in inference
+    mode, as fine-tuning wants)."""
+    if not layers and not until:
+        return []
+    weighted = [layer for layer in model.layers if layer.weights]
+    if until:
+        names = [layer.name for layer in weighted]
+        if until not in names:
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise ConfigError(f"--freeze-until {until!r}: no layer with weights of that name ({shown})")
+        layers = names.index(until) + 1
+    if layers >= len(weighted):
+        raise ConfigError(f"--freeze-layers {layers}: the model has {len(weighted)} layers with weights; "
+                          "freezing all of them would leave nothing to train")
+    frozen = weighted[:layers]
+    for layer in frozen:
+        layer.trainable = False
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    print(f"froze {len(frozen)} layer(s) ({frozen[0].name} ... {frozen[-1].name}); "
+          f"{trainable:,} trainable parameters left")
+    return [layer.name for layer in frozen]
 
 
 def train(config, *, verbose=1):
@@ -401,15 +610,21 @@ def train(config, *, verbose=1):
         tf.config.experimental.enable_op_determinism()
     policy = precision.set_policy(config.precision)
 
-    dataset = fer_data.load_fer2013(config.csv, on_bad_rows="skip" if config.skip_bad_rows else "error")
+    dataset = load_training_data(config)
+    class_names = tuple(dataset.class_names)
+    num_classes = len(class_names)
+    if num_classes != config.num_classes:
+        raise ConfigError(f"--dataset {config.dataset} gave {num_classes} classes, not --num-classes "
+                          f"{config.num_classes}")
     train_split = dataset[TRAIN_SPLIT]
     val_name = VALIDATION_SPLIT if VALIDATION_SPLIT in dataset else None
     if val_name is None:
-        raise FerError(f"{config.csv}: no {VALIDATION_SPLIT} split to validate on")
+        raise FerError(f"{dataset.source}: no {VALIDATION_SPLIT} split to validate on")
     val_split = dataset[val_name]
     if config.balanced_data:
-        train_split = fer_data.balanced(train_split, seed=config.seed)
-    num_classes = len(CLASS_NAMES)
+        train_split = fer_data.balanced(train_split, seed=config.seed, num_classes=num_classes)
+    # Soft targets (FER+ probability mode) are the loss target; hard labels are one-hot encoded.
+    train_targets = train_split.soft if config.soft_targets else train_split.y
     class_weight = None
     if config.class_weight == "balanced":
         counts = np.maximum(train_split.class_counts(num_classes), 1)
@@ -426,12 +641,13 @@ def train(config, *, verbose=1):
 
     with strategy.scope():
         model = build_model(config, num_classes)
+        model.fer_metadata["class_names"] = list(class_names)
         model.compile(
             optimizer=make_optimizer(config),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
-    train_ds = make_dataset(train_split.x, train_split.y, batch_size=config.batch_size,
+    train_ds = make_dataset(train_split.x, train_targets, batch_size=config.batch_size,
                             num_classes=num_classes, training=True, augment=config.augment, seed=config.seed)
 
     LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard = _callbacks_module()
@@ -442,7 +658,7 @@ def train(config, *, verbose=1):
     callbacks = [
         NaNGuard(state),
         LearningRateSchedule(config, steps_per_epoch, state),
-        Validation(val_split.x, val_split.y, num_classes, 256, state),
+        Validation(val_split.x, val_split.y, num_classes, 256, state, class_names),
         BestKeeper(run_dir, state, snapshot_epochs),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
@@ -455,6 +671,9 @@ def train(config, *, verbose=1):
 
     print(f"fer_keras train: {config.model} ({model.count_params():,} parameters), {policy}, "
           f"{len(train_split)} training / {len(val_split)} {val_name} faces")
+    if config.dataset != "fer2013" or num_classes != 7:
+        targets = "soft (vote distributions)" if config.soft_targets else "hard labels"
+        print(f"data: {config.dataset}, {num_classes} classes, {targets}: {dataset.source}")
     print(f"machine: {precision.machine_description()}")
     print(f"run folder: {run_dir}{' (resuming)' if resumed else ''}", flush=True)
 
@@ -485,12 +704,12 @@ def train(config, *, verbose=1):
         raise FerError(f"training produced no model: {why}")
     model.load_weights(best_weights)
     probs = model.predict(val_split.x, batch_size=256, verbose=0)
-    val_metrics = classification_metrics(val_split.y, probs, CLASS_NAMES[:num_classes])
+    val_metrics = classification_metrics(val_split.y, probs, class_names)
     collapse = prediction_collapse(probs)
 
     history = _read_history(run_dir / "history.csv")
     report.save_figure(report.curves_figure(history), run_dir / "curves.png")
-    report.save_figure(report.confusion_figure(val_metrics["confusion_matrix"],
+    report.save_figure(report.confusion_figure(val_metrics["confusion_matrix"], class_names,
                                                title=f"{config.model} on {val_name}"),
                        run_dir / "confusion_matrix.png")
 
@@ -502,8 +721,8 @@ def train(config, *, verbose=1):
         "best_epoch": state.get("best_epoch"),
         "train_seconds": round(state.get("train_seconds", wall), 1),
         "machine": precision.machine_description(),
-        "dataset": {"file": Path(config.csv).name, "sha256": dataset.checksum,
-                    "train_split": TRAIN_SPLIT, "validation_split": val_name},
+        "class_names": list(class_names),
+        "dataset": {**dataset_metadata(config, dataset), "train_split": TRAIN_SPLIT, "validation_split": val_name},
         "validation": {"split": val_name, "accuracy": val_metrics["accuracy"],
                        "macro_f1": val_metrics["macro_f1"]},
     }
@@ -514,7 +733,7 @@ def train(config, *, verbose=1):
     for epoch in state.get("snapshots", []):
         model.load_weights(run_dir / f"snapshot_{epoch}.weights.h5")
         snap_probs = model.predict(val_split.x, batch_size=256, verbose=0)
-        snap_metrics = classification_metrics(val_split.y, snap_probs, CLASS_NAMES[:num_classes])
+        snap_metrics = classification_metrics(val_split.y, snap_probs, class_names)
         snap_meta = {**metadata, "snapshot_epoch": epoch,
                      "validation": {"split": val_name, "accuracy": snap_metrics["accuracy"],
                                     "macro_f1": snap_metrics["macro_f1"]}}
@@ -535,7 +754,10 @@ def train(config, *, verbose=1):
         "train_minutes": round(state.get("train_seconds", wall) / 60, 1),
         "validation": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
         "per_class_f1": {k: v["f1"] for k, v in val_metrics["per_class"].items()},
-        "collapsed_onto": CLASS_NAMES[collapse[0]] if collapse else None,
+        "collapsed_onto": class_names[collapse[0]] if collapse else None,
+        "dataset": config.dataset,
+        "num_classes": num_classes,
+        "frozen_layers": sum(1 for layer in model.layers if layer.weights and not layer.trainable),
         "warnings": state.get("warnings", []),
         "machine": precision.machine_description(),
     }

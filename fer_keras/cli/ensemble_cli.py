@@ -24,9 +24,21 @@ examples:
   %(prog)s --csv data/fer2013.csv --calibrate PublicTest --worst 24 --out reports/calibrated
   %(prog)s --csv data/fer2013.csv --select greedy --select-on PublicTest --out reports/selected
   %(prog)s --images faces/ --model other/mini_xception.h5 --out reports/faces
+  %(prog)s --dataset ferplus --csv data/fer2013.csv --ferplus-labels data/fer2013new.csv
+  %(prog)s --dataset rafdb --data-root data/RAF-DB/basic --out reports/rafdb   # evaluates test (PublicTest)
+  %(prog)s --dataset affectnet --data-root data/AffectNet --num-classes 8 --models-dir models8
+  %(prog)s --dataset ckplus --data-root data/CK+ --num-classes 8 --class-map drop-contempt
+
+class sets: 7-way members (FER2013 classes) and 8-way members (plus contempt, e.g.
+trained with --num-classes 8) are never mixed silently. All 8-way members on
+--num-classes 8 data just work. A 7-way member on 8-class data, or an 8-way one on
+7-class data, is refused unless --class-map drop-contempt: everything is then
+evaluated on the 7 shared classes, 8-way members' contempt probability is dropped
+and the other 7 renormalised, and contempt faces are left out of the data.
 
 a model file without fer_keras metadata may carry a sidecar JSON next to it
-(model.json): {"input_scale": "0-1" | "-1-1" | "0-255", "class_names": [...]}.
+(model.json): {"input_scale": "0-1" | "-1-1" | "0-255", "class_names": [...]} (7 names, or 8
+with contempt for an 8-way model).
 a --weights file holds "weights", "temperatures" or both; the weights.json,
 temperatures.json and selection.json this tool writes are all such files.
 every report has calibration (ECE, NLL, Brier; reliability.png), 95%% bootstrap
@@ -37,15 +49,28 @@ exit codes: 0 done, 2 a problem to fix (message on stderr), 130 interrupted.
 
 
 def build_parser(prog=None, description=None):
-    from fer_keras.ensemble import BATCH_SIZE, METHODS
+    from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS
+    from fer_keras.train import DATASETS
 
     p = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
     src = g.add_mutually_exclusive_group()
-    src.add_argument("--csv", help="FER2013-layout CSV (.csv or .csv.gz) (default: data/fer2013.csv)")
+    src.add_argument("--csv", help="FER2013-layout CSV (.csv or .csv.gz); with --dataset ferplus the original "
+                     "fer2013.csv holding the faces (default: data/fer2013.csv)")
     src.add_argument("--images", metavar="DIR", help="image-folder dataset (<split>/<class>/*.jpg or <class>/*.jpg) "
                      "instead of --csv")
+    g.add_argument("--dataset", choices=DATASETS, help="fer2013 (--csv, the default), ferplus (--ferplus-labels "
+                   "on the faces of --csv; majority labels), rafdb, affectnet, ckplus (--data-root)")
+    g.add_argument("--ferplus-labels", metavar="FILE", help="FER+ fer2013new.csv (its rows label the rows of --csv)")
+    g.add_argument("--data-root", metavar="DIR", help="rafdb: basic/ (EmoLabel/, Image/aligned/); affectnet: "
+                   "<split>/<class>/ folders or label CSVs; ckplus: <class>/S005_001_*.png folders")
+    g.add_argument("--num-classes", type=int, choices=(7, 8), default=7,
+                   help="8 keeps contempt as class 7 (ferplus, affectnet, ckplus) (default: %(default)s)")
+    g.add_argument("--ckplus-fold", type=int, default=0, metavar="K",
+                   help="CK+ held-out fold, read as PublicTest (default: %(default)s)")
+    g.add_argument("--ckplus-folds", type=int, default=10, metavar="N",
+                   help="CK+ subject-independent folds (default: %(default)s)")
     g.add_argument("--usage", help="split to evaluate (default: PrivateTest if present, else the last split)")
 
     g = p.add_argument_group("members")
@@ -55,6 +80,10 @@ def build_parser(prog=None, description=None):
     g.add_argument("--unsafe", action="store_true", help="allow files that run code when loaded (Lambda layers); "
                    "only for files you trust")
     g.add_argument("--strict", action="store_true", help="fail (exit 2) instead of skipping an unusable file")
+    g.add_argument("--class-map", choices=CLASS_MAPS,
+                   help="drop-contempt: evaluate 7-way and 8-way members together on the 7 shared classes "
+                   "(contempt column dropped and renormalised, contempt faces left out); without it mixed "
+                   "class sets are an error")
 
     g = p.add_argument_group("ensemble")
     g.add_argument("--method", choices=METHODS, default="mean",
@@ -94,12 +123,56 @@ def build_parser(prog=None, description=None):
 
 
 def _load_dataset(args):
+    """``(dataset, context)``: the faces to evaluate and what report.json says about them."""
     from fer_keras import data
+    from fer_keras.errors import ConfigError
+    from fer_keras.train import load_dataset
 
+    name = getattr(args, "dataset", None)
     if args.images:
-        return data.load_image_folder(args.images), {"csv": None, "images": str(args.images)}
+        if name:
+            raise ConfigError(f"--images and --dataset {name} both name the data; give one")
+        return data.load_image_folder(args.images), {"csv": None, "images": str(args.images), "dataset": "images"}
+    name = name or "fer2013"
+    root = getattr(args, "data_root", None)
+    if name in ("rafdb", "affectnet", "ckplus"):
+        if args.csv:
+            raise ConfigError(f"--dataset {name} reads --data-root, not --csv")
+        dataset = load_dataset(name, data_root=root or "", num_classes=args.num_classes,
+                               ckplus_fold=args.ckplus_fold, ckplus_folds=args.ckplus_folds)
+        return dataset, {"csv": None, "dataset": name, "data_root": str(root)}
+    if root:
+        raise ConfigError(f"--data-root is for rafdb, affectnet and ckplus, not --dataset {name}")
     csv = args.csv or "data/fer2013.csv"
-    return data.load_fer2013(csv), {"csv": str(csv)}
+    dataset = load_dataset(name, csv=csv, ferplus_labels=getattr(args, "ferplus_labels", None) or "",
+                           num_classes=getattr(args, "num_classes", 7))
+    context = {"csv": str(csv), "dataset": name}
+    if name == "ferplus":
+        context["ferplus_labels"] = str(args.ferplus_labels)
+    return dataset, context
+
+
+def _drop_contempt_faces(dataset):
+    """``(dataset without contempt faces, number dropped)`` for 8-class data; unchanged for 7."""
+    import dataclasses
+
+    from fer_keras.constants import CLASS_NAMES
+    from fer_keras.data import Split
+
+    if len(dataset.class_names) == len(CLASS_NAMES):
+        return dataset, 0
+    contempt = len(CLASS_NAMES)
+    splits, files, dropped = {}, {}, 0
+    for usage, split in dataset.splits.items():
+        keep = split.y != contempt
+        dropped += int((~keep).sum())
+        splits[usage] = Split(split.x[keep], split.y[keep])
+        if usage in getattr(dataset, "files", {}):
+            files[usage] = [f for f, k in zip(dataset.files[usage], keep) if k]
+    changes = {"splits": splits, "class_names": CLASS_NAMES}
+    if hasattr(dataset, "files"):
+        changes["files"] = files
+    return dataclasses.replace(dataset, **changes), dropped
 
 
 def _pick_usage(dataset, requested):
@@ -166,15 +239,28 @@ def run(args, *, stdout=None):
     prepare_output_dir(out, overwrite=args.overwrite)  # fail now, not after the predictions
 
     sources = ([args.models_dir] if args.models_dir else ([] if args.model else ["models"])) + list(args.model)
-    members, skipped = ens.load_members(sources, safe_mode=not args.unsafe, strict=args.strict)
+    members, skipped = ens.load_members(sources, safe_mode=not args.unsafe, strict=args.strict,
+                                        class_counts=ens.CLASS_COUNTS)
     print(f"{len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else ""), file=stdout)
     for m in members:
         print(f"  {m.name:<28} {m.adapter.describe()}", file=stdout)
     for s in skipped:
         print(f"  skipped {s}", file=stdout)
 
+    class_map = getattr(args, "class_map", None)
+    classes = ens.evaluation_classes(members, data_classes=len(dataset.class_names), class_map=class_map)
+    if class_map:
+        dataset, dropped = _drop_contempt_faces(dataset)
+        context["class_map"] = {"name": class_map, "contempt_faces_dropped": dropped,
+                                "members_8_way": [m.name for m in members if m.num_classes == 8]}
+        print(f"--class-map {class_map}: evaluating on the 7 shared classes"
+              + (f"; {dropped} contempt face(s) left out" if dropped else ""), file=stdout)
+        split = dataset[usage]
+        if len(split) == 0:
+            raise DataError(f"split {usage} has no faces left once contempt faces are dropped")
+
     ensemble = ens.Ensemble(members, method=args.method, weights=weights, batch_size=args.batch_size,
-                            verbose=0 if args.quiet else 1, temperatures=temperatures)
+                            verbose=0 if args.quiet else 1, temperatures=temperatures, class_map=class_map)
     weights_source = f"file {args.weights}" if weights is not None else "uniform"
     written = []
     if temperatures is not None:
@@ -203,7 +289,7 @@ def run(args, *, stdout=None):
     report = ens.evaluate(ensemble, split.x, split.y, tta=args.tta, skipped=skipped,
                           context={**context, "usage": usage, "weights_source": weights_source,
                                    "safe_mode": not args.unsafe, "options": vars(args)},
-                          bootstrap=args.bootstrap, seed=args.seed)
+                          bootstrap=args.bootstrap, seed=args.seed, class_names=classes)
     if args.select:
         report.context["selection"]["evaluated"] = _selected_vs_all(report, all_weights)
     report.seconds["total"] = round(time.perf_counter() - started, 3)

@@ -13,7 +13,7 @@ import os
 import sys
 
 from fer_keras.cli.common import run_cli
-from fer_keras.train import OPTIMIZERS, SCHEDULES, DISTRIBUTE, TrainConfig
+from fer_keras.train import DATASETS, DISTRIBUTE, FERPLUS_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 EPILOG = """\
 examples:
@@ -21,6 +21,23 @@ examples:
   %(prog)s --csv data/fer2013.csv --time-budget 100    # stop (keeping the best) after 100 min
   %(prog)s --csv data/fer2013.csv --epochs 3 --augment none --precision float32
   rerun the same command after an interruption to resume from the last epoch.
+
+other datasets (Training trains, PublicTest validates; RAF-DB test, AffectNet val and
+the held-out CK+ fold are read as PublicTest):
+  %(prog)s --dataset ferplus --csv data/fer2013.csv --ferplus-labels data/fer2013new.csv
+  %(prog)s --dataset ferplus --csv data/fer2013.csv --ferplus-labels data/fer2013new.csv \\
+      --ferplus-mode probability --num-classes 8      # soft targets: the vote distributions
+  %(prog)s --dataset rafdb --data-root data/RAF-DB/basic     # EmoLabel/ + Image/aligned/
+  %(prog)s --dataset affectnet --data-root data/AffectNet --num-classes 8
+  %(prog)s --dataset ckplus --data-root data/CK+ --ckplus-fold 3   # subject-independent folds
+
+fine-tuning recipe: a FER2013-trained model fine-tuned on FER+ majority labels with a
+lower learning rate, a short warm-up and its first conv block frozen (VGG: 4 layers with
+weights, block1 conv+BN x2; --freeze-until block2_2_bn freezes two blocks):
+  %(prog)s --dataset ferplus --csv data/fer2013.csv --ferplus-labels data/fer2013new.csv \\
+      --init models/model_1.h5 --lr 0.003 --warmup-steps 50 --epochs 15 --freeze-layers 4
+  add --num-classes 8 to learn contempt too: every weight is copied except the final
+  classifier (predictions_logits), which starts afresh with 8 outputs.
 """
 
 
@@ -41,10 +58,31 @@ def build_parser(prog, description, defaults, *, choose_model=False):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--csv", default=d.csv, help="FER2013-layout CSV (.csv or .csv.gz); Training trains, "
-                   "PublicTest validates and selects the best epoch (default: %(default)s)")
+                   "PublicTest validates and selects the best epoch; with --dataset ferplus, the original "
+                   "fer2013.csv holding the faces (default: %(default)s)")
     g.add_argument("--balanced-data", action="store_true",
                    help="train on a class-balanced copy of Training (mean class size; seeded)")
-    g.add_argument("--skip-bad-rows", action="store_true", help="drop malformed CSV rows with a warning instead of failing")
+    g.add_argument("--skip-bad-rows", action="store_true", help="drop malformed CSV rows (and missing or "
+                   "unreadable images of image datasets) with a warning instead of failing")
+    g.add_argument("--dataset", choices=DATASETS, default=d.dataset,
+                   help="fer2013: --csv; ferplus: --ferplus-labels on the faces of --csv; rafdb, affectnet, "
+                   "ckplus: --data-root (default: %(default)s)")
+    g.add_argument("--ferplus-labels", default=d.ferplus_labels, metavar="FILE",
+                   help="FER+ fer2013new.csv; its rows label the rows of the original --csv fer2013.csv")
+    g.add_argument("--ferplus-mode", choices=FERPLUS_MODES, default=d.ferplus_mode,
+                   help="majority: the most-voted class (ties, unknown and not-a-face dropped); probability: "
+                   "train on the vote distribution as soft targets (default: %(default)s)")
+    g.add_argument("--data-root", default=d.data_root, metavar="DIR",
+                   help="rafdb: the basic/ folder (EmoLabel/list_patition_label.txt, Image/aligned/); "
+                   "affectnet: <split>/<class>/ folders or label CSVs (training.csv, validation.csv); "
+                   "ckplus: <class>/S005_001_*.png folders")
+    g.add_argument("--num-classes", type=int, choices=(7, 8), default=d.num_classes,
+                   help="8 keeps contempt as class 7 (ferplus, affectnet, ckplus); 7 drops contempt faces "
+                   "(default: %(default)s)")
+    g.add_argument("--ckplus-fold", type=int, default=d.ckplus_fold, metavar="K",
+                   help="CK+ fold held out for validation (default: %(default)s)")
+    g.add_argument("--ckplus-folds", type=int, default=d.ckplus_folds, metavar="N",
+                   help="CK+ subject-independent folds (default: %(default)s)")
 
     g = p.add_argument_group("model")
     if choose_model:
@@ -56,7 +94,12 @@ def build_parser(prog, description, defaults, *, choose_model=False):
                    metavar="KEY=VALUE", help="builder option, repeatable, e.g. -o width=0.5 "
                    f"(defaults here: {d.model_options or 'none'})")
     g.add_argument("--init", default=d.init, metavar="FILE",
-                   help="start from this saved model's weights (fine-tune on another dataset or split)")
+                   help="start from this saved model's weights (fine-tune on another dataset or split); "
+                   "with another --num-classes every weight but the final classifier is copied")
+    g.add_argument("--freeze-layers", type=int, default=d.freeze_layers, metavar="N",
+                   help="freeze the first N layers that have weights (fine-tuning; default: %(default)s = none)")
+    g.add_argument("--freeze-until", default=d.freeze_until, metavar="LAYER",
+                   help="freeze every layer with weights up to and including this layer name")
     g.add_argument("--weights", default=d.weights, metavar="PATH",
                    help="local ImageNet weights file for *_imagenet models (no download)")
 
