@@ -79,7 +79,7 @@ def ensemble_section(report):
     lines = [
         "## The ensemble",
         "",
-        f"Mean of the members' softmax ({report.get('method', 'mean')}"
+        f"Members combined by {report.get('method', 'mean')}"
         f"{', flip TTA' if report.get('tta') else ''}) on **{report['usage']}** "
         f"({report['n_samples']} faces), from `{report.get('csv', '?')}`:",
         "",
