@@ -79,8 +79,8 @@ def ensemble_section(report):
     lines = [
         "## The ensemble",
         "",
-        f"Members combined by {report.get('method', 'mean')}"
-        f"{', flip TTA' if report.get('tta') else ''}) on **{report['usage']}** "
+        f"Members combined by {report.get('method', 'mean')} of softmax"
+        f"{' with flip TTA' if report.get('tta') else ''}, on **{report['usage']}** "
         f"({report['n_samples']} faces), from `{report.get('csv', '?')}`:",
         "",
         "| member | accuracy | macro-F1 | weighted-F1 |",
