@@ -567,7 +567,7 @@ def read_face(path, size=IMAGE_SIZE):
             if grey.size != (size, size):
                 grey = grey.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
             return np.asarray(grey, dtype=np.uint8)[..., None]
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
 
 

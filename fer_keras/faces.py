@@ -212,11 +212,18 @@ class FaceDetector:
                 "cascade": str(self.cascade) if self.cascade else CASCADE_FILE}
 
 
+MAX_IMAGE_PIXELS = 178_956_970
+"""Pictures with more pixels are refused unread: twice Pillow's default
+``Image.MAX_IMAGE_PIXELS``, where Pillow itself calls a file a decompression
+bomb. A 400 KB PNG can declare 20000x20000 pixels (1.2 GB decoded)."""
+
+
 def read_image(path):
     """BGR uint8 image from a file; raises :class:`InputError` with a one-line reason.
 
     OpenCV reads it (non-ASCII paths too); Pillow is the fallback for what
-    OpenCV cannot decode (GIF, some TIFFs).
+    OpenCV cannot decode (GIF, some TIFFs). A picture declaring more than
+    :data:`MAX_IMAGE_PIXELS` pixels is refused before anything is decoded.
     """
     import cv2
 
@@ -231,12 +238,36 @@ def read_image(path):
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if raw.size == 0:
         raise InputError(f"{path}: empty file")
-    image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    _check_size(path)
+    try:
+        image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    except cv2.error:  # e.g. a damaged header declaring an impossible size
+        image = None
     if image is None:
         image = _read_with_pillow(path)
     if image is None:
         raise InputError(f"{path}: not an image, or a format that cannot be decoded")
     return image
+
+
+def _check_size(path):
+    """Refuse a picture whose header declares too many pixels (read from the header only)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: too large to decode safely ({exc})") from None
+    except Exception:  # not a format Pillow knows: OpenCV applies its own limits
+        return
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(f"{path}: {width}x{height} pixels is too large to decode safely "
+                         f"(limit {MAX_IMAGE_PIXELS:,} pixels; a decompression bomb?)")
 
 
 def _read_with_pillow(path):

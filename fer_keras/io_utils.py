@@ -2,12 +2,15 @@
 
 Every model, report and cache goes through :func:`atomic_path`: write to a
 temporary name in the same folder, then ``os.replace`` it into place. A crash,
-a kill or a full disk leaves the previous file untouched.
+a kill or a full disk leaves the previous file untouched; only a hidden
+``.tmp-*`` file may remain, which every reader ignores. Write errors become a
+:class:`WriteError` that names the file and reads as one line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -17,21 +20,73 @@ from pathlib import Path
 from fer_keras.errors import FerError
 
 
+class WriteError(FerError, OSError):
+    """A file could not be written (disk full, read-only folder, no permission ...).
+
+    Both a :class:`FerError` (scripts print it as one line, exit code 2) and an
+    :class:`OSError` (callers that catch OSError keep working). Names the final
+    file, never the temporary one.
+    """
+
+    def __init__(self, path, exc):
+        reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else "") or str(exc).strip()
+        reason = (reason.splitlines() or [type(exc).__name__])[0][:300]
+        super().__init__(exc.errno, reason, str(path))
+
+    def __str__(self):
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
 @contextlib.contextmanager
-def atomic_path(final_path):
-    """Yield a temporary path next to ``final_path``; move it into place on success."""
+def atomic_path(final_path, *, overwrite=True):
+    """Yield a temporary path next to ``final_path``; move it into place on success.
+
+    ``overwrite=False`` never replaces a file that exists when the move happens
+    (even one another process created meanwhile): :class:`FileExistsError`.
+    Any other OS error (disk full, read-only folder ...) becomes a
+    :class:`WriteError` naming ``final_path``; the temporary file is removed
+    and whatever was at ``final_path`` is untouched.
+    """
     final_path = Path(final_path)
-    # End with the real file name: Keras picks the format from the suffix(es).
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{final_path.name}", dir=final_path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        # End with the real file name: Keras picks the format from the suffix(es).
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{final_path.name}", dir=final_path.parent)
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, final_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _move_into_place(tmp, final_path, overwrite)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, (FileExistsError, WriteError)):
+            raise WriteError(final_path, exc) from exc
         raise
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
+"""What os.link fails with where a file system cannot make hard links."""
+
+
+def _move_into_place(tmp, final_path, overwrite):
+    if overwrite:
+        os.replace(tmp, final_path)
+        return
+    try:
+        os.link(tmp, final_path)  # fails if final_path exists: no window for a race
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "File exists", str(final_path)) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        # a file system without hard links: check, then move (a tiny window for a race remains)
+        if os.path.lexists(final_path):
+            raise FileExistsError(errno.EEXIST, "File exists", str(final_path)) from None
+        os.replace(tmp, final_path)
+        return
+    with contextlib.suppress(OSError):  # the file is in place; a leftover hidden name is harmless
+        os.unlink(tmp)
 
 
 def _umask():

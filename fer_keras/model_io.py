@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zipfile
 from pathlib import Path
 
 from fer_keras.constants import CLASS_NAMES, INPUT_SHAPE
 from fer_keras.errors import ModelFileError
-from fer_keras.io_utils import atomic_path
+from fer_keras.io_utils import WriteError, atomic_path
 
 METADATA_KEY = "fer_keras"
 KERAS_ZIP_ENTRY = "fer_keras.json"
@@ -68,7 +69,9 @@ def as_float32(model):
 def save_model(model, path, metadata=None, *, overwrite=False):
     """Save ``model`` as ``.h5`` or ``.keras`` with metadata, atomically, float32.
 
-    Refuses to replace an existing file unless ``overwrite``.
+    Refuses to replace an existing file unless ``overwrite`` — also one that
+    another process creates while this one is writing. A crash, a kill or a
+    full disk never leaves half a file under ``path``.
     """
     path = Path(path)
     if path.suffix not in MODEL_SUFFIXES:
@@ -78,21 +81,48 @@ def save_model(model, path, metadata=None, *, overwrite=False):
     meta = default_metadata(model)
     meta.update(metadata or {})
     model = as_float32(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(meta, default=str)
     # .h5 is the product's format on purpose; silence Keras' "legacy format" notice.
     absl_log = logging.getLogger("absl")
     level = absl_log.level
     absl_log.setLevel(logging.ERROR)
     try:
-        with atomic_path(path) as tmp:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, overwrite=overwrite) as tmp:
             model.save(tmp, include_optimizer=False) if path.suffix == ".h5" else model.save(tmp)
             _write_metadata(tmp, path.suffix, text)
+    except FileExistsError:
+        raise ModelFileError(f"{path} exists (written by another process meanwhile); refusing to overwrite it") from None
     except OSError as exc:
-        raise ModelFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise ModelFileError(f"cannot write {path}: {_reason(exc)}") from None
     finally:
         absl_log.setLevel(level)
     return path
+
+
+def save_new_model(model, models_dir, metadata=None, *, suffix=".h5", attempts=100):
+    """Save ``model`` as ``models_dir/model_<i><suffix>`` with the next free index.
+
+    Two runs finishing at the same moment both see the same free index; the
+    one that loses the race takes the next index instead of overwriting.
+    Returns the path written.
+    """
+    from fer_keras.io_utils import next_model_path
+
+    for _ in range(attempts):
+        path = next_model_path(models_dir, suffix)
+        try:
+            return save_model(model, path, metadata)
+        except ModelFileError:
+            if not path.exists():
+                raise
+    raise ModelFileError(f"{models_dir}: no free model_<i>{suffix} name after {attempts} attempts")
+
+
+def _reason(exc):
+    if isinstance(exc, WriteError):
+        return exc.strerror
+    return exc.strerror or (os.strerror(exc.errno) if exc.errno else "") or str(exc) or type(exc).__name__
 
 
 def _write_metadata(path, suffix, text):
@@ -106,6 +136,11 @@ def _write_metadata(path, suffix, text):
             zf.writestr(KERAS_ZIP_ENTRY, text)
 
 
+MAX_CONFIG_BYTES = 64 << 20
+"""A ``.keras`` file's JSON entries (config, metadata) may not unpack to more
+than this: a small file must not make the loader allocate gigabytes."""
+
+
 def read_metadata(path):
     """The fer_keras metadata dict stored in a model file ({} when there is none).
 
@@ -116,18 +151,35 @@ def read_metadata(path):
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
+                _check_zip_entries(zf, path)
                 if KERAS_ZIP_ENTRY not in zf.namelist():
                     return {}
-                return json.loads(zf.read(KERAS_ZIP_ENTRY))
-        import h5py
+                meta = json.loads(zf.read(KERAS_ZIP_ENTRY).decode("utf-8"))
+        else:
+            import h5py
 
-        with h5py.File(path, "r") as fh:
-            raw = fh.attrs.get(METADATA_KEY)
-            if raw is None:
-                return {}
-            return json.loads(raw if isinstance(raw, str) else raw.decode())
-    except (OSError, zipfile.BadZipFile, json.JSONDecodeError, KeyError) as exc:
+            with h5py.File(path, "r") as fh:
+                raw = fh.attrs.get(METADATA_KEY)
+                if raw is None:
+                    return {}
+                meta = json.loads(raw if isinstance(raw, str) else bytes(raw).decode("utf-8"))
+    except (OSError, zipfile.BadZipFile, ValueError, KeyError, TypeError) as exc:
+        # ValueError: bad JSON or UTF-8; TypeError: an attribute that is not text
         raise ModelFileError(f"{path}: not a readable Keras model file ({type(exc).__name__})") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: its fer_keras metadata is not a JSON object")
+    return meta
+
+
+def _check_zip_entries(zf, path):
+    for name in ("config.json", "metadata.json", KERAS_ZIP_ENTRY):
+        try:
+            size = zf.getinfo(name).file_size
+        except KeyError:
+            continue
+        if size > MAX_CONFIG_BYTES:
+            raise ModelFileError(f"{path}: its {name} unpacks to {size:,} bytes (limit {MAX_CONFIG_BYTES:,}); "
+                                 "refused (a zip bomb?)")
 
 
 def load_model(path, *, safe_mode=True):
@@ -147,6 +199,8 @@ def load_model(path, *, safe_mode=True):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "lambda" in reason.lower() or "safe_mode" in reason.lower():
             reason = "contains a Lambda layer (arbitrary code); refused in safe mode (use --unsafe only for files you trust)"
+        elif "no model config found" in reason.lower():
+            reason = "an HDF5 file with no Keras model in it (weights only, or other data)"
         raise ModelFileError(f"{path}: cannot load ({reason[:300]})") from None
     model.fer_metadata = meta
     return model

@@ -27,7 +27,7 @@ import numpy as np
 
 from fer_keras.constants import CLASS_NAMES_8, TRAIN_SPLIT, VALIDATION_SPLIT
 from fer_keras.errors import ConfigError, FerError
-from fer_keras.io_utils import next_model_path, write_json_atomic
+from fer_keras.io_utils import write_json_atomic
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -375,7 +375,18 @@ def _callbacks_module():
                 self.state["nan_at"] = [self.epoch + 1, batch + 1]
                 self.model.stop_training = True
 
-    return LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard
+    class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+        """BackupAndRestore that turns a damaged backup (a kill during its
+        write) into a clear error instead of a traceback on every rerun."""
+
+        def on_train_begin(self, logs=None):
+            try:
+                super().on_train_begin(logs)
+            except (OSError, ValueError, KeyError) as exc:
+                raise FerError(f"{self.backup_dir}: the epoch backup is damaged ({type(exc).__name__}); delete "
+                               "that folder to train again (best.weights.h5 keeps the best epoch)") from None
+
+    return LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard, SafeBackupAndRestore
 
 
 # --------------------------------------------------------------------------
@@ -575,7 +586,21 @@ def freeze_early_layers(model, *, layers=0, until=""):
 
 
 def train(config, *, verbose=1):
-    """Run one training job; returns the summary dict (also in summary.json)."""
+    """Run one training job; returns the summary dict (also in summary.json).
+
+    Keras' dtype policy is global: it is restored afterwards, even on failure,
+    so models built later in the same process compute in float32 again.
+    """
+    import keras
+
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(config, verbose=verbose)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(config, *, verbose):
     import keras
     import tensorflow as tf
 
@@ -637,7 +662,13 @@ def train(config, *, verbose=1):
     state_file = run_dir / "state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {"planned_epochs": config.epochs}
     resumed = state_file.exists()
-    state.pop("nan_at", None)
+    # A run killed after its last epoch but before the model was saved: Keras
+    # has already deleted its backup, so fit() would start again from epoch 0.
+    finished = resumed and (run_dir / "best.weights.h5").exists() and (
+        state.get("epochs_done", 0) >= state.get("planned_epochs", config.epochs)
+        or state.get("stopped_by_budget") or "nan_at" in state)
+    if not finished:
+        state.pop("nan_at", None)
 
     with strategy.scope():
         model = build_model(config, num_classes)
@@ -650,7 +681,7 @@ def train(config, *, verbose=1):
     train_ds = make_dataset(train_split.x, train_targets, batch_size=config.batch_size,
                             num_classes=num_classes, training=True, augment=config.augment, seed=config.seed)
 
-    LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard = _callbacks_module()
+    LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard, SafeBackupAndRestore = _callbacks_module()
     snapshot_epochs = ()
     if config.snapshots > 1:
         cycle = config.epochs // config.snapshots
@@ -662,7 +693,7 @@ def train(config, *, verbose=1):
         BestKeeper(run_dir, state, snapshot_epochs),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        SafeBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
         Budget(config, state, run_dir),
     ]
     if config.schedule == "plateau":
@@ -679,7 +710,9 @@ def train(config, *, verbose=1):
 
     started = time.monotonic()
     try:
-        if config.distribute == "multiworker":
+        if finished:
+            print("all planned epochs were done before the interruption: saving the best model")
+        elif config.distribute == "multiworker":
             from fer_keras.distributed import fit_custom_loop
 
             fit_custom_loop(model, train_ds, strategy=strategy, epochs=config.epochs,
@@ -727,8 +760,7 @@ def train(config, *, verbose=1):
                        "macro_f1": val_metrics["macro_f1"]},
     }
     written = []
-    model_file = next_model_path(models_dir, config.save_format)
-    model_io.save_model(model, model_file, metadata)
+    model_file = model_io.save_new_model(model, models_dir, metadata, suffix=config.save_format)
     written.append(str(model_file))
     for epoch in state.get("snapshots", []):
         model.load_weights(run_dir / f"snapshot_{epoch}.weights.h5")
@@ -737,9 +769,7 @@ def train(config, *, verbose=1):
         snap_meta = {**metadata, "snapshot_epoch": epoch,
                      "validation": {"split": val_name, "accuracy": snap_metrics["accuracy"],
                                     "macro_f1": snap_metrics["macro_f1"]}}
-        path = next_model_path(models_dir, config.save_format)
-        model_io.save_model(model, path, snap_meta)
-        written.append(str(path))
+        written.append(str(model_io.save_new_model(model, models_dir, snap_meta, suffix=config.save_format)))
 
     summary = {
         "model_file": written[0],
@@ -776,8 +806,8 @@ def _read_history(path):
                 for key, value in row.items():
                     try:
                         history.setdefault(key, []).append(float(value))
-                    except (TypeError, ValueError):
-                        pass
+                    except (TypeError, ValueError):  # e.g. "NA" for a NaN epoch: keep rows aligned
+                        history.setdefault(key, []).append(float("nan"))
     return history
 
 
