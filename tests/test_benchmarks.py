@@ -49,3 +49,13 @@ def test_bench_ensemble_science_runs_small(tmp_path):
     run(["benchmarks/bench_ensemble_science.py", "--faces", "300", "--members", "3", "--resamples", "100",
          "--repeats", "1", "--loop-resamples", "5", "--json", str(tmp_path / "science.json")], tmp_path)
     assert json.loads((tmp_path / "science.json").read_text())
+
+
+def test_bench_predict_runs_on_a_tiny_model(tmp_path):
+    """Check that the webcam-path benchmark times detection and one member."""
+    from fer_keras import model_io, models
+
+    model_io.save_model(models.build("vgg16", width=0.125), tmp_path / "model_1.h5")
+    stdout = run(["benchmarks/bench_predict.py", "--models-dir", str(tmp_path), "--repeats", "2",
+                  "--json", str(tmp_path / "predict.json")], tmp_path)
+    assert "detection only" in stdout and "model_1.h5" in stdout

@@ -301,3 +301,16 @@ def test_detector_rejects_bad_options():
         FaceDetector(scale_factor=1.0)
     with pytest.raises(ConfigError, match="--margin"):
         FaceDetector(margin=2)
+
+
+def test_detecting_on_a_smaller_copy_finds_the_same_face():
+    """Check that detect_side=320 finds the demo face with a box close to the full-size one, in full-size pixels."""
+    from fer_keras.faces import FaceDetector, read_image
+    from fer_keras.predict import demo_image
+
+    image = read_image(demo_image())
+    full = FaceDetector().detect(image)
+    small = FaceDetector(detect_side=320).detect(image)
+    assert len(full) == len(small) == 1
+    for a, b in zip(full[0].as_tuple(), small[0].as_tuple()):
+        assert abs(a - b) <= 0.1 * full[0].w

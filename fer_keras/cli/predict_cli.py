@@ -72,6 +72,9 @@ def build_parser(prog=None, description=None):
                    help="detections a face needs; lower finds more faces and more false ones (default: %(default)s)")
     g.add_argument("--margin", type=float, default=0.1, metavar="FRACTION",
                    help="fraction of the face box added on each side of the crop (default: %(default)s)")
+    g.add_argument("--detect-side", type=int, default=None, metavar="PX",
+                   help="search for faces on a copy at most PX pixels on its longer side, 0 = full size "
+                   "(default: 320 for webcam, else 0); smaller is faster, finds fewer small faces")
 
     g = p.add_argument_group("video and webcam")
     g.add_argument("--every", type=int, default=1, metavar="K",
@@ -167,8 +170,12 @@ def load_predictor(args, *, stdout):
         raise ConfigError(f"--explain needs a Keras member; member {args.explain_member} ({member.name}) runs in "
                           f"{member.runtime}: pick a .h5/.keras member with --explain-member")
     ensemble = ens.Ensemble(members, method=args.method)
+    detect_side = args.detect_side
+    if detect_side is None:  # live video needs speed; pictures keep every small face
+        detect_side = 320 if any(str(i).startswith("webcam") for i in (args.input or [])) else 0
     detector = None if args.no_detect else FaceDetector(
-        min_face=args.min_face, scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, margin=args.margin)
+        min_face=args.min_face, scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, margin=args.margin,
+        detect_side=detect_side)
     predictor = FacePredictor(ensemble, detector, detect=not args.no_detect, tta=args.tta,
                               explain_member=args.explain_member)
     return predictor, members, skipped
