@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,6 +185,17 @@ def test_metadata_and_sidecar_drive_the_adapter(members):
     assert (rgb.height, rgb.width, rgb.channels, rgb.scale) == (64, 64, 3, "-1-1")
     assert rgb.class_order == (6, 5, 4, 3, 2, 1, 0)
     assert rgb.source == "sidecar rgb64.json"
+
+
+def test_file_written_by_keras2_loads_and_predicts_the_same(tmp_path):
+    """Check that a tf.keras (Keras 2) .h5 with a sidecar is a member giving Keras 2's own outputs."""
+    fixtures = Path(__file__).parent / "fixtures"
+    shutil.copy(fixtures / "tf_keras2_model.h5", tmp_path / "old.h5")
+    (tmp_path / "old.json").write_text(json.dumps({"input_scale": "0-255"}))
+    members, skipped = ens.load_members(tmp_path)
+    assert skipped == [] and members[0].adapter.source == "sidecar old.json"
+    probs = members[0].predict_proba(np.load(fixtures / "tf_keras2_faces.npy"))
+    assert np.allclose(probs, np.load(fixtures / "tf_keras2_probs.npy"), atol=1e-6)
 
 
 def test_rgb_member_is_resized_scaled_and_reordered(members, faces):
