@@ -124,6 +124,24 @@ def test_unknown_option_is_a_config_error(name):
         models.build(name, no_such_option=1)
 
 
+def test_class_names_follow_the_number_of_classes():
+    """Check that 7 outputs are named in FER2013 order, 8 with contempt last, other counts left unnamed."""
+    from fer_keras.constants import CLASS_NAMES, CLASS_NAMES_8
+
+    options = SMALL_OPTIONS["vgg16"]
+    assert models.build("vgg16", **options).fer_metadata["class_names"] == list(CLASS_NAMES)
+    assert models.build("vgg16", num_classes=8, **options).fer_metadata["class_names"] == list(CLASS_NAMES_8)
+    assert models.build("vgg16", num_classes=3, **options).fer_metadata["class_names"] is None
+
+
+def test_resemotenet_head_dropout_sets_all_three_head_dropouts():
+    """Check that head_dropout reaches every FC dropout and is recorded, the faithful 0.5 by default."""
+    model = models.build("resemotenet", head_dropout=0.2, **SMALL_OPTIONS["resemotenet"])
+    rates = [layer.rate for layer in model.layers if layer.name.startswith("fc") and layer.name.endswith("dropout")]
+    assert rates == [0.2, 0.2, 0.2] and model.fer_metadata["options"]["head_dropout"] == 0.2
+    assert models.options_of("resemotenet")["head_dropout"] == 0.5
+
+
 # === Parameter counts stated in the module docstrings ===
 
 

@@ -145,7 +145,7 @@ def build_parser(prog, description, defaults, *, choose_model=False):
     g.add_argument("--save-format", choices=(".h5", ".keras"), default=d.save_format, help="default: %(default)s")
     g.add_argument("--run-dir", default=d.run_dir, help="logs, curves, checkpoints "
                    "(default: runs/<model>-<hash of the options>, so the same command resumes)")
-    g.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
+    g.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars (automatic when output is not a terminal)")
     return p
 
 
@@ -179,7 +179,8 @@ def main(argv=None, *, prog=None, description="", defaults=None, choose_model=Fa
         from fer_keras.train import train, train_two_phase
 
         config = config_from_args(args, defaults)
-        verbose = 2 if args.quiet else 1
+        # A progress bar redrawn into a log file is noise: one line per epoch there.
+        verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
         if two_phase:
             train_two_phase(config, head_epochs=args.head_epochs, head_lr=args.head_lr,
                             unfreeze_blocks=args.unfreeze_blocks, verbose=verbose)

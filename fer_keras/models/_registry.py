@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 
-from fer_keras.constants import CLASS_NAMES, NUM_CLASSES
+from fer_keras.constants import CLASS_NAMES, CLASS_NAMES_8, NUM_CLASSES
 from fer_keras.errors import ConfigError
 
 _BUILDERS = {}
@@ -54,6 +54,14 @@ def check_options(name, options):
     return known
 
 
+def _class_names(num_classes):
+    """FER2013's names for 7 classes, FER+/AffectNet-8's for 8; None (unnamed) otherwise."""
+    for names in (CLASS_NAMES, CLASS_NAMES_8):
+        if num_classes == len(names):
+            return list(names)
+    return None
+
+
 def build(name, *, num_classes=NUM_CLASSES, **options):
     """Build registered model ``name``; unknown options are an error, not ignored."""
     known = check_options(name, options)
@@ -64,6 +72,6 @@ def build(name, *, num_classes=NUM_CLASSES, **options):
         "architecture": name,
         "options": resolved,
         "num_classes": num_classes,
-        "class_names": list(CLASS_NAMES[:num_classes]) if num_classes <= len(CLASS_NAMES) else None,
+        "class_names": _class_names(num_classes),
     }
     return model
