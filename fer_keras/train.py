@@ -232,6 +232,29 @@ def lr_at(step, *, peak, total_steps, warmup_steps, schedule, cycles=1):
     return peak * 0.5 * (1 + math.cos(math.pi * t))
 
 
+GROW_WINDOW = 0.2
+"""Share of the planned epochs during which a time-budget plan may still grow."""
+
+
+def plan_epochs(*, epochs_done, planned, max_epochs, epoch_seconds, seconds_left, may_grow=True):
+    """How many epochs fit the time budget, re-planned after every epoch.
+
+    The estimate is the median of the last three epoch times: the first epoch
+    includes tracing, and a busy machine slows some epochs. The plan shrinks
+    whenever the budget no longer fits it (the cosine LR then jumps down, which
+    is harmless). It may grow back only within the first ``GROW_WINDOW`` of the
+    plan, while the LR is still near its peak, so that one slow first epoch
+    does not waste the rest of the budget; later, growing would raise the LR
+    mid-annealing. Snapshot runs never grow (their cycle ends are fixed).
+    """
+    typical = float(np.median(epoch_seconds[-3:]))
+    fits = int(seconds_left // max(typical, 1e-9)) + epochs_done
+    new_plan = max(min(max_epochs, fits), epochs_done + 1)
+    if new_plan < planned or (may_grow and epochs_done <= GROW_WINDOW * planned):
+        return new_plan
+    return planned
+
+
 def _callbacks_module():
     import keras
 
@@ -344,15 +367,15 @@ def _callbacks_module():
             epoch_seconds = now - self.epoch_start
             self.state.setdefault("epoch_seconds", []).append(round(epoch_seconds, 1))
             if self.budget and self.config.schedule != "plateau":
-                # Re-plan every epoch from the recent median epoch time (the first
-                # epoch includes tracing; a busy machine slows later ones). The
-                # horizon only ever shrinks, so the LR only ever jumps down.
-                typical = float(np.median(self.state["epoch_seconds"][-3:]))
-                fits = int((self.budget - self.state["train_seconds"]) // typical) + epoch + 1
-                planned = max(min(self.config.epochs, fits), epoch + 2)
-                if planned < self.state["planned_epochs"]:
+                previous = self.state["planned_epochs"]
+                planned = plan_epochs(
+                    epochs_done=epoch + 1, planned=previous, max_epochs=self.config.epochs,
+                    epoch_seconds=self.state["epoch_seconds"], seconds_left=self.budget - self.state["train_seconds"],
+                    may_grow=not self.config.snapshots)
+                if planned != previous:
+                    typical = float(np.median(self.state["epoch_seconds"][-3:]))
                     print(f"\ntime budget {self.config.time_budget:g} min: ~{typical:.0f} s/epoch, "
-                          f"planning {planned} epochs instead of {self.state['planned_epochs']}", flush=True)
+                          f"planning {planned} epochs instead of {previous}", flush=True)
                     self.state["planned_epochs"] = planned
             if self.state["epochs_done"] >= self.state["planned_epochs"]:
                 self.model.stop_training = True
