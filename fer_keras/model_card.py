@@ -70,6 +70,10 @@ def member_card(path, meta):
         ("dataset sha256", f"`{meta.get('dataset', {}).get('sha256', '?')[:16]}…`"),
         ("toolkit", meta.get("toolkit_version", "?")),
     ]
+    if "teacher" in meta:
+        recipe = meta.get("recipe", {})
+        rows.insert(5, ("distilled from", f"{', '.join(meta['teacher'].get('members', []))} (mean softmax, flip TTA; "
+                        f"alpha {recipe.get('distill_alpha', '?')}, T {recipe.get('distill_temperature', '?')})"))
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
     return "\n".join(lines)
 

@@ -44,7 +44,8 @@ the one layer re-initialised when ``--init`` changes the number of classes."""
 # hash while they hold their defaults, so older commands still resume.
 _HASHED_ONLY_WHEN_SET = {"dataset": "fer2013", "ferplus_labels": "", "ferplus_mode": "majority",
                          "data_root": "", "num_classes": 7, "ckplus_fold": 0, "ckplus_folds": 10,
-                         "freeze_layers": 0, "freeze_until": ""}
+                         "freeze_layers": 0, "freeze_until": "", "teacher": "", "distill_alpha": 0.7,
+                         "distill_temperature": 2.0}
 
 
 @dataclasses.dataclass
@@ -92,6 +93,10 @@ class TrainConfig:
     # === Fine-tuning ===
     freeze_layers: int = 0  # freeze the first N layers that have weights
     freeze_until: str = ""  # ... or every layer with weights up to and including this one
+    # === Distillation (see fer_keras.distill) ===
+    teacher: str = ""  # a folder of members (or one file) whose soft predictions the student learns
+    distill_alpha: float = 0.7  # weight of the teacher's probabilities in the target
+    distill_temperature: float = 2.0  # > 1 flattens the teacher's probabilities
 
     def validate(self):
         checks = [
@@ -111,6 +116,8 @@ class TrainConfig:
             (self.num_classes in (7, 8), "--num-classes must be 7 (FER2013 classes) or 8 (plus contempt)"),
             (self.freeze_layers >= 0, "--freeze-layers must be >= 0"),
             (not (self.freeze_layers and self.freeze_until), "give --freeze-layers or --freeze-until, not both"),
+            (0 <= self.distill_alpha <= 1, "--distill-alpha must be in [0, 1]"),
+            (self.distill_temperature > 0, "--distill-temperature must be positive"),
         ]
         for ok, message in checks:
             if not ok:
@@ -139,6 +146,15 @@ class TrainConfig:
             raise ConfigError(f"--dataset {name} needs --data-root DIR (see --help for the layout)")
         if name == "ckplus" and not (self.ckplus_folds >= 2 and 0 <= self.ckplus_fold < self.ckplus_folds):
             raise ConfigError(f"--ckplus-fold must be 0..{self.ckplus_folds - 1} and --ckplus-folds >= 2")
+        if self.teacher:
+            if not Path(self.teacher).exists():
+                raise ConfigError(f"--teacher {self.teacher}: no such folder or model file")
+            if self.soft_targets:
+                raise ConfigError("--teacher replaces the targets; it cannot be combined with --ferplus-mode "
+                                  "probability")
+            if self.class_weight != "none":
+                raise ConfigError("--class-weight balanced is not supported with --teacher (the targets are "
+                                  "the teacher's probabilities, not one class per face)")
         if self.soft_targets:
             if self.class_weight != "none":
                 raise ConfigError("--class-weight balanced is not supported with --ferplus-mode probability "
@@ -673,6 +689,17 @@ def _train(config, *, verbose):
         train_split = fer_data.balanced(train_split, seed=config.seed, num_classes=num_classes)
     # Soft targets (FER+ probability mode) are the loss target; hard labels are one-hot encoded.
     train_targets = train_split.soft if config.soft_targets else train_split.y
+    teacher_info = None
+    if config.teacher:
+        from fer_keras import distill
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        teacher_probs, teacher_info = distill.teacher_probabilities(
+            config.teacher, train_split.x, class_names=class_names, cache_dir=run_dir, verbose=verbose)
+        train_targets = distill.distillation_targets(
+            teacher_probs, train_split.y, alpha=config.distill_alpha, temperature=config.distill_temperature,
+            num_classes=num_classes)
+        teacher_info["training_agreement"] = float(np.mean(teacher_probs.argmax(1) == train_split.y))
     class_weight = None
     if config.class_weight == "balanced":
         counts = np.maximum(train_split.class_counts(num_classes), 1)
@@ -782,6 +809,8 @@ def _train(config, *, verbose):
         "validation": {"split": val_name, "accuracy": val_metrics["accuracy"],
                        "macro_f1": val_metrics["macro_f1"]},
     }
+    if teacher_info is not None:
+        metadata["teacher"] = teacher_info
     written = []
     model_file = model_io.save_new_model(model, models_dir, metadata, suffix=config.save_format)
     written.append(str(model_file))

@@ -25,3 +25,16 @@ def test_card_lists_each_member_with_its_command_and_scores(tmp_path):
     assert "python train_vgg.py --csv fer.csv.gz --time-budget 100.0 -o width=0.125" in card
     assert "65.43%" in card and "0.612" in card and "37 (best: 35)" in card
     assert "**ensemble** | **65.43%**" in card
+
+
+def test_card_names_the_teacher_of_a_distilled_member(tmp_path):
+    """Check that a distilled member's card names its teacher members, alpha and T, and the command has --teacher."""
+    model = models.build("vgg16", width=0.125)
+    meta = {"recipe": {"model": "vgg16", "model_options": {"width": 0.125}, "csv": "fer.csv.gz",
+                       "teacher": "models", "distill_alpha": 0.7, "distill_temperature": 2.0},
+            "teacher": {"members": ["model_1.h5", "model_2.h5"], "tta": True},
+            "validation": {"split": "PublicTest", "accuracy": 0.6, "macro_f1": 0.5}}
+    model_io.save_model(model, tmp_path / "model_3.h5", meta)
+    card = model_card.render(tmp_path)
+    assert "| distilled from | model_1.h5, model_2.h5 (mean softmax, flip TTA; alpha 0.7, T 2.0) |" in card
+    assert "--teacher models" in card

@@ -22,6 +22,11 @@ examples:
   %(prog)s --csv data/fer2013.csv --epochs 3 --augment none --precision float32
   rerun the same command after an interruption to resume from the last epoch.
 
+distillation: a small, fast student that learns the ensemble in models/ (its soft
+predictions, cached in the run folder) as well as the labels; it is saved into models/
+as the next member:
+  train.py --model vgg16 -o width=0.25 --csv data/fer2013.csv --teacher models --time-budget 60
+
 other datasets (Training trains, PublicTest validates; RAF-DB test, AffectNet val and
 the held-out CK+ fold are read as PublicTest):
   %(prog)s --dataset ferplus --csv data/fer2013.csv --ferplus-labels data/fer2013new.csv
@@ -131,6 +136,15 @@ def build_parser(prog, description, defaults, *, choose_model=False):
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="default: %(default)s")
     g.add_argument("--class-weight", choices=("none", "balanced"), default=d.class_weight,
                    help="weight the loss by inverse class frequency (default: %(default)s)")
+
+    g = p.add_argument_group("distillation (a small, fast member taught by an ensemble)")
+    g.add_argument("--teacher", default=d.teacher, metavar="DIR|FILE",
+                   help="learn the mean softmax (with flip TTA) of these members as well as the labels; "
+                   "e.g. --teacher models -o width=0.25")
+    g.add_argument("--distill-alpha", type=float, default=d.distill_alpha, metavar="A",
+                   help="target = A x teacher + (1 - A) x one-hot label (default: %(default)s)")
+    g.add_argument("--distill-temperature", type=float, default=d.distill_temperature, metavar="T",
+                   help="soften the teacher: softmax(log p / T); T > 1 flattens (default: %(default)s)")
 
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")

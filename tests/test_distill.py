@@ -1,0 +1,94 @@
+"""Knowledge distillation: target arithmetic, the cached teacher, and a student trained end to end."""
+
+import numpy as np
+import pytest
+
+from fer_keras import distill, model_io
+from fer_keras.errors import ConfigError
+from fer_keras.train import train
+from test_train import tiny_config, tiny_csv  # noqa: F401  (tiny_csv is a fixture)
+
+
+def test_soften_flattens_and_keeps_the_ranking():
+    """Check that T = 1 is the identity, T > 1 flattens, the argmax survives and rows sum to 1."""
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    np.testing.assert_allclose(distill.soften(p, 1.0), p, atol=1e-6)
+    soft = distill.soften(p, 4.0)
+    np.testing.assert_allclose(soft.sum(axis=1), 1, atol=1e-6)
+    assert (soft.argmax(1) == p.argmax(1)).all() and soft.max() < p.max()
+    # By hand: p^(1/2) renormalised.
+    expected = np.sqrt(p[0]) / np.sqrt(p[0]).sum()
+    np.testing.assert_allclose(distill.soften(p, 2.0)[0], expected, atol=1e-6)
+    with pytest.raises(ConfigError):
+        distill.soften(p, 0)
+
+
+def test_targets_mix_teacher_and_label():
+    """Check that alpha 1 is the teacher, alpha 0 the one-hot label, and shapes are checked."""
+    teacher = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    labels = np.array([1, 2])
+    np.testing.assert_allclose(distill.distillation_targets(teacher, labels, alpha=1, temperature=1,
+                                                            num_classes=3), teacher, atol=1e-6)
+    np.testing.assert_allclose(distill.distillation_targets(teacher, labels, alpha=0, temperature=1,
+                                                            num_classes=3), np.eye(3)[labels])
+    mixed = distill.distillation_targets(teacher, labels, alpha=0.5, temperature=1, num_classes=3)
+    np.testing.assert_allclose(mixed[0], [0.3, 0.65, 0.05], atol=1e-6)
+    with pytest.raises(ConfigError, match="student needs 7"):
+        distill.distillation_targets(teacher, labels, alpha=0.5, temperature=1, num_classes=7)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tiny_csv, tmp_path_factory):  # noqa: F811
+    """A trained tiny teacher in its own models folder."""
+    tmp = tmp_path_factory.mktemp("teacher")
+    train(tiny_config(tiny_csv, tmp, epochs=3), verbose=0)
+    return tmp / "models"
+
+
+def test_student_learns_from_teacher_and_records_it(tiny_csv, teacher_dir, tmp_path):  # noqa: F811
+    """Check that a student trains on the teacher's cached probabilities and names its teacher."""
+    config = tiny_config(tiny_csv, tmp_path, teacher=str(teacher_dir), distill_alpha=0.8, distill_temperature=2.0,
+                         model_options={"width": 0.125, "dense_units": 64})
+    summary = train(config, verbose=0)
+    meta = model_io.read_metadata(summary["model_file"])
+    assert meta["teacher"]["members"] == ["model_1.h5"] and meta["teacher"]["tta"] is True
+    assert 0 <= meta["teacher"]["training_agreement"] <= 1
+    assert meta["recipe"]["teacher"] == str(teacher_dir) and meta["recipe"]["distill_alpha"] == 0.8
+    cached = tmp_path / "run" / distill.TEACHER_PROBS_FILE
+    with np.load(cached) as stored:
+        probs = stored["probs"]
+    assert probs.shape == (140, 7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_cached_teacher_probabilities_are_reused_and_invalidated(tiny_csv, teacher_dir, tmp_path):  # noqa: F811
+    """Check that the cache answers without the teacher for the same faces, and refreshes for new faces."""
+    faces = np.random.default_rng(0).integers(0, 256, (10, 48, 48, 1), dtype=np.uint8)
+    names = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    first, _ = distill.teacher_probabilities(teacher_dir, faces, class_names=names, cache_dir=tmp_path, verbose=0)
+    # Poison the cache's probabilities under the same key: a hit returns them unchanged.
+    with np.load(tmp_path / distill.TEACHER_PROBS_FILE) as stored:
+        key = stored["key"]
+    np.savez(tmp_path / distill.TEACHER_PROBS_FILE, probs=np.zeros_like(first), key=key)
+    hit, _ = distill.teacher_probabilities(teacher_dir, faces, class_names=names, cache_dir=tmp_path, verbose=0)
+    assert not hit.any()
+    other, _ = distill.teacher_probabilities(teacher_dir, faces[::-1], class_names=names, cache_dir=tmp_path,
+                                             verbose=0)
+    np.testing.assert_allclose(other, first[::-1], atol=1e-5)
+
+
+def test_teacher_with_another_class_set_is_refused(teacher_dir):
+    """Check that a 7-way teacher cannot teach an 8-way student."""
+    faces = np.zeros((2, 48, 48, 1), np.uint8)
+    with pytest.raises(ConfigError, match="the student learns 8"):
+        distill.teacher_probabilities(teacher_dir, faces, class_names=tuple("abcdefgh"), verbose=0)
+
+
+def test_bad_teacher_options_are_config_errors(tiny_csv, tmp_path):  # noqa: F811
+    """Check that a missing teacher, alpha outside [0, 1] and class weighting are refused up front."""
+    with pytest.raises(ConfigError, match="no such folder"):
+        tiny_config(tiny_csv, tmp_path, teacher=str(tmp_path / "nope")).validate()
+    with pytest.raises(ConfigError, match="distill-alpha"):
+        tiny_config(tiny_csv, tmp_path, teacher=str(tmp_path), distill_alpha=1.5).validate()
+    with pytest.raises(ConfigError, match="class-weight"):
+        tiny_config(tiny_csv, tmp_path, teacher=str(tmp_path), class_weight="balanced").validate()
