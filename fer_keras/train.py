@@ -248,27 +248,31 @@ def lr_at(step, *, peak, total_steps, warmup_steps, schedule, cycles=1):
     return peak * 0.5 * (1 + math.cos(math.pi * t))
 
 
-GROW_WINDOW = 0.2
+GROW_WINDOW = 1 / 3
 """Share of the planned epochs during which a time-budget plan may still grow."""
 
 
 def plan_epochs(*, epochs_done, planned, max_epochs, epoch_seconds, seconds_left, may_grow=True):
     """How many epochs fit the time budget, re-planned after every epoch.
 
-    The estimate is the median of the last three epoch times: the first epoch
-    includes tracing, and a busy machine slows some epochs. The plan shrinks
-    whenever the budget no longer fits it (the cosine LR then jumps down, which
-    is harmless). It may grow back only within the first ``GROW_WINDOW`` of the
-    plan, while the LR is still near its peak, so that one slow first epoch
-    does not waste the rest of the budget; later, growing would raise the LR
-    mid-annealing. Snapshot runs never grow (their cycle ends are fixed).
+    The first epoch includes tracing, and a busy machine slows some epochs.
+    Within the first ``GROW_WINDOW`` of the plan, while the cosine LR is
+    still near its peak, the plan follows the fastest of the last three
+    epochs, up or down, so that slow first epochs do not waste the rest of
+    the budget. After that it only shrinks, when the median of the last three
+    epochs says the plan no longer fits (the LR then jumps down, which is
+    harmless; growing late would raise it mid-annealing). Snapshot runs never
+    grow (their cycle ends are fixed).
     """
-    typical = float(np.median(epoch_seconds[-3:]))
-    fits = int(seconds_left // max(typical, 1e-9)) + epochs_done
-    new_plan = max(min(max_epochs, fits), epochs_done + 1)
-    if new_plan < planned or (may_grow and epochs_done <= GROW_WINDOW * planned):
-        return new_plan
-    return planned
+
+    def fits(seconds_per_epoch):
+        return max(min(max_epochs, int(seconds_left // max(seconds_per_epoch, 1e-9)) + epochs_done),
+                   epochs_done + 1)
+
+    recent = epoch_seconds[-3:]
+    if may_grow and epochs_done <= GROW_WINDOW * planned:
+        return fits(min(recent))
+    return min(planned, fits(float(np.median(recent))))
 
 
 def _callbacks_module():
@@ -389,8 +393,8 @@ def _callbacks_module():
                     epoch_seconds=self.state["epoch_seconds"], seconds_left=self.budget - self.state["train_seconds"],
                     may_grow=not self.config.snapshots)
                 if planned != previous:
-                    typical = float(np.median(self.state["epoch_seconds"][-3:]))
-                    print(f"\ntime budget {self.config.time_budget:g} min: ~{typical:.0f} s/epoch, "
+                    recent = ", ".join(f"{t:.0f}" for t in self.state["epoch_seconds"][-3:])
+                    print(f"\ntime budget {self.config.time_budget:g} min (last epochs: {recent} s): "
                           f"planning {planned} epochs instead of {previous}", flush=True)
                     self.state["planned_epochs"] = planned
             if self.state["epochs_done"] >= self.state["planned_epochs"]:
