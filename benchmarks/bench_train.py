@@ -11,6 +11,12 @@ shared machine.
     python benchmarks/bench_train.py --models vgg16 --options vgg16:width=1.0 --json out.json
 
 Each precision runs in a fresh subprocess (Keras' dtype policy is global).
+
+``--distribute`` adds, for each model and precision, ``model.fit`` on the
+augmented pipeline with no strategy and with ``tf.distribute.MirroredStrategy``
+over two logical CPU devices (what a multi-GPU user runs, on this CPU), and
+reports the strategy's overhead: on one CPU both devices share the same
+cores, so any difference is the cost of splitting and all-reducing.
 """
 
 from __future__ import annotations
@@ -101,6 +107,42 @@ def measure(model_name, options, policy, *, batch, steps, repeats):
     return result
 
 
+def measure_fit(model_name, options, policy, *, batch, steps, repeats, mirrored):
+    """img/s of ``model.fit`` on the strong-augmentation pipeline, optionally mirrored over 2 logical CPUs."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from fer_keras import models, synthetic
+    from fer_keras.train import make_dataset
+
+    if mirrored:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    else:
+        strategy = tf.distribute.get_strategy()
+    keras.mixed_precision.set_global_policy(policy)
+    with strategy.scope():
+        model = models.build(model_name, **options)
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
+    x, y = synthetic.synthetic_faces(batch * steps * 2)
+    ds = make_dataset(x, y, batch_size=batch, num_classes=7, training=True, augment="strong").repeat()
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.start)
+
+    seconds = []
+    model.fit(ds, epochs=repeats + 1, steps_per_epoch=steps, callbacks=[EpochTimer()], verbose=0)
+    return {"model": model_name, "policy": policy, "mirrored": mirrored,
+            "fit_img_per_s": batch * steps / statistics.median(seconds[1:])}  # epoch 1 traces
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=None, help="default: every registered model")
@@ -110,13 +152,16 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=4, help="training steps per timed chunk")
     parser.add_argument("--repeats", type=int, default=3, help="timed chunks (the median is reported)")
+    parser.add_argument("--distribute", action="store_true",
+                        help="also time model.fit with and without MirroredStrategy over 2 logical CPU devices")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args._child:  # one (model, policy) measurement in this process
         spec = json.loads(args._child)
-        print(json.dumps(measure(**spec)))
+        fit_mode = spec.pop("fit", False)
+        print(json.dumps(measure_fit(**spec) if fit_mode else measure(**spec)))
         return 0
 
     from fer_keras import models
@@ -128,18 +173,24 @@ def main(argv=None):
         name, _, kv = text.partition(":")
         key, _, value = kv.partition("=")
         options.setdefault(name, {})[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
-    rows = []
+    def in_child(spec):
+        """One measurement in a fresh process (dtype policy and logical devices are process-wide)."""
+        out = subprocess.run([sys.executable, __file__, "--_child", json.dumps(spec)],
+                             capture_output=True, text=True, cwd=REPO)
+        if out.returncode != 0:
+            print(f"{spec['model_name']} {spec['policy']}: failed\n{out.stderr[-1500:]}", file=sys.stderr)
+            return None
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    rows, fit_rows = [], []
     for name in names:
         for policy in args.policies:
             spec = {"model_name": name, "options": options.get(name, {}), "policy": policy,
                     "batch": args.batch, "steps": args.steps, "repeats": args.repeats}
-            out = subprocess.run([sys.executable, __file__, "--_child", json.dumps(spec)],
-                                 capture_output=True, text=True, cwd=REPO)
-            if out.returncode != 0:
-                print(f"{name} {policy}: failed\n{out.stderr[-1500:]}", file=sys.stderr)
+            r = in_child(spec)
+            if r is None:
                 continue
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            r = rows[-1]
+            rows.append(r)
             print(f"{name:<22}{policy:<16}train {r['train_model_only']:7.0f} img/s (model only)  "
                   f"{r['train_pipeline_none']:7.0f} (pipeline)  {r['train_pipeline_strong']:7.0f} (+strong aug)  "
                   f"infer {r['infer_batch256']:7.0f} img/s  p50 {r['latency_ms_p50']:.1f} ms", flush=True)
@@ -158,9 +209,22 @@ def main(argv=None):
         print(f"{name:<22}{best['parameters']:>11,}{(fp or {}).get('train_model_only', 0):>12.0f}"
               f"{(bf or {}).get('train_model_only', 0):>12.0f}{ratio:>10}{aug:>10.0%}"
               f"{best['infer_batch256']:>12.0f}{best['latency_ms_p50']:>8.1f}{best['latency_ms_p95']:>8.1f}")
+    if args.distribute:
+        print("\nmodel.fit, strong augmentation: no strategy vs MirroredStrategy over 2 logical CPU devices")
+        print(f"{'model':<22}{'policy':<16}{'plain img/s':>12}{'mirrored':>10}{'overhead':>10}")
+        for name in names:
+            for policy in args.policies:
+                spec = {"model_name": name, "options": options.get(name, {}), "policy": policy, "fit": True,
+                        "batch": args.batch, "steps": args.steps, "repeats": args.repeats}
+                plain, mirrored = in_child({**spec, "mirrored": False}), in_child({**spec, "mirrored": True})
+                if plain and mirrored:
+                    fit_rows += [plain, mirrored]
+                    overhead = 1 - mirrored["fit_img_per_s"] / plain["fit_img_per_s"]
+                    print(f"{name:<22}{policy:<16}{plain['fit_img_per_s']:>12.0f}{mirrored['fit_img_per_s']:>10.0f}"
+                          f"{overhead:>10.0%}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine_description(), "date": str(date.today()),
-                                               "results": rows}, indent=2))
+                                               "results": rows, "fit": fit_rows}, indent=2))
     return 0
 
 

@@ -28,11 +28,13 @@ def test_bench_data_runs_and_writes_json(tmp_path):
 def test_bench_train_runs_and_writes_json(tmp_path):
     """Check that the training/inference benchmark runs one tiny model and writes JSON."""
     stdout = run(["benchmarks/bench_train.py", "--models", "vgg16", "--options", "vgg16:width=0.125",
-                  "--policies", "float32", "--batch", "8", "--steps", "1", "--repeats", "1",
+                  "--policies", "float32", "--batch", "8", "--steps", "1", "--repeats", "1", "--distribute",
                   "--json", str(tmp_path / "train.json")], tmp_path)
-    assert "vgg16" in stdout
-    result = json.loads((tmp_path / "train.json").read_text())["results"][0]
-    assert result["train_model_only"] > 0 and result["latency_ms_p50"] > 0
+    assert "vgg16" in stdout and "MirroredStrategy" in stdout
+    written = json.loads((tmp_path / "train.json").read_text())
+    assert written["results"][0]["train_model_only"] > 0 and written["results"][0]["latency_ms_p50"] > 0
+    assert [r["mirrored"] for r in written["fit"]] == [False, True]
+    assert all(r["fit_img_per_s"] > 0 for r in written["fit"])
 
 
 def test_bench_scale_runs_on_two_tiny_sizes(tmp_path):
@@ -52,10 +54,13 @@ def test_bench_ensemble_science_runs_small(tmp_path):
 
 
 def test_bench_predict_runs_on_a_tiny_model(tmp_path):
-    """Check that the webcam-path benchmark times detection and one member."""
+    """Check that the inference benchmark times classification, detection and one member."""
     from fer_keras import model_io, models
 
     model_io.save_model(models.build("vgg16", width=0.125), tmp_path / "model_1.h5")
     stdout = run(["benchmarks/bench_predict.py", "--models-dir", str(tmp_path), "--repeats", "2",
                   "--json", str(tmp_path / "predict.json")], tmp_path)
-    assert "detection only" in stdout and "model_1.h5" in stdout
+    assert "detection only" in stdout and "model_1.h5" in stdout and "classification only" in stdout
+    speed = json.loads((tmp_path / "predict.json").read_text())["classification"][0]
+    assert speed["what"] == "model_1.h5" and speed["faces_per_s_batch256"] > 0
+    assert speed["latency_ms_p95"] >= speed["latency_ms_p50"] > 0
