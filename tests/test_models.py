@@ -152,6 +152,7 @@ def test_resemotenet_head_dropout_sets_all_three_head_dropouts():
     ("resemotenet", {"width": 0.25}, 5_022_215),
     ("residual_masking_net", {}, 137_796_423),
     ("patt_lite", {"weights": None}, 280_647),
+    ("vgg16_imagenet", {"weights": None}, 199_431),
     ("patt_lite", {"weights": None, "freeze_backbone": False}, 1_083_399),
 ])
 def test_trainable_parameter_count(name, options, trainable):

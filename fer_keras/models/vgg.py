@@ -15,7 +15,11 @@ dense layer for CPU budgets (0.5 → ~3.8M parameters, ~4x less compute).
 ``input_size`` (default 48; the base accepts >= 32) with grey→RGB and the
 caffe preprocessing inside the model, plus a new head. Phase 1 of transfer
 learning trains only the head (``trainable_blocks=0``); phase 2 unfreezes the
-top block(s) at a lower learning rate.
+top block(s) at a lower learning rate. Phase 1 trains 199,431 of 14,915,143
+parameters: global average pooling and two Dense 256 + BN layers. The earlier
+public Keras version trained 2,773,095 there, with a Flatten → Dense 4096-wide
+head; at 48 px the base ends at 1x1x512, so pooling and flattening see the
+same 512 values and the difference is the head's width.
 """
 
 from __future__ import annotations
