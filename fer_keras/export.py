@@ -335,9 +335,30 @@ def export_savedmodel(model, path, *, overwrite=False):
     return path
 
 
-def ramp_face():
-    """One uint8 face holding every value 0..255 (pins the int8 input range to 0..255)."""
-    return (np.arange(IMAGE_SIZE * IMAGE_SIZE) % (PIXEL_MAX + 1)).astype(np.uint8).reshape(1, *INPUT_SHAPE)
+PIN_BLOCK = 6
+"""Side of the 0 and 255 blocks that pin the int8 input range (they survive a member's resizing)."""
+
+
+def with_full_input_range(faces):
+    """The calibration faces, plus one that pins the int8 input range to 0..255 if they do not span it.
+
+    The uint8 input is meant to have scale 1 and zero point 0, so that apps
+    feed raw pixels; the converter takes the input range from the calibration
+    faces (and, through a member's resize, from the resized faces, where a
+    lone extreme pixel is smoothed away). Real FER2013 samples already span
+    0..255. Otherwise one face is put first: a copy of the first face with a
+    6x6 block of 0 and one of 255 in its corner. A synthetic 0..255 ramp
+    would pin the input too, but its unnatural activations widen every later
+    layer's range: on the shipped VGG-16 it cost 0.4 points of top-1
+    agreement (98.4% vs 98.8% on PublicTest).
+    """
+    faces = np.asarray(faces, dtype=np.uint8)
+    if faces.min() == 0 and faces.max() == PIXEL_MAX:
+        return faces
+    pinned = faces[:1].copy()
+    pinned[0, :PIN_BLOCK, :PIN_BLOCK] = 0
+    pinned[0, :PIN_BLOCK, PIN_BLOCK:2 * PIN_BLOCK] = PIXEL_MAX
+    return np.concatenate([pinned, faces])
 
 
 def tflite_bytes(model, variant, *, representative=None):
@@ -361,7 +382,7 @@ def tflite_bytes(model, variant, *, representative=None):
         elif variant == "int8":
             if representative is None or len(representative) == 0:
                 raise ConfigError("the int8 TFLite model needs representative faces for calibration")
-            faces = np.concatenate([ramp_face(), np.asarray(representative, dtype=np.uint8)])
+            faces = with_full_input_range(representative)
 
             def calibration():
                 for face in faces:
@@ -867,4 +888,4 @@ def export(model, out, *, name="fer_ensemble", formats=("keras",), variants=TFLI
 __all__ = ["FORMATS", "TFLITE_VARIANTS", "MissingPackageError", "RuntimeModel", "artefact_paths", "check_free",
            "export", "export_keras", "export_onnx", "export_savedmodel", "export_tflite", "fuse", "fused_metadata",
            "representative_faces", "require", "results_table", "tflite_bytes", "validation_faces", "verify",
-           "versions"]
+           "versions", "with_full_input_range"]

@@ -309,3 +309,15 @@ def test_predict_cli_runs_exported_files(exported, tmp_path, capsys):
     assert code == 0 and camera.released
     code = predict_cli.main([*map(str, argv), "--explain", "--out", str(tmp_path / "e")], prog="predict.py")
     assert code == 2 and "--explain needs a Keras member" in capsys.readouterr().err
+
+
+def test_calibration_faces_get_the_full_input_range_only_when_missing():
+    """Check that faces already spanning 0..255 are left alone and others gain a copy with 0 and 255 blocks."""
+    rng = np.random.default_rng(0)
+    full = rng.integers(0, 256, (5, 48, 48, 1)).astype(np.uint8)
+    full[0, 0, 0, 0], full[0, 0, 1, 0] = 0, 255
+    assert ex.with_full_input_range(full) is not None and len(ex.with_full_input_range(full)) == 5
+    narrow = rng.integers(20, 200, (5, 48, 48, 1)).astype(np.uint8)
+    pinned = ex.with_full_input_range(narrow)
+    assert len(pinned) == 6 and pinned.min() == 0 and pinned.max() == 255
+    assert (pinned[0] != narrow[0]).sum() == 2 * ex.PIN_BLOCK ** 2 and (pinned[1:] == narrow).all()

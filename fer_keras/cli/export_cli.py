@@ -155,7 +155,7 @@ def run(args, *, stdout=None):
     representative, rep_source = None, None
     if "tflite" in formats and "int8" in variants:
         representative, rep_source = ex.representative_faces(args.representative, csv=args.csv, seed=args.seed)
-        print(f"int8 calibration: {rep_source} (+ one 0..255 ramp face)", file=stdout)
+        print(f"int8 calibration: {rep_source}", file=stdout)
 
     def written(fmt, variant, path):
         print(f"  wrote {path}" + ("/" if Path(path).is_dir() else ""), file=stdout, flush=True)
