@@ -697,7 +697,6 @@ def _train(config, *, verbose):
     if config.teacher:
         from fer_keras import distill
 
-        run_dir.mkdir(parents=True, exist_ok=True)
         teacher_probs, teacher_info = distill.teacher_probabilities(
             config.teacher, train_split.x, class_names=class_names, cache_dir=run_dir, verbose=verbose)
         train_targets = distill.distillation_targets(
