@@ -212,6 +212,24 @@ def test_headless_webcam_with_a_fake_camera(models_dir, grace, tmp_path, capsys)
     assert "stopped by max-frames" in text
 
 
+def test_webcam_defaults_to_the_distilled_member(models_dir, grace, tmp_path, capsys, monkeypatch):
+    """Check that a webcam run without --models-dir uses only models/'s distilled member, and the
+    whole ensemble when --models-dir is given."""
+    import shutil
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(models_dir / "model_1.h5", tmp_path / "models" / "model_1.h5")
+    model = model_io.load_model(models_dir / "model_1.h5")
+    model_io.save_model(model, tmp_path / "models" / "model_2.h5", {"teacher": {"members": ["model_1.h5"]}})
+    monkeypatch.chdir(tmp_path)
+    argv = ["--input", "webcam", "--max-frames", "1", "--headless", "--interval", "0"]
+    code, text, _ = run_cli([*argv, "--out", "o1"], capsys, open_capture=lambda index: FakeCapture([grace] * 2))
+    assert code == 0 and "1 member(s)" in text and "model_2.h5, the member distilled" in text
+    code, text, _ = run_cli([*argv, "--models-dir", "models", "--out", "o2"], capsys,
+                            open_capture=lambda index: FakeCapture([grace] * 2))
+    assert code == 0 and "2 member(s)" in text and "distilled" not in text
+
+
 def test_webcam_interval_and_stop(predictor, grace):
     """Check that with a long interval only the first frame is analysed, and should_stop ends the run."""
     result = predictor.run_webcam(0, open_capture=lambda i: FakeCapture([grace] * 4), interval=60, show=False)

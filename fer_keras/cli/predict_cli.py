@@ -54,7 +54,8 @@ def build_parser(prog=None, description=None):
 
     g = p.add_argument_group("models")
     g.add_argument("--models-dir", metavar="DIR", help="every *.h5 and *.keras here is an ensemble member "
-                   "(default: models, unless --model is given)")
+                   "(default: models, unless --model is given; for a webcam, the member of models/ distilled "
+                   "from the ensemble runs alone when there is one)")
     g.add_argument("--model", action="append", default=[], metavar="FILE", help="a member file, repeatable: "
                    ".h5/.keras, or a .tflite/.onnx file or SavedModel folder written by export.py (run in its "
                    "own runtime: LiteRT, onnxruntime, TensorFlow)")
@@ -122,13 +123,18 @@ def is_runtime_file(path):
     return path.suffix.lower() in RUNTIME_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
 
 
-def model_sources(args):
+def model_sources(args, *, stdout=None):
     """The folders/files to load Keras members from (.tflite/.onnx/SavedModel ``--model`` files are left
     to :func:`runtime_sources`); raises a FerError saying what to do when there are none."""
     from fer_keras.ensemble import find_model_files
     from fer_keras.errors import ModelFileError
 
     folder = args.models_dir or (None if args.model else "models")
+    fast = _distilled_member(folder) if _webcam_only(args) and not args.models_dir and not args.model else None
+    if fast is not None:
+        print(f"webcam: {fast.name}, the member distilled from the ensemble, runs alone (fast); "
+              "pass --models-dir models for the whole ensemble", file=stdout or sys.stdout)
+        return [str(fast)]
     if folder is not None and not args.model:
         found = find_model_files(folder) if Path(folder).is_dir() else []
         if not found:
@@ -138,6 +144,28 @@ def model_sources(args):
                 "`python train_vgg.py --csv data/fer2013.csv` (or `python demo.py` for a quick toy model), "
                 "or pass --model FILE")
     return ([folder] if folder else []) + [f for f in args.model if not is_runtime_file(f)]
+
+
+def _webcam_only(args):
+    return bool(args.input) and all(str(i).startswith("webcam") for i in args.input)
+
+
+def _distilled_member(folder):
+    """The newest member of ``folder`` trained by distillation (``--teacher``), or None."""
+    from fer_keras.ensemble import find_model_files
+    from fer_keras.errors import FerError
+    from fer_keras.model_io import read_metadata
+
+    if folder is None or not Path(folder).is_dir():
+        return None
+    distilled = []
+    for file in find_model_files(folder):
+        try:
+            if "teacher" in read_metadata(file):
+                distilled.append(file)
+        except FerError:
+            continue  # unreadable files are reported when the ensemble loads
+    return distilled[-1] if distilled else None
 
 
 def runtime_sources(args):
@@ -157,7 +185,7 @@ def load_predictor(args, *, stdout):
     from fer_keras.faces import FaceDetector
     from fer_keras.predict import FacePredictor
 
-    sources, runtime_files = model_sources(args), runtime_sources(args)
+    sources, runtime_files = model_sources(args, stdout=stdout), runtime_sources(args)
     members, skipped = ens.load_members(sources, safe_mode=not args.unsafe) if sources else ([], [])
     members += [RuntimeModel.from_file(f) for f in runtime_files]
     print(f"{len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else ""), file=stdout)
