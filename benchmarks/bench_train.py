@@ -40,7 +40,7 @@ DEFAULT_OPTIONS = {
     "vgg16_imagenet": {"weights": None},
     "inception_v1": {},
     "resemotenet": {"width": 0.25},
-    "patt_lite": {"weights": None, "input_size": 112},
+    "patt_lite": {"weights": None, "input_size": 224},
     "residual_masking_net": {"input_size": 96, "width": 0.5},
 }
 

@@ -78,6 +78,16 @@ def member_card(path, meta):
     return "\n".join(lines)
 
 
+def _with_ci(scores, key, fmt):
+    """``65.34% [63.81, 66.87]``: the figure and its bootstrap interval, when the report has one."""
+    value = format(scores[key], fmt)
+    low_high = scores.get("ci95", {}).get(key)
+    if not low_high:
+        return value
+    scale, digits = (100, 2) if fmt.endswith("%") else (1, 3)
+    return f"{value} [{low_high[0] * scale:.{digits}f}, {low_high[1] * scale:.{digits}f}]"
+
+
 def ensemble_section(report):
     e = report["ensemble"]
     lines = [
@@ -87,15 +97,23 @@ def ensemble_section(report):
         f"{' with flip TTA' if report.get('tta') else ''}, on **{report['usage']}** "
         f"({report['n_samples']} faces), from `{report.get('csv', '?')}`:",
         "",
-        "| member | accuracy | macro-F1 | weighted-F1 |",
-        "|---|---|---|---|",
+        "| member | accuracy [95% CI] | macro-F1 [95% CI] | weighted-F1 | vs ensemble (McNemar) |",
+        "|---|---|---|---|---|",
     ]
     for m in report["members"]:
         if m.get("skipped"):
-            lines.append(f"| {Path(m['file']).name} | skipped: {m['skipped']} | | |")
+            lines.append(f"| {Path(m['file']).name} | skipped: {m['skipped']} | | | |")
         else:
-            lines.append(f"| {Path(m['file']).name} | {m['accuracy']:.2%} | {m['macro_f1']:.3f} | {m['weighted_f1']:.3f} |")
-    lines.append(f"| **ensemble** | **{e['accuracy']:.2%}** | **{e['macro_f1']:.3f}** | **{e['weighted_f1']:.3f}** |")
+            test = m.get("mcnemar_vs_ensemble")
+            versus = f"p = {test['p_value']:.3g} ({test['b']} vs {test['c']} faces)" if test else "-"
+            lines.append(f"| {Path(m['file']).name} | {_with_ci(m, 'accuracy', '.2%')} | "
+                         f"{_with_ci(m, 'macro_f1', '.3f')} | {m['weighted_f1']:.3f} | {versus} |")
+    lines.append(f"| **ensemble** | **{_with_ci(e, 'accuracy', '.2%')}** | **{_with_ci(e, 'macro_f1', '.3f')}** | "
+                 f"**{e['weighted_f1']:.3f}** | |")
+    if "bootstrap" in report:
+        lines += ["", f"Intervals: {report['bootstrap']['resamples']} seeded bootstrap resamples of the faces. "
+                  "McNemar: exact test of the member against the ensemble; the counts are the faces only the "
+                  "member gets right vs only the ensemble gets right."]
     lines += ["", "Per-class F1 of the ensemble: "
               + ", ".join(f"{k} {v['f1']:.2f}" for k, v in e["per_class"].items()), ""]
     return "\n".join(lines)

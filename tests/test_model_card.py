@@ -38,3 +38,17 @@ def test_card_names_the_teacher_of_a_distilled_member(tmp_path):
     card = model_card.render(tmp_path)
     assert "| distilled from | model_1.h5, model_2.h5 (mean softmax, flip TTA; alpha 0.7, T 2.0) |" in card
     assert "--teacher models" in card
+
+
+def test_card_gives_intervals_and_mcnemar_when_the_report_has_them(tmp_path):
+    """Check that bootstrap intervals and the member-vs-ensemble McNemar test reach the card."""
+    model_io.save_model(models.build("vgg16", width=0.125), tmp_path / "model_1.h5", {})
+    member = {"file": "models/model_1.h5", "accuracy": 0.6534, "macro_f1": 0.6141, "weighted_f1": 0.6513,
+              "skipped": None, "ci95": {"accuracy": [0.6381, 0.6687], "macro_f1": [0.5875, 0.6355]},
+              "mcnemar_vs_ensemble": {"b": 117, "c": 146, "p_value": 0.0841}}
+    report = {"usage": "PublicTest", "n_samples": 3589, "members": [member], "bootstrap": {"resamples": 1000},
+              "ensemble": {"accuracy": 0.6615, "macro_f1": 0.6109, "weighted_f1": 0.6572, "per_class": {},
+                           "ci95": {"accuracy": [0.6467, 0.6776], "macro_f1": [0.5852, 0.6333]}}}
+    card = model_card.render(tmp_path, report)
+    assert "| model_1.h5 | 65.34% [63.81, 66.87] | 0.614 [0.588, 0.635] | 0.651 | p = 0.0841 (117 vs 146 faces) |" in card
+    assert "**66.15% [64.67, 67.76]**" in card and "1000 seeded bootstrap resamples" in card
