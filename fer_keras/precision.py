@@ -1,8 +1,10 @@
 """Pick the compute precision for this machine.
 
-bfloat16 matmuls run 1.7-3x faster than float32 on CPUs with AMX or
-AVX512-BF16 (measured on Sapphire Rapids and Zen 5), and float16 with loss
-scaling is the standard on GPUs. Outputs stay float32 either way: every
+bfloat16 matmuls run faster than float32 on CPUs with AMX or AVX512-BF16:
+training measured 1.3-1.7x for our from-scratch CNNs and 3.7x for a frozen
+ImageNet VGG-16 on Sapphire Rapids (BENCHMARKS.md), though depthwise-heavy
+PAtt-Lite and narrow ResEmoteNet ran slower. float16 with loss scaling is
+the standard on GPUs. Outputs stay float32 either way: every
 model's softmax layer is pinned to float32.
 """
 
