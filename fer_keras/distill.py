@@ -25,7 +25,6 @@ does not predict them again.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +75,9 @@ def teacher_probabilities(teacher, faces, *, class_names, cache_dir=None, verbos
                           f"({', '.join(teacher_classes)}); the student learns {len(class_names)} "
                           f"({', '.join(class_names)})")
     info = {"members": [m.name for m in members], "tta": True}
-    faces_hash = hashlib.blake2b(np.ascontiguousarray(faces).tobytes(), digest_size=16).hexdigest()
-    key = faces_hash + "|" + "|".join(
-        f"{m.path.name}:{m.path.stat().st_size}:{m.path.stat().st_mtime_ns}" for m in members)
+    stats = [(m.path.name, m.path.stat()) for m in members]
+    key = "|".join([str(ens.faces_fingerprint(np.asarray(faces))),
+                    *(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in stats)])
     cache = Path(cache_dir) / TEACHER_PROBS_FILE if cache_dir else None
     if cache is not None and cache.exists():
         with np.load(cache, allow_pickle=False) as stored:

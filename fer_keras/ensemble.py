@@ -699,7 +699,7 @@ class Ensemble:
         """Every member's probabilities, shape (M, N, C), FER2013 order (C = 7, or 8 with
         contempt last; see :attr:`class_names`); cached."""
         faces = np.asarray(faces)
-        key = (_fingerprint(faces), bool(tta))
+        key = (faces_fingerprint(faces), bool(tta))
         if key in self._cache:
             self._cache.move_to_end(key)
             self.member_probas_ = self._cache[key]
@@ -738,7 +738,8 @@ class Ensemble:
         self._cache.clear()
 
 
-def _fingerprint(faces):
+def faces_fingerprint(faces):
+    """``(shape, dtype, blake2b digest)`` of a face array: the key of prediction caches."""
     digest = hashlib.blake2b(np.ascontiguousarray(faces).view(np.uint8).ravel(), digest_size=16)
     return (faces.shape, str(faces.dtype), digest.hexdigest())
 
@@ -1437,5 +1438,5 @@ def write_temperatures(path, ensemble, **extra):
 __all__ = ["METHODS", "Ensemble", "EnsembleReport", "InputAdapter", "Member", "Skipped", "combine_probas",
            "evaluate", "find_model_files", "fit_weights", "load_members", "machine_info", "member_keys",
            "read_weights", "write_weights"]
-__all__ += ["analyse_probas", "read_temperatures", "read_weights_file", "write_temperatures"]
+__all__ += ["analyse_probas", "faces_fingerprint", "read_temperatures", "read_weights_file", "write_temperatures"]
 

@@ -70,10 +70,12 @@ def member_card(path, meta):
         ("dataset sha256", f"`{meta.get('dataset', {}).get('sha256', '?')[:16]}…`"),
         ("toolkit", meta.get("toolkit_version", "?")),
     ]
-    if "teacher" in meta:
+    if "teacher" in meta:  # right after the recipe row
         recipe = meta.get("recipe", {})
-        rows.insert(5, ("distilled from", f"{', '.join(meta['teacher'].get('members', []))} (mean softmax, flip TTA; "
-                        f"alpha {recipe.get('distill_alpha', '?')}, T {recipe.get('distill_temperature', '?')})"))
+        after_recipe = [k for k, _ in rows].index("recipe") + 1
+        rows.insert(after_recipe, ("distilled from", f"{', '.join(meta['teacher'].get('members', []))} (mean softmax, "
+                                   f"flip TTA; alpha {recipe.get('distill_alpha', '?')}, "
+                                   f"T {recipe.get('distill_temperature', '?')})"))
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
     return "\n".join(lines)
 
