@@ -52,6 +52,19 @@ def training_command(meta):
     return " ".join(parts)
 
 
+def _budget_note(meta):
+    """Say when the time budget, not ``--epochs``, decided how long a member trained.
+
+    Then the epoch count depends on the machine's speed and load, so a rerun of
+    the same command reproduces the schedule only on an equally fast, quiet
+    machine; ``--epochs N`` replays it anywhere (the cosine follows the plan)."""
+    recipe = meta.get("recipe", {})
+    run, planned = meta.get("epochs_run"), recipe.get("epochs")
+    if not recipe.get("time_budget") or not isinstance(run, int) or not planned or run >= planned:
+        return ""
+    return f"; the {recipe['time_budget']:g}-min budget cut it from `--epochs {planned}`"
+
+
 def member_card(path, meta):
     val = meta.get("validation", {})
     lines = [f"### `{Path(path).name}` — {meta.get('architecture', 'unknown architecture')}", ""]
@@ -62,7 +75,8 @@ def member_card(path, meta):
         ("input", "48x48x1 grey, raw 0..255 (resizing/scaling inside the model)"),
         ("recipe", f"`{training_command(meta)}`" if meta.get("recipe") else "not recorded"),
         ("epochs", f"{meta.get('epochs_run', '?')} (best: {meta.get('best_epoch', '?')})"
-         + (f", snapshot at epoch {meta['snapshot_epoch']}" if "snapshot_epoch" in meta else "")),
+         + (f", snapshot at epoch {meta['snapshot_epoch']}" if "snapshot_epoch" in meta else "")
+         + _budget_note(meta)),
         ("wall time", f"{meta.get('train_seconds', 0) / 60:.0f} min, {meta.get('precision_trained', '?')}"),
         ("machine", meta.get("machine", "?")),
         (f"{val.get('split', 'validation')} accuracy", f"{val.get('accuracy', float('nan')):.2%}"),

@@ -23,7 +23,7 @@ def test_card_lists_each_member_with_its_command_and_scores(tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert "`model_1.h5` — vgg16" in card
     assert "python train_vgg.py --csv fer.csv.gz --time-budget 100.0 -o width=0.125" in card
-    assert "65.43%" in card and "0.612" in card and "37 (best: 35)" in card
+    assert "65.43%" in card and "0.612" in card and "37 (best: 35); the 100-min budget cut it from `--epochs 60`" in card
     assert "**ensemble** | **65.43%**" in card
 
 
@@ -38,6 +38,14 @@ def test_card_names_the_teacher_of_a_distilled_member(tmp_path):
     card = model_card.render(tmp_path)
     assert "| distilled from | model_1.h5, model_2.h5 (mean softmax, flip TTA; alpha 0.7, T 2.0) |" in card
     assert "--teacher models" in card
+
+
+def test_card_notes_the_budget_only_when_it_cut_the_planned_epochs():
+    """Check that a run that finished its --epochs inside the budget gets no budget note."""
+    recipe = {"epochs": 60, "time_budget": 100.0}
+    assert model_card._budget_note({"recipe": recipe, "epochs_run": 60}) == ""
+    assert model_card._budget_note({"recipe": {"epochs": 60}, "epochs_run": 20}) == ""
+    assert "cut it from `--epochs 60`" in model_card._budget_note({"recipe": recipe, "epochs_run": 59})
 
 
 def test_card_gives_intervals_and_mcnemar_when_the_report_has_them(tmp_path):
