@@ -57,7 +57,8 @@ def _budget_note(meta):
 
     Then the epoch count depends on the machine's speed and load, so a rerun of
     the same command reproduces the schedule only on an equally fast, quiet
-    machine; ``--epochs N`` replays it anywhere (the cosine follows the plan)."""
+    machine; ``--epochs N`` gives the same length anywhere (the same cosine
+    schedule too, unless the budget re-planned it mid-run)."""
     recipe = meta.get("recipe", {})
     run, planned = meta.get("epochs_run"), recipe.get("epochs")
     if not recipe.get("time_budget") or not isinstance(run, int) or not planned or run >= planned:
