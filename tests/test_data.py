@@ -594,3 +594,30 @@ def test_class_index_aliases():
     assert data.class_index(CLASS_NAMES[5]) == 5
     with pytest.raises(DataError, match="unknown class folder 'contempt'"):
         data.class_index("contempt")
+
+
+def test_packed_dataset_round_trips_exactly(tmp_path):
+    """The packed file (for carrying data to a size-capped GPU machine) loses nothing:
+    same pixels, labels, splits and source checksum as the CSV it came from."""
+    rng = np.random.default_rng(3)
+    lines = [row(label=int(rng.integers(NUM_CLASSES)), usage=usage, pixels=rng.integers(0, 256, PIXELS_PER_IMAGE))
+             for usage in ("Training",) * 6 + ("PublicTest",) * 3]
+    csv = tmp_path / "faces.csv"
+    write_csv(csv, lines)
+    original = data.load_fer2013(csv, cache=False)
+    packed = tmp_path / f"faces{data.PACKED_SUFFIX}"
+    data.save_packed(original, packed)
+    loaded = data.load_fer2013(packed)
+    assert list(loaded.splits) == list(original.splits)
+    for name, split in original.splits.items():
+        np.testing.assert_array_equal(loaded[name].x, split.x)
+        np.testing.assert_array_equal(loaded[name].y, split.y)
+    assert loaded.checksum == original.checksum
+    assert packed.stat().st_size < csv.stat().st_size
+
+
+def test_damaged_packed_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / f"bad{data.PACKED_SUFFIX}"
+    bad.write_bytes(b"not lzma at all")
+    with pytest.raises(DataError, match="not a packed fer_keras dataset"):
+        data.load_fer2013(bad)
