@@ -52,11 +52,22 @@ def machine_description():
 
     bf16 = sorted({"amx_bf16", "avx512_bf16"} & cpu_flags())
     text = f"{cpu_model()}, {os.cpu_count()} cores" + (f", {'+'.join(bf16)}" if bf16 else ", no bf16")
+    import keras
+
     gpus = gpu_names()
-    return text + (f"; GPU: {', '.join(gpus)}" if gpus else "")
+    backend = keras.backend.backend()
+    return (text + (f"; GPU: {', '.join(gpus)}" if gpus else "")
+            + (f"; Keras backend: {backend}" if backend != "tensorflow" else ""))
 
 
 def gpu_names():
+    """The GPUs Keras' backend will use (TensorFlow's, or JAX's under KERAS_BACKEND=jax)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return [device.device_kind for device in jax.devices() if device.platform == "gpu"]
     import tensorflow as tf
 
     names = []

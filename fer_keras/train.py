@@ -191,8 +191,10 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", see
     (N, num_classes), e.g. FER+ vote distributions, used as they are.
     Training: cache the arrays, reshuffle every epoch, batch, then augment
     whole batches in parallel and prefetch so the model never waits.
+    Under another Keras backend (JAX on a GPU machine without TensorFlow)
+    the same batches come from :func:`array_batches` instead.
     """
-    import tensorflow as tf
+    import keras
 
     from fer_keras.augment import build_augmenter
 
@@ -200,6 +202,13 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", see
     soft = y.ndim == 2
     if soft and y.shape[1] != num_classes:
         raise ConfigError(f"soft targets have {y.shape[1]} columns; the model has {num_classes} classes")
+    if keras.backend.backend() != "tensorflow":
+        augmenter = build_augmenter(augment, seed=seed) if training else None
+        return array_batches(x, y, batch_size=batch_size, num_classes=num_classes, training=training,
+                            augmenter=augmenter, seed=seed)
+
+    import tensorflow as tf
+
     ds = tf.data.Dataset.from_tensor_slices((x, y.astype("float32" if soft else "int32")))
     if training:
         ds = ds.cache().shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -214,6 +223,37 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", see
         ds = ds.map(lambda im, lab: (augmenter(im, training=True), lab),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def array_batches(x, y, *, batch_size, num_classes, training, augmenter=None, seed=0):
+    """The batches :func:`make_dataset` gives, as a ``keras.utils.PyDataset``
+    for backends without tf.data: reshuffled every epoch (seeded), whole
+    batches augmented by the same Keras layers, which then run in the
+    backend (on the GPU under JAX)."""
+    import keras
+
+    class _ArrayBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x)) if training else np.arange(len(x))
+
+        def __len__(self):
+            return len(x) // batch_size if training else math.ceil(len(x) / batch_size)
+
+        def __getitem__(self, index):
+            rows = self.order[index * batch_size:(index + 1) * batch_size]
+            images = x[rows].astype("float32")
+            labels = y[rows].astype("float32") if y.ndim == 2 else np.eye(num_classes, dtype="float32")[y[rows]]
+            if augmenter is not None:
+                images = augmenter(images, training=True)
+            return images, labels
+
+        def on_epoch_end(self):
+            if training:
+                self.order = self.rng.permutation(len(x))
+
+    return _ArrayBatches()
 
 
 # --------------------------------------------------------------------------
@@ -450,6 +490,12 @@ def make_optimizer(config):
 
 
 def _strategy(config):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        if config.distribute != "none":
+            raise ConfigError(f"--distribute {config.distribute} needs the TensorFlow backend")
+        return _NoStrategy()
     import tensorflow as tf
 
     if config.distribute == "mirrored":
@@ -457,6 +503,15 @@ def _strategy(config):
     if config.distribute == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+class _NoStrategy:
+    """``strategy.scope()`` for backends without tf.distribute: one device, nothing to set up."""
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------
@@ -645,7 +700,6 @@ def train(config, *, verbose=1):
 
 def _train(config, *, verbose):
     import keras
-    import tensorflow as tf
 
     from fer_keras import data as fer_data
     from fer_keras import model_io, precision, report
@@ -675,6 +729,10 @@ def _train(config, *, verbose):
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
+        if keras.backend.backend() != "tensorflow":
+            raise ConfigError("--deterministic needs the TensorFlow backend")
+        import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
     policy = precision.set_policy(config.precision)
 
@@ -745,10 +803,11 @@ def _train(config, *, verbose):
         Validation(val_split.x, val_split.y, num_classes, 256, state, class_names),
         BestKeeper(run_dir, state, snapshot_epochs),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
         SafeBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
         Budget(config, state, run_dir),
     ]
+    if keras.backend.backend() == "tensorflow":  # Keras writes TensorBoard logs through tf.summary
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0))
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max",
                                                            factor=0.5, patience=3, min_lr=1e-5))
