@@ -290,27 +290,32 @@ def lr_at(step, *, peak, total_steps, warmup_steps, schedule, cycles=1):
 
 GROW_WINDOW = 1 / 3
 """Share of the planned epochs during which a time-budget plan may still grow."""
+RECENT_EPOCHS = 3
+"""Epoch times a plan looks at (fastest early, median later): one slow epoch is noise."""
 
 
 def plan_epochs(*, epochs_done, planned, max_epochs, epoch_seconds, seconds_left, may_grow=True):
     """How many epochs fit the time budget, re-planned after every epoch.
 
     The first epoch includes tracing, and a busy machine slows some epochs.
-    Within the first ``GROW_WINDOW`` of the plan, while the cosine LR is
-    still near its peak, the plan follows the fastest of the last three
-    epochs, up or down, so that slow first epochs do not waste the rest of
-    the budget. After that it only shrinks, when the median of the last three
-    epochs says the plan no longer fits (the LR then jumps down, which is
-    harmless; growing late would raise it mid-annealing). Snapshot runs never
-    grow (their cycle ends are fixed).
+    Within the first ``GROW_WINDOW`` of the plan (and always for the first
+    three epochs), while the cosine LR is still near its peak, the plan
+    follows the fastest of the last three epochs, up or down, so that slow
+    first epochs do not waste the rest of the budget: a first epoch that is
+    mostly compilation (seen on a GPU: 197 s, then 28 s) must not shrink
+    the plan so far that the window closes before a normal epoch is seen.
+    After that it only shrinks, when the median of the last three epochs
+    says the plan no longer fits (the LR then jumps down, which is harmless;
+    growing late would raise it mid-annealing). Snapshot runs never grow
+    (their cycle ends are fixed).
     """
 
     def fits(seconds_per_epoch):
         return max(min(max_epochs, int(seconds_left // max(seconds_per_epoch, 1e-9)) + epochs_done),
                    epochs_done + 1)
 
-    recent = epoch_seconds[-3:]
-    if may_grow and epochs_done <= GROW_WINDOW * planned:
+    recent = epoch_seconds[-RECENT_EPOCHS:]
+    if may_grow and epochs_done <= max(GROW_WINDOW * planned, RECENT_EPOCHS):
         return fits(min(recent))
     return min(planned, fits(float(np.median(recent))))
 

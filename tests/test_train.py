@@ -270,6 +270,12 @@ def test_budget_plan_shrinks_to_fit_and_regrows_only_early():
     fourth = plan_epochs(epochs_done=4, planned=first, max_epochs=60, epoch_seconds=[266, 280, 248, 155],
                          seconds_left=6000 - 949)
     assert fourth == 4 + int((6000 - 949) // 155) > first
+    # A first epoch that is mostly compilation (GPU: 197 s, then 28 s; 18 min budget) shrinks
+    # the plan to 5 epochs, but the second epoch is still early enough to regrow it.
+    tiny = plan_epochs(epochs_done=1, planned=150, max_epochs=150, epoch_seconds=[197], seconds_left=1080 - 197)
+    assert tiny == 5
+    assert plan_epochs(epochs_done=2, planned=tiny, max_epochs=150, epoch_seconds=[197, 28],
+                       seconds_left=1080 - 225) == 2 + int((1080 - 225) // 28)
     # Late in the plan, more time never raises the LR again ...
     assert plan_epochs(epochs_done=15, planned=30, max_epochs=60, epoch_seconds=[100] * 3, seconds_left=3000) == 30
     # ... but a slowdown (median of the last three) still shrinks it, never below one more epoch.
