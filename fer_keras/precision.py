@@ -50,10 +50,10 @@ def machine_description():
     """E.g. 'Intel(R) Xeon(R) Processor, 2 cores, amx_bf16' or with the GPU name."""
     import os
 
-    bf16 = sorted({"amx_bf16", "avx512_bf16"} & cpu_flags())
-    text = f"{cpu_model()}, {os.cpu_count()} cores" + (f", {'+'.join(bf16)}" if bf16 else ", no bf16")
     import keras
 
+    bf16 = sorted({"amx_bf16", "avx512_bf16"} & cpu_flags())
+    text = f"{cpu_model()}, {os.cpu_count()} cores" + (f", {'+'.join(bf16)}" if bf16 else ", no bf16")
     gpus = gpu_names()
     backend = keras.backend.backend()
     return (text + (f"; GPU: {', '.join(gpus)}" if gpus else "")
