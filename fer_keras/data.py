@@ -201,8 +201,7 @@ def save_packed(dataset, path):
     """
     import lzma
 
-    arrays = {"checksum": np.array(dataset.checksum), "source": np.array(dataset.source),
-              "usages": np.array(list(dataset.splits))}
+    arrays = {"checksum": np.array(dataset.checksum), "usages": np.array(list(dataset.splits))}
     for name, split in dataset.splits.items():
         arrays[f"dx_{name}"] = np.diff(split.x, axis=2, prepend=np.uint8(0))  # uint8 wraps around: lossless
         arrays[f"y_{name}"] = split.y

@@ -10,6 +10,8 @@ Three jobs, one per script in ``preprocess/``:
   ``<Usage>/<class_name>/<Usage>_<i>.png`` (lossless PNG).
 * :func:`images_to_csv` (``images_to_csv.py``): such a tree → a FER2013 CSV.
 
+``pack_dataset.py`` packs a CSV losslessly (:func:`fer_keras.data.save_packed`).
+
 The two conversions are exact inverses: CSV → images → CSV gives the same
 arrays. Every output is written under a temporary name and moved into place
 at the end, and an existing output is replaced only with ``overwrite=True``.
@@ -651,6 +653,40 @@ def csv_to_images_main(argv=None, *, prog=None):
             summary = csv_to_images(args.csv, args.out, overwrite=args.overwrite,
                                     on_bad_rows="skip" if args.skip_bad_rows else "error", progress=not args.quiet)
         print(format_summary(summary))
+
+    return run_cli(job)
+
+
+PACK_DATASET_EPILOG = f"""\
+Every fer_keras --csv option reads the packed file like the CSV. Use it to carry
+the data to a machine that receives only a size-capped copy of the repo
+(FER2013 Training + PublicTest: 85 MB gzipped CSV -> about 54 MB packed).
+
+example:
+  %(prog)s ../shared/data/fer2013/fer2013_train_publictest.csv.gz .gpu/fer2013{data.PACKED_SUFFIX}
+"""
+
+
+def pack_dataset_main(argv=None, *, prog=None):
+    """``preprocess/pack_dataset.py``. Returns the exit code."""
+    from fer_keras.cli.common import run_cli
+
+    p = _parser(prog, "Pack a FER2013-layout CSV into a small lossless file (fer_keras.data.save_packed).",
+                PACK_DATASET_EPILOG)
+    p.add_argument("csv", help="FER2013-layout CSV (.csv or .csv.gz)")
+    p.add_argument("out", help=f"packed file to write (its name ends in {data.PACKED_SUFFIX})")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    args = p.parse_args(argv)
+
+    def job():
+        out = Path(args.out)
+        if not out.name.endswith(data.PACKED_SUFFIX):
+            raise DataError(f"{out}: the packed file's name must end in {data.PACKED_SUFFIX}")
+        _refuse_existing(out, args.overwrite)
+        dataset = data.load_fer2013(args.csv)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data.save_packed(dataset, out)
+        print(f"{out}: {out.stat().st_size / 1e6:.1f} MB\n{dataset.summary()}")
 
     return run_cli(job)
 

@@ -194,15 +194,13 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", see
     Under another Keras backend (JAX on a GPU machine without TensorFlow)
     the same batches come from :func:`array_batches` instead.
     """
-    import keras
-
     from fer_keras.augment import build_augmenter
 
     y = np.asarray(y)
     soft = y.ndim == 2
     if soft and y.shape[1] != num_classes:
         raise ConfigError(f"soft targets have {y.shape[1]} columns; the model has {num_classes} classes")
-    if keras.backend.backend() != "tensorflow":
+    if not _tensorflow_backend():
         augmenter = build_augmenter(augment, seed=seed) if training else None
         return array_batches(x, y, batch_size=batch_size, num_classes=num_classes, training=training,
                             augmenter=augmenter, seed=seed)
@@ -495,9 +493,7 @@ def make_optimizer(config):
 
 
 def _strategy(config):
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
+    if not _tensorflow_backend():
         if config.distribute != "none":
             raise ConfigError(f"--distribute {config.distribute} needs the TensorFlow backend")
         return _NoStrategy()
@@ -508,6 +504,14 @@ def _strategy(config):
     if config.distribute == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def _tensorflow_backend():
+    """Whether Keras runs on TensorFlow; the JAX backend (a GPU machine without
+    TensorFlow) has no tf.data, tf.distribute, tf.summary or op determinism."""
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
 
 
 class _NoStrategy:
@@ -734,7 +738,7 @@ def _train(config, *, verbose):
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
-        if keras.backend.backend() != "tensorflow":
+        if not _tensorflow_backend():
             raise ConfigError("--deterministic needs the TensorFlow backend")
         import tensorflow as tf
 
@@ -811,7 +815,7 @@ def _train(config, *, verbose):
         SafeBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
         Budget(config, state, run_dir),
     ]
-    if keras.backend.backend() == "tensorflow":  # Keras writes TensorBoard logs through tf.summary
+    if _tensorflow_backend():  # Keras writes TensorBoard logs through tf.summary
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0))
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max",

@@ -356,3 +356,19 @@ def test_data_resize_main_in_process(tmp_path, capsys):
     assert data.load_fer2013(tmp_path / "f.csv", cache=False)
     assert preprocess.data_resize_main([str(src), str(tmp_path / "f.csv"), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_pack_dataset_script_packs_and_refuses_to_overwrite(tmp_path, capsys):
+    """pack_dataset.py writes a file load_fer2013 reads back identically; a second run
+    with the same OUT, or an OUT without the packed suffix, is a one-line error (exit 2)."""
+    from fer_keras.synthetic import write_synthetic_csv
+
+    csv = tmp_path / "faces.csv"
+    write_synthetic_csv(csv)
+    out = tmp_path / f"faces{data.PACKED_SUFFIX}"
+    assert preprocess.pack_dataset_main([str(csv), str(out)]) == 0
+    np.testing.assert_array_equal(data.load_fer2013(out)["Training"].x, data.load_fer2013(csv)["Training"].x)
+    assert preprocess.pack_dataset_main([str(csv), str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert preprocess.pack_dataset_main([str(csv), str(tmp_path / "faces.npz")]) == 2
+    assert data.PACKED_SUFFIX in capsys.readouterr().err
