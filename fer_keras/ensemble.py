@@ -250,7 +250,12 @@ def find_model_files(models_dir):
     return sorted(files, key=natural_key)
 
 
-def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLASSES,)):
+DISTILLED_REASON = ("distilled from the other members (a student copies its teachers, so averaging it counts "
+                    "them twice); --include-distilled averages it too")
+"""Why a folder's distilled member is set aside (see :func:`load_members`)."""
+
+
+def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLASSES,), include_distilled=False):
     """Load every member named by ``source``: a folder, a file, or a list of them.
 
     Folders contribute their ``*.h5``/``*.keras`` files in natural order;
@@ -258,6 +263,11 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
     needs code in safe mode, not a 7-way classifier, ...) is skipped with a
     one-line reason; ``strict=True`` raises :class:`ModelFileError` instead.
     ``class_counts=CLASS_COUNTS`` accepts 8-way (contempt) classifiers too.
+
+    A folder's distilled members (trained with ``--teacher``) are set aside as
+    skipped unless ``include_distilled``: a student is a compressed copy of
+    the ensemble it learnt from, not an independent vote, and it must not
+    teach its own successor. A distilled file named on its own is a member.
 
     Returns ``(members, skipped)``; raises :class:`ModelFileError` when no
     member is left.
@@ -270,16 +280,21 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
             key = file.resolve()
             if key not in seen:
                 seen.add(key)
-                files.append(file)
+                files.append((file, item.is_dir()))
     members, skipped = [], []
-    for file in files:
+    for file, from_folder in files:
         try:
-            members.append(Member.from_file(file, safe_mode=safe_mode, class_counts=class_counts))
+            member = Member.from_file(file, safe_mode=safe_mode, class_counts=class_counts)
         except ModelFileError as exc:
             reason = _strip_path(str(exc), file)
             if strict:
                 raise ModelFileError(f"{file}: {reason} (--strict: no file may be skipped)") from None
             skipped.append(Skipped(file, reason))
+            continue
+        if from_folder and not include_distilled and "teacher" in member.metadata:
+            skipped.append(Skipped(file, DISTILLED_REASON))
+        else:
+            members.append(member)
     if not members:
         where = ", ".join(str(s) for s in sources) or "(nothing given)"
         detail = f"; skipped: {'; '.join(str(s) for s in skipped)}" if skipped else ""

@@ -1,9 +1,14 @@
 """Knowledge distillation: target arithmetic, the cached teacher, and a student trained end to end."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from fer_keras import distill, model_io
+from fer_keras import ensemble as ens
+from fer_keras.constants import CLASS_NAMES
 from fer_keras.errors import ConfigError
 from fer_keras.train import train
 from test_train import tiny_config, tiny_csv  # noqa: F401  (tiny_csv is a fixture)
@@ -45,20 +50,46 @@ def teacher_dir(tiny_csv, tmp_path_factory):  # noqa: F811
     return tmp / "models"
 
 
-def test_student_learns_from_teacher_and_records_it(tiny_csv, teacher_dir, tmp_path):  # noqa: F811
-    """Check that a student trains on the teacher's cached probabilities and names its teacher."""
-    config = tiny_config(tiny_csv, tmp_path, teacher=str(teacher_dir), distill_alpha=0.8, distill_temperature=2.0,
+@pytest.fixture(scope="module")
+def student(tiny_csv, teacher_dir, tmp_path_factory):  # noqa: F811
+    """A tiny student taught by ``teacher_dir``: its training folder and model file."""
+    tmp = tmp_path_factory.mktemp("student")
+    config = tiny_config(tiny_csv, tmp, teacher=str(teacher_dir), distill_alpha=0.8, distill_temperature=2.0,
                          model_options={"width": 0.125, "dense_units": 64})
-    summary = train(config, verbose=0)
-    meta = model_io.read_metadata(summary["model_file"])
+    return tmp, Path(train(config, verbose=0)["model_file"])
+
+
+def test_student_learns_from_teacher_and_records_it(teacher_dir, student):
+    """Check that a student trains on the teacher's cached probabilities and names its teacher."""
+    tmp, student_file = student
+    meta = model_io.read_metadata(student_file)
     assert meta["teacher"]["members"] == ["model_1.h5"] and meta["teacher"]["tta"] is True
     assert 0 <= meta["teacher"]["training_agreement"] <= 1
     assert meta["recipe"]["teacher"] == str(teacher_dir) and meta["recipe"]["distill_alpha"] == 0.8
-    cached = tmp_path / "run" / distill.TEACHER_PROBS_FILE
+    cached = tmp / "run" / distill.TEACHER_PROBS_FILE
     with np.load(cached) as stored:
         probs = stored["probs"]
     assert probs.shape == (140, 7)
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_a_folders_student_is_set_aside_unless_asked_for(teacher_dir, student, tmp_path):
+    """Check that a distilled file in a members folder neither votes nor teaches by default, and that
+    --include-distilled or naming the file makes it a member."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(teacher_dir / "model_1.h5", folder / "model_1.h5")
+    shutil.copy(student[1], folder / "model_2.h5")
+    members, skipped = ens.load_members(folder, strict=True)
+    assert [m.name for m in members] == ["model_1.h5"]
+    assert [(s.path.name, s.reason) for s in skipped] == [("model_2.h5", ens.DISTILLED_REASON)]
+    members, skipped = ens.load_members(folder, include_distilled=True)
+    assert [m.name for m in members] == ["model_1.h5", "model_2.h5"] and not skipped
+    members, skipped = ens.load_members([folder / "model_2.h5"])
+    assert [m.name for m in members] == ["model_2.h5"] and not skipped
+    faces = np.zeros((2, 48, 48, 1), np.uint8)
+    _, info = distill.teacher_probabilities(folder, faces, class_names=CLASS_NAMES, verbose=0)
+    assert info["members"] == ["model_1.h5"]
 
 
 def test_cached_teacher_probabilities_are_reused_and_invalidated(tiny_csv, teacher_dir, tmp_path):  # noqa: F811

@@ -80,6 +80,9 @@ def build_parser(prog=None, description=None):
     g.add_argument("--unsafe", action="store_true", help="allow files that run code when loaded (Lambda layers); "
                    "only for files you trust")
     g.add_argument("--strict", action="store_true", help="fail (exit 2) instead of skipping an unusable file")
+    g.add_argument("--include-distilled", action="store_true", help="also average the folder's distilled "
+                   "members (trained with --teacher); by default they are set aside, since a student copies "
+                   "the other members")
     g.add_argument("--class-map", choices=CLASS_MAPS,
                    help="drop-contempt: evaluate 7-way and 8-way members together on the 7 shared classes "
                    "(contempt column dropped and renormalised, contempt faces left out); without it mixed "
@@ -240,7 +243,7 @@ def run(args, *, stdout=None):
 
     sources = ([args.models_dir] if args.models_dir else ([] if args.model else ["models"])) + list(args.model)
     members, skipped = ens.load_members(sources, safe_mode=not args.unsafe, strict=args.strict,
-                                        class_counts=ens.CLASS_COUNTS)
+                                        class_counts=ens.CLASS_COUNTS, include_distilled=args.include_distilled)
     print(f"{len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else ""), file=stdout)
     for m in members:
         print(f"  {m.name:<28} {m.adapter.describe()}", file=stdout)

@@ -59,6 +59,8 @@ def build_parser(prog=None, description=None):
     g.add_argument("--model", action="append", default=[], metavar="FILE", help="a member file, repeatable: "
                    ".h5/.keras, or a .tflite/.onnx file or SavedModel folder written by export.py (run in its "
                    "own runtime: LiteRT, onnxruntime, TensorFlow)")
+    g.add_argument("--include-distilled", action="store_true", help="also average the distilled members of "
+                   "--models-dir (set aside by default: a student copies the other members)")
     g.add_argument("--method", choices=METHODS, default="mean", help="how members are combined (default: %(default)s)")
     g.add_argument("--tta", action="store_true", help="average each member over the face and its mirror image")
     g.add_argument("--unsafe", action="store_true", help="allow model files that run code when loaded "
@@ -186,7 +188,8 @@ def load_predictor(args, *, stdout):
     from fer_keras.predict import FacePredictor
 
     sources, runtime_files = model_sources(args, stdout=stdout), runtime_sources(args)
-    members, skipped = ens.load_members(sources, safe_mode=not args.unsafe) if sources else ([], [])
+    members, skipped = ens.load_members(sources, safe_mode=not args.unsafe,
+                                         include_distilled=args.include_distilled) if sources else ([], [])
     members += [RuntimeModel.from_file(f) for f in runtime_files]
     print(f"{len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else ""), file=stdout)
     for m in members:
