@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fer_keras import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,14 +55,21 @@ def test_bench_ensemble_science_runs_small(tmp_path):
     assert json.loads((tmp_path / "science.json").read_text())
 
 
-def test_bench_predict_runs_on_a_tiny_model(tmp_path):
-    """Check that the inference benchmark times classification, detection and one member."""
+def test_bench_predict_times_members_the_ensemble_and_a_student_alone(tmp_path):
+    """Check that the inference benchmark times classification and detection for each member, the
+    ensemble without the distilled member, and each member's speed as a multiple of the ensemble's."""
     from fer_keras import model_io, models
 
-    model_io.save_model(models.build("vgg16", width=0.125), tmp_path / "model_1.h5")
+    for i in (1, 2):
+        model_io.save_model(models.build("vgg16", width=0.125), tmp_path / f"model_{i}.h5")
+    model_io.save_model(models.build("vgg16", width=0.125), tmp_path / "model_3.h5",
+                        metadata={"teacher": {"members": ["model_1.h5", "model_2.h5"]}})
     stdout = run(["benchmarks/bench_predict.py", "--models-dir", str(tmp_path), "--repeats", "2",
                   "--json", str(tmp_path / "predict.json")], tmp_path)
-    assert "detection only" in stdout and "model_1.h5" in stdout and "classification only" in stdout
-    speed = json.loads((tmp_path / "predict.json").read_text())["classification"][0]
-    assert speed["what"] == "model_1.h5" and speed["faces_per_s_batch256"] > 0
-    assert speed["latency_ms_p95"] >= speed["latency_ms_p50"] > 0
+    assert "detection only" in stdout and "model_3.h5" in stdout and "classification only" in stdout
+    speed = {r["what"]: r for r in json.loads((tmp_path / "predict.json").read_text())["classification"]}
+    assert list(speed) == ["model_1.h5", "model_2.h5", "model_3.h5", "ensemble of 2"]
+    for row in speed.values():
+        assert row["latency_ms_p95"] >= row["latency_ms_p50"] > 0
+        assert row["x_ensemble"] == pytest.approx(row["faces_per_s_batch256"]
+                                                  / speed["ensemble of 2"]["faces_per_s_batch256"])
