@@ -213,8 +213,8 @@ def test_headless_webcam_with_a_fake_camera(models_dir, grace, tmp_path, capsys)
 
 
 def test_webcam_defaults_to_the_distilled_member(models_dir, grace, tmp_path, capsys, monkeypatch):
-    """Check that a webcam run without --models-dir uses only models/'s distilled member, and the
-    whole ensemble when --models-dir is given."""
+    """Check that a webcam run without --models-dir uses only models/'s distilled member, the
+    ensemble of the other members when --models-dir is given, and all of them with --include-distilled."""
     import shutil
 
     (tmp_path / "models").mkdir()
@@ -227,7 +227,10 @@ def test_webcam_defaults_to_the_distilled_member(models_dir, grace, tmp_path, ca
     assert code == 0 and "1 member(s)" in text and "model_2.h5, the member distilled" in text
     code, text, _ = run_cli([*argv, "--models-dir", "models", "--out", "o2"], capsys,
                             open_capture=lambda index: FakeCapture([grace] * 2))
-    assert code == 0 and "2 member(s)" in text and "distilled" not in text
+    assert code == 0 and "1 member(s), 1 skipped" in text and "skipped model_2.h5: distilled" in text
+    code, text, _ = run_cli([*argv, "--models-dir", "models", "--include-distilled", "--out", "o3"], capsys,
+                            open_capture=lambda index: FakeCapture([grace] * 2))
+    assert code == 0 and "2 member(s)" in text and "skipped" not in text
 
 
 def test_webcam_interval_and_stop(predictor, grace):
