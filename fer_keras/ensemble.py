@@ -250,8 +250,8 @@ def find_model_files(models_dir):
     return sorted(files, key=natural_key)
 
 
-DISTILLED_REASON = ("distilled from the other members (a student copies its teachers, so averaging it counts "
-                    "them twice); --include-distilled averages it too")
+DISTILLED_REASON = ("distilled from the other members: a student copies its teachers, so it neither votes "
+                    "with them nor teaches the next student (name the file to use it)")
 """Why a folder's distilled member is set aside (see :func:`load_members`)."""
 
 
