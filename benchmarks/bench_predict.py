@@ -104,7 +104,7 @@ def main(argv=None):
     frame = frame_640x480()
     members, _ = ensemble.load_members(args.models_dir, include_distilled=True)
     candidates = [(m.path.name, [m]) for m in members]
-    voters = [m for m in members if "teacher" not in m.metadata]  # the ensemble leaves students out
+    voters = [m for m in members if not m.is_distilled]  # the ensemble leaves students out
     if len(voters) > 1:
         candidates.append((f"ensemble of {len(voters)}", voters))
     from fer_keras.synthetic import synthetic_faces

@@ -162,6 +162,11 @@ class Member:
         return Path(self.path).name
 
     @property
+    def is_distilled(self):
+        """Trained by distillation (``--teacher``): a copy of other members, not an independent vote."""
+        return "teacher" in self.metadata
+
+    @property
     def num_classes(self):
         """7 (FER2013 classes) or 8 (plus contempt)."""
         return self.adapter.num_classes
@@ -291,7 +296,7 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
                 raise ModelFileError(f"{file}: {reason} (--strict: no file may be skipped)") from None
             skipped.append(Skipped(file, reason))
             continue
-        if from_folder and not include_distilled and "teacher" in member.metadata:
+        if from_folder and not include_distilled and member.is_distilled:
             skipped.append(Skipped(file, DISTILLED_REASON))
         else:
             members.append(member)
