@@ -60,9 +60,10 @@ def distillation_targets(teacher_probs, labels, *, alpha, temperature, num_class
 def teacher_probabilities(teacher, faces, *, class_names, cache_dir=None, verbose=1):
     """The teacher ensemble's probabilities for ``faces``, and a description of the teacher.
 
-    ``teacher``: a folder of members or one model file. Cached in
-    ``cache_dir`` (keyed by the faces and the member files), so resuming is
-    free. Returns ``(probs, info)`` with ``info = {"members": [...], "tta": True}``.
+    ``teacher``: a folder of members or one model file. ``verbose`` follows
+    Keras: 1 draws a progress bar per member, 2 prints one line, 0 is silent.
+    Cached in ``cache_dir`` (keyed by the faces and the member files), so
+    resuming is free. Returns ``(probs, info)`` with ``info = {"members": [...], "tta": True}``.
     """
     from fer_keras import ensemble as ens
 
@@ -86,7 +87,8 @@ def teacher_probabilities(teacher, faces, *, class_names, cache_dir=None, verbos
     if verbose:
         print(f"teacher: {len(members)} member(s) of {teacher} predict {len(faces)} training faces (with flip TTA)",
               flush=True)
-    probs = ens.Ensemble(members, verbose=verbose).predict_proba(faces, tta=True)
+    # Keras' verbose=2 means "not a terminal" (a log file): no bars there.
+    probs = ens.Ensemble(members, verbose=verbose == 1).predict_proba(faces, tta=True)
     if cache is not None:
         from fer_keras.io_utils import atomic_path
 

@@ -108,6 +108,17 @@ def test_cached_teacher_probabilities_are_reused_and_invalidated(tiny_csv, teach
     np.testing.assert_allclose(other, first[::-1], atol=1e-5)
 
 
+def test_teacher_in_a_log_file_prints_one_line_and_no_progress_bar(teacher_dir, capsys):
+    """Check that verbose=2 (train.py writing to a log, or --quiet) keeps tqdm's bars out of the log."""
+    faces = np.zeros((3, 48, 48, 1), np.uint8)
+    distill.teacher_probabilities(teacher_dir, faces, class_names=CLASS_NAMES, verbose=2)
+    out, err = capsys.readouterr()
+    assert "predict 3 training faces" in out
+    assert "img/s" not in err and "%|" not in err
+    distill.teacher_probabilities(teacher_dir, faces, class_names=CLASS_NAMES, verbose=1)
+    assert "%|" in capsys.readouterr().err
+
+
 def test_teacher_with_another_class_set_is_refused(teacher_dir):
     """Check that a 7-way teacher cannot teach an 8-way student."""
     faces = np.zeros((2, 48, 48, 1), np.uint8)
