@@ -857,7 +857,9 @@ def _train(config, *, verbose):
         why = "the loss became NaN/inf in the first epoch (lower --lr)" if nan_at is not None else "no epoch finished"
         raise FerError(f"training produced no model: {why}")
     model.load_weights(best_weights)
-    probs = model.predict(val_split.x, batch_size=256, verbose=0)
+    # Score what is shipped: the float32 copy that save_model writes, not the
+    # mixed-precision model (bf16 inference moves a few faces either way).
+    probs = model_io.as_float32(model).predict(val_split.x, batch_size=256, verbose=0)
     val_metrics = classification_metrics(val_split.y, probs, class_names)
     collapse = prediction_collapse(probs)
 
@@ -887,7 +889,7 @@ def _train(config, *, verbose):
     written.append(str(model_file))
     for epoch in state.get("snapshots", []):
         model.load_weights(run_dir / f"snapshot_{epoch}.weights.h5")
-        snap_probs = model.predict(val_split.x, batch_size=256, verbose=0)
+        snap_probs = model_io.as_float32(model).predict(val_split.x, batch_size=256, verbose=0)
         snap_metrics = classification_metrics(val_split.y, snap_probs, class_names)
         snap_meta = {**metadata, "snapshot_epoch": epoch,
                      "validation": {"split": val_name, "accuracy": snap_metrics["accuracy"],

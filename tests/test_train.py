@@ -78,6 +78,16 @@ def test_mixed_bfloat16_run_saves_float32_model(tiny_csv, tmp_path):
     assert summary["precision"] == "mixed_bfloat16"
     model = model_io.load_model(summary["model_file"])
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    # The figures stored in the file are the saved float32 model's, not the bf16 model's.
+    from fer_keras.data import load_fer2013
+    from fer_keras.metrics import classification_metrics
+
+    val = load_fer2013(tiny_csv, cache=False).splits["PublicTest"]
+    scored = classification_metrics(val.y, model.predict(val.x, batch_size=256, verbose=0),
+                                    model_io.read_metadata(summary["model_file"])["class_names"])
+    stored = model_io.read_metadata(summary["model_file"])["validation"]
+    assert stored["accuracy"] == pytest.approx(scored["accuracy"])
+    assert stored["macro_f1"] == pytest.approx(scored["macro_f1"])
 
 
 def test_resume_after_interruption_continues(tiny_csv, tmp_path, monkeypatch):
