@@ -82,10 +82,10 @@ def test_mixed_bfloat16_run_saves_float32_model(tiny_csv, tmp_path):
     from fer_keras.data import load_fer2013
     from fer_keras.metrics import classification_metrics
 
+    meta = model_io.read_metadata(summary["model_file"])
     val = load_fer2013(tiny_csv, cache=False).splits["PublicTest"]
-    scored = classification_metrics(val.y, model.predict(val.x, batch_size=256, verbose=0),
-                                    model_io.read_metadata(summary["model_file"])["class_names"])
-    stored = model_io.read_metadata(summary["model_file"])["validation"]
+    scored = classification_metrics(val.y, model.predict(val.x, batch_size=256, verbose=0), meta["class_names"])
+    stored = meta["validation"]
     assert stored["accuracy"] == pytest.approx(scored["accuracy"])
     assert stored["macro_f1"] == pytest.approx(scored["macro_f1"])
 
