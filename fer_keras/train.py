@@ -857,9 +857,10 @@ def _train(config, *, verbose):
         why = "the loss became NaN/inf in the first epoch (lower --lr)" if nan_at is not None else "no epoch finished"
         raise FerError(f"training produced no model: {why}")
     model.load_weights(best_weights)
-    # Score what is shipped: the float32 copy that save_model writes, not the
-    # mixed-precision model (bf16 inference moves a few faces either way).
-    probs = model_io.as_float32(model).predict(val_split.x, batch_size=256, verbose=0)
+    # Score and save the same float32 copy: the file's figures are what it
+    # does, not the mixed-precision model's (bf16 moves a few faces either way).
+    shipped = model_io.as_float32(model)
+    probs = shipped.predict(val_split.x, batch_size=256, verbose=0)
     val_metrics = classification_metrics(val_split.y, probs, class_names)
     collapse = prediction_collapse(probs)
 
@@ -885,16 +886,17 @@ def _train(config, *, verbose):
     if teacher_info is not None:
         metadata["teacher"] = teacher_info
     written = []
-    model_file = model_io.save_new_model(model, models_dir, metadata, suffix=config.save_format)
+    model_file = model_io.save_new_model(shipped, models_dir, metadata, suffix=config.save_format)
     written.append(str(model_file))
     for epoch in state.get("snapshots", []):
         model.load_weights(run_dir / f"snapshot_{epoch}.weights.h5")
-        snap_probs = model_io.as_float32(model).predict(val_split.x, batch_size=256, verbose=0)
+        snapshot = model_io.as_float32(model)
+        snap_probs = snapshot.predict(val_split.x, batch_size=256, verbose=0)
         snap_metrics = classification_metrics(val_split.y, snap_probs, class_names)
         snap_meta = {**metadata, "snapshot_epoch": epoch,
                      "validation": {"split": val_name, "accuracy": snap_metrics["accuracy"],
                                     "macro_f1": snap_metrics["macro_f1"]}}
-        written.append(str(model_io.save_new_model(model, models_dir, snap_meta, suffix=config.save_format)))
+        written.append(str(model_io.save_new_model(snapshot, models_dir, snap_meta, suffix=config.save_format)))
 
     summary = {
         "model_file": written[0],
