@@ -22,6 +22,7 @@ SMALL_OPTIONS = {
     "resemotenet": {"width": 0.125, "input_size": 48},
     "patt_lite": {"weights": None, "input_size": 224},
     "residual_masking_net": {"width": 0.125, "input_size": 48},
+    "mini_xception": {"width": 0.5},
 }
 
 MODELS = models.available()
@@ -154,6 +155,8 @@ def test_resemotenet_head_dropout_sets_all_three_head_dropouts():
     ("patt_lite", {"weights": None}, 280_647),
     ("vgg16_imagenet", {"weights": None}, 199_431),
     ("patt_lite", {"weights": None, "freeze_backbone": False}, 1_083_399),
+    ("mini_xception", {}, 49_783),
+    ("mini_xception", {"width": 4}, 728_263),
 ])
 def test_trainable_parameter_count(name, options, trainable):
     """Check that models have the exact trainable parameter counts their docstrings give."""
