@@ -57,6 +57,25 @@ def test_card_gives_intervals_and_mcnemar_when_the_report_has_them(tmp_path):
     report = {"usage": "PublicTest", "n_samples": 3589, "members": [member], "bootstrap": {"resamples": 1000},
               "ensemble": {"accuracy": 0.6615, "macro_f1": 0.6109, "weighted_f1": 0.6572, "per_class": {},
                            "ci95": {"accuracy": [0.6467, 0.6776], "macro_f1": [0.5852, 0.6333]}}}
-    card = model_card.render(tmp_path, report)
+    card = model_card.render(tmp_path, [report])
     assert "| model_1.h5 | 65.34% [63.81, 66.87] | 0.614 [0.588, 0.635] | 0.651 | p = 0.0841 (117 vs 146 faces) |" in card
     assert "**66.15% [64.67, 67.76]**" in card and "1000 seeded bootstrap resamples" in card
+
+
+def test_card_has_one_ensemble_section_per_report(tmp_path):
+    """Check that a plain and a flip-TTA report each get their own section, in the order given."""
+    model_io.save_model(models.build("vgg16", width=0.125), tmp_path / "model_1.h5", {})
+
+    def report(accuracy, tta):
+        scores = {"accuracy": accuracy, "macro_f1": 0.6, "weighted_f1": 0.6, "per_class": {}}
+        return {"usage": "PublicTest", "n_samples": 3589, "tta": tta, "ensemble": scores,
+                "members": [{"file": "model_1.h5", "skipped": None, **scores}]}
+
+    for name, (accuracy, tta) in {"plain.json": (0.6815, False), "tta.json": (0.6907, True)}.items():
+        (tmp_path / name).write_text(json.dumps(report(accuracy, tta)))
+    assert model_card.main(["--models-dir", str(tmp_path), "--report", str(tmp_path / "plain.json"),
+                            "--report", str(tmp_path / "tta.json")]) == 0
+    card = (tmp_path / "README.md").read_text()
+    plain, tta = card.index("## The ensemble\n"), card.index("## The ensemble with flip TTA\n")
+    assert plain < tta
+    assert card.index("**68.15%**") < tta < card.index("**69.07%**")
