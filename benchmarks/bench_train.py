@@ -42,7 +42,7 @@ DEFAULT_OPTIONS = {
     "resemotenet": {"width": 0.25},
     "patt_lite": {"weights": None, "input_size": 224},
     "residual_masking_net": {"input_size": 96, "width": 0.5},
-    "mini_xception": {"width": 4},
+    "mini_xception": {"width": 2, "input_size": 48},
 }
 
 
