@@ -166,6 +166,22 @@ def test_trainable_parameter_count(name, options, trainable):
     keras.backend.clear_session()
 
 
+# === mini-Xception ===
+
+
+def test_mini_xception_shortcut_equals_a_strided_1x1_conv():
+    """Check that subsample-then-1x1 (the crash workaround) computes what a strided 1x1 conv does."""
+    x = np.random.default_rng(0).normal(size=(2, 15, 15, 8)).astype("float32")  # odd: the edge pixel counts
+    strided = keras.layers.Conv2D(16, 1, strides=2, padding="same", use_bias=False)
+    expected = strided(x)
+    conv = keras.layers.Conv2D(16, 1, use_bias=False)
+    conv.build(x.shape)
+    conv.set_weights(strided.get_weights())
+    model = models.build("mini_xception", width=1)
+    subsample = model.get_layer("module1_shortcut_subsample")
+    np.testing.assert_allclose(conv(subsample(x)), expected, rtol=1e-5, atol=1e-6)
+
+
 # === Local ImageNet weight files ===
 
 
