@@ -110,11 +110,11 @@ def _with_ci(scores, key, fmt):
 
 def ensemble_section(report):
     e = report["ensemble"]
+    tta = " with flip TTA" if report.get("tta") else ""
     lines = [
-        f"## The ensemble{' with flip TTA' if report.get('tta') else ''}",
+        f"## The ensemble{tta}",
         "",
-        f"Members combined by {report.get('method', 'mean')} of softmax"
-        f"{' with flip TTA' if report.get('tta') else ''}, on **{report['usage']}** "
+        f"Members combined by {report.get('method', 'mean')} of softmax{tta}, on **{report['usage']}** "
         f"({report['n_samples']} faces), from `{report.get('csv', '?')}`:",
         "",
         "| member | accuracy [95% CI] | macro-F1 [95% CI] | weighted-F1 | vs ensemble (McNemar) |",
