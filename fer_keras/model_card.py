@@ -69,6 +69,16 @@ def _budget_note(meta):
     return f"; the {recipe['time_budget']:g}-min budget cut it from `--epochs {planned}`"
 
 
+def _teacher_list(path, teacher):
+    """The teacher's member files, marking those no longer beside the student.
+
+    A member can be replaced after a student learnt from it; the card must not
+    suggest the student copied the folder's current ensemble when it did not."""
+    folder = Path(path).parent
+    return ", ".join(name if (folder / name).exists() else f"{name} (since removed from {folder.name}/)"
+                     for name in teacher.get("members", []))
+
+
 def member_card(path, meta):
     val = meta.get("validation", {})
     lines = [f"### `{Path(path).name}` — {meta.get('architecture', 'unknown architecture')}", ""]
@@ -91,7 +101,7 @@ def member_card(path, meta):
     if "teacher" in meta:  # right after the recipe row
         recipe = meta.get("recipe", {})
         after_recipe = [k for k, _ in rows].index("recipe") + 1
-        rows.insert(after_recipe, ("distilled from", f"{', '.join(meta['teacher'].get('members', []))} (mean softmax, "
+        rows.insert(after_recipe, ("distilled from", f"{_teacher_list(path, meta['teacher'])} (mean softmax, "
                                    f"flip TTA; alpha {recipe.get('distill_alpha', '?')}, "
                                    f"T {recipe.get('distill_temperature', '?')})"))
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]

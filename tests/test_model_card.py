@@ -35,9 +35,15 @@ def test_card_names_the_teacher_of_a_distilled_member(tmp_path):
             "teacher": {"members": ["model_1.h5", "model_2.h5"], "tta": True},
             "validation": {"split": "PublicTest", "accuracy": 0.6, "macro_f1": 0.5}}
     model_io.save_model(model, tmp_path / "model_3.h5", meta)
+    for teacher in ("model_1.h5", "model_2.h5"):
+        model_io.save_model(model, tmp_path / teacher, {})
     card = model_card.render(tmp_path)
     assert "| distilled from | model_1.h5, model_2.h5 (mean softmax, flip TTA; alpha 0.7, T 2.0) |" in card
     assert "--teacher models" in card
+
+    (tmp_path / "model_2.h5").unlink()  # a teacher replaced after the student learnt from it
+    card = model_card.render(tmp_path)
+    assert f"| distilled from | model_1.h5, model_2.h5 (since removed from {tmp_path.name}/) (mean softmax" in card
 
 
 def test_card_notes_the_budget_only_when_it_cut_the_planned_epochs():
