@@ -289,7 +289,11 @@ def lr_at(step, *, peak, total_steps, warmup_steps, schedule, cycles=1):
 GROW_WINDOW = 1 / 3
 """Share of the planned epochs during which a time-budget plan may still grow."""
 RECENT_EPOCHS = 3
-"""Epoch times a plan looks at (fastest early, median later): one slow epoch is noise."""
+"""Epoch times an early plan looks at (the fastest of them): one slow epoch is noise."""
+SHRINK_WINDOW = 8
+"""Epoch times a late plan averages: these VMs slow down in stretches of two or
+three epochs (60 s epochs at 80-84 s), and a median of three read such a stretch
+as the new speed (a 50-min plan fell from 65 to 45 epochs on two slow ones)."""
 
 
 def plan_epochs(*, epochs_done, planned, max_epochs, epoch_seconds, seconds_left, may_grow=True):
@@ -302,20 +306,21 @@ def plan_epochs(*, epochs_done, planned, max_epochs, epoch_seconds, seconds_left
     first epochs do not waste the rest of the budget: a first epoch that is
     mostly compilation (seen on a GPU: 197 s, then 28 s) must not shrink
     the plan so far that the window closes before a normal epoch is seen.
-    After that it only shrinks, when the median of the last three epochs
-    says the plan no longer fits (the LR then jumps down, which is harmless;
-    growing late would raise it mid-annealing). Snapshot runs never grow
-    (their cycle ends are fixed).
+    After that it only shrinks, when the mean of the last ``SHRINK_WINDOW``
+    epochs says the plan no longer fits: the mean is the expected epoch time
+    when slow stretches come and go, and a lasting slowdown still moves it
+    within a few epochs (the LR then jumps down, which is harmless; growing
+    late would raise it mid-annealing). Snapshot runs never grow (their
+    cycle ends are fixed).
     """
 
     def fits(seconds_per_epoch):
         return max(min(max_epochs, int(seconds_left // max(seconds_per_epoch, 1e-9)) + epochs_done),
                    epochs_done + 1)
 
-    recent = epoch_seconds[-RECENT_EPOCHS:]
     if may_grow and epochs_done <= max(GROW_WINDOW * planned, RECENT_EPOCHS):
-        return fits(min(recent))
-    return min(planned, fits(float(np.median(recent))))
+        return fits(min(epoch_seconds[-RECENT_EPOCHS:]))
+    return min(planned, fits(float(np.mean(epoch_seconds[-SHRINK_WINDOW:]))))
 
 
 def _callbacks_module():

@@ -288,10 +288,16 @@ def test_budget_plan_shrinks_to_fit_and_regrows_only_early():
                        seconds_left=1080 - 225) == 2 + int((1080 - 225) // 28)
     # Late in the plan, more time never raises the LR again ...
     assert plan_epochs(epochs_done=15, planned=30, max_epochs=60, epoch_seconds=[100] * 3, seconds_left=3000) == 30
-    # ... but a slowdown (median of the last three) still shrinks it, never below one more epoch.
-    assert plan_epochs(epochs_done=15, planned=30, max_epochs=60, epoch_seconds=[100, 300, 300],
-                       seconds_left=1500) == 20
+    # ... but a lasting slowdown (the mean of the last eight epochs) still shrinks it, never below one more epoch.
+    assert plan_epochs(epochs_done=15, planned=30, max_epochs=60, epoch_seconds=[100] * 5 + [300] * 3,
+                       seconds_left=1500) == 15 + int(1500 // 175)
     assert plan_epochs(epochs_done=15, planned=30, max_epochs=60, epoch_seconds=[300] * 3, seconds_left=0) == 16
+    # A stretch of two slow epochs among quiet ones (seen here: 43, 82, 83, 44 s; 1795 s left of a plan of
+    # 65 epochs at 25 done) shrinks the plan by the time it adds on average, not as if it were the new speed
+    # (a median of the last three said 82 s: 45 epochs).
+    quiet_then_stretch = [43] * 5 + [82, 83, 44]
+    assert plan_epochs(epochs_done=25, planned=65, max_epochs=150, epoch_seconds=quiet_then_stretch,
+                       seconds_left=1795) == 25 + int(1795 // np.mean(quiet_then_stretch)) > 55
     # Snapshot runs keep their cycle ends: no growth.
     assert plan_epochs(epochs_done=1, planned=10, max_epochs=60, epoch_seconds=[10], seconds_left=1000,
                        may_grow=False) == 10
