@@ -292,8 +292,9 @@ RECENT_EPOCHS = 3
 """Epoch times an early plan looks at (the fastest of them): one slow epoch is noise."""
 SHRINK_WINDOW = 8
 """Epoch times a late plan averages: these VMs slow down in stretches of two or
-three epochs (60 s epochs at 80-84 s), and a median of three read such a stretch
-as the new speed (a 50-min plan fell from 65 to 45 epochs on two slow ones)."""
+three epochs (43 s epochs took 82 s), and a median of three read such a stretch
+as the new speed (a 50-min plan fell from 65 to 45 epochs on two slow ones;
+the mean of eight keeps 56)."""
 
 
 def plan_epochs(*, epochs_done, planned, max_epochs, epoch_seconds, seconds_left, may_grow=True):
