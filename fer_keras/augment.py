@@ -4,6 +4,11 @@ Levels (what the FER2013 literature found to matter, cheapest first):
 
 - ``none``: nothing.
 - ``light``: horizontal flip + shift up to 10% (faces are roughly centred).
+- ``medium``: light + random erasing. The one regulariser from ``strong``
+  that fights memorising a region without distorting the face's geometry or
+  tone: light over-fits small, fast nets within a 100-minute budget
+  (ResEmoteNet w0.25: 83% training vs 64% validation accuracy) while strong
+  under-fits them.
 - ``strong``: flip, shift, rotation ±10°, zoom ±10%, brightness/contrast
   jitter and random erasing (a grey box over up to a third of the face,
   which stops the model relying on one region, e.g. the mouth).
@@ -19,7 +24,7 @@ from keras import layers
 
 from fer_keras.constants import PIXEL_MAX
 
-LEVELS = ("none", "light", "strong")
+LEVELS = ("none", "light", "medium", "strong")
 
 
 @keras.saving.register_keras_serializable(package="fer_keras")
@@ -88,6 +93,7 @@ def build_augmenter(level="light", *, seed=None):
             layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
             layers.RandomBrightness(0.15, value_range=(0, PIXEL_MAX), seed=seed),
             layers.RandomContrast(0.2, value_range=(0, PIXEL_MAX), seed=seed),
-            RandomErasing(rate=0.5, seed=seed),
         ]
+    if level in ("medium", "strong"):
+        steps.append(RandomErasing(rate=0.5, seed=seed))
     return keras.Sequential(steps, name=f"augment_{level}")

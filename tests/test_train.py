@@ -141,7 +141,7 @@ def test_snapshot_ensemble_saves_each_cycle(tiny_csv, tmp_path):
 
 
 @pytest.mark.parametrize("script_args", [
-    ["--epochs", "1"],
+    ["--epochs", "1", "--augment", "medium"],
     ["--epochs", "1", "--augment", "strong", "--optimizer", "adamw", "--lr", "0.001", "--schedule", "onecycle",
      "--class-weight", "balanced", "--balanced-data"],
     ["--epochs", "2", "--schedule", "plateau", "--optimizer", "adam", "--lr", "0.001"],

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import sys
 
+from fer_keras import augment
 from fer_keras.cli.common import run_cli
 from fer_keras.train import DATASETS, DISTRIBUTE, FERPLUS_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -131,8 +132,9 @@ def build_parser(prog, description, defaults, *, choose_model=False):
                    help="snapshot ensemble: K cosine cycles, each end saved as its own member")
 
     g = p.add_argument_group("regularisation")
-    g.add_argument("--augment", choices=("none", "light", "strong"), default=d.augment,
-                   help="light: flip+shift; strong: + rotation, zoom, brightness/contrast, random erasing (default: %(default)s)")
+    g.add_argument("--augment", choices=augment.LEVELS, default=d.augment,
+                   help="light: flip+shift; medium: light + random erasing (small, fast nets that over-fit light); "
+                        "strong: medium + rotation, zoom, brightness/contrast (default: %(default)s)")
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="default: %(default)s")
     g.add_argument("--class-weight", choices=("none", "balanced"), default=d.class_weight,
                    help="weight the loss by inverse class frequency (default: %(default)s)")
