@@ -79,6 +79,36 @@ def _teacher_list(path, teacher):
                      for name in teacher.get("members", []))
 
 
+def _lineage(path, parent):
+    """One line per stage a fine-tuned member started from, nearest first.
+
+    A start file may not be in ``models/``: a member replaced since (git
+    history keeps it; the sha256 says which version) or a stage kept in a run
+    folder (transfer learning's phase 1)."""
+    folder, stages = Path(path).parent, []
+    while parent:
+        name = parent.get("file", "?")
+        where = name if (folder / name).exists() else f"{parent.get('path', name)} (not in {folder.name}/ now)"
+        val = parent.get("validation", {})
+        stages.append(f"`{where}`, sha256 `{parent.get('sha256', '?')[:12]}…`: "
+                      + (f"`{training_command(parent)}`, " if parent.get("recipe") else "")
+                      + f"{parent.get('epochs_run', '?')} epochs, {parent.get('train_seconds', 0) / 60:.0f} min, "
+                      + f"{val.get('split', 'validation')} {val.get('accuracy', float('nan')):.2%}")
+        parent = parent.get("init_from")
+    return "; then ".join(reversed(stages)) + "; then the recipe above"
+
+
+def _wall_time(meta):
+    """This run's minutes, and with ``--init`` the total over every stage."""
+    own = meta.get("train_seconds", 0)
+    text = f"{own / 60:.0f} min, {meta.get('precision_trained', '?')}"
+    total, parent = own, meta.get("init_from")
+    while parent:
+        total += parent.get("train_seconds", 0)
+        parent = parent.get("init_from")
+    return text + (f" ({total / 60:.0f} min with the stages it started from)" if total != own else "")
+
+
 def member_card(path, meta):
     val = meta.get("validation", {})
     lines = [f"### `{Path(path).name}` — {meta.get('architecture', 'unknown architecture')}", ""]
@@ -91,7 +121,7 @@ def member_card(path, meta):
         ("epochs", f"{meta.get('epochs_run', '?')} (best: {meta.get('best_epoch', '?')})"
          + (f", snapshot at epoch {meta['snapshot_epoch']}" if "snapshot_epoch" in meta else "")
          + _budget_note(meta)),
-        ("wall time", f"{meta.get('train_seconds', 0) / 60:.0f} min, {meta.get('precision_trained', '?')}"),
+        ("wall time", _wall_time(meta)),
         ("machine", meta.get("machine", "?")),
         (f"{val.get('split', 'validation')} accuracy", f"{val.get('accuracy', float('nan')):.2%}"),
         (f"{val.get('split', 'validation')} macro-F1", f"{val.get('macro_f1', float('nan')):.3f}"),
@@ -104,6 +134,9 @@ def member_card(path, meta):
         rows.insert(after_recipe, ("distilled from", f"{_teacher_list(path, meta['teacher'])} (mean softmax, "
                                    f"flip TTA; alpha {recipe.get('distill_alpha', '?')}, "
                                    f"T {recipe.get('distill_temperature', '?')})"))
+    if "init_from" in meta:
+        after_recipe = [k for k, _ in rows].index("recipe") + 1
+        rows.insert(after_recipe, ("started from", _lineage(path, meta["init_from"])))
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
     return "\n".join(lines)
 

@@ -645,6 +645,30 @@ def _build_or_init(config, num_classes):
     return model
 
 
+# What a started-from file contributes to the card of the model fine-tuned from it.
+LINEAGE_KEYS = ("architecture", "recipe", "epochs_run", "best_epoch", "train_seconds", "machine", "validation",
+                "init_from")
+
+
+def init_lineage(path):
+    """Where an ``--init`` run started: the file (name, sha256) and how it was made.
+
+    The run's own recipe covers only its last stage; without this a card would
+    show a 25-minute fine-tune as the whole recipe, and a reader could not tell
+    which file (or which version of ``model_4.h5``) to start from. Nested
+    ``init_from`` keeps a chain of fine-tunes complete.
+    """
+    from fer_keras import model_io
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    meta = model_io.read_metadata(path)
+    return {"file": Path(path).name, "path": str(path), "sha256": digest.hexdigest(),
+            **{key: meta[key] for key in LINEAGE_KEYS if key in meta}}
+
+
 def copy_weights_except_classifier(source, target, *, what="--init"):
     """Copy every layer's weights from ``source`` into ``target`` (same
     architecture, layer by layer in order) except the final classifier Dense
@@ -891,6 +915,8 @@ def _train(config, *, verbose):
     }
     if teacher_info is not None:
         metadata["teacher"] = teacher_info
+    if config.init:
+        metadata["init_from"] = init_lineage(config.init)
     written = []
     model_file = model_io.save_new_model(shipped, models_dir, metadata, suffix=config.save_format)
     written.append(str(model_file))

@@ -46,6 +46,29 @@ def test_card_names_the_teacher_of_a_distilled_member(tmp_path):
     assert f"| distilled from | model_1.h5, model_2.h5 (since removed from {tmp_path.name}/) (mean softmax" in card
 
 
+def test_card_shows_what_a_fine_tuned_member_started_from(tmp_path):
+    """Check that an --init member's card names its parent's file, command, epochs and score, and the total wall time."""
+    model = models.build("vgg16", width=0.125)
+    parent = {"file": "model_4.h5", "path": "models/model_4.h5", "sha256": "ab" * 32, "architecture": "resemotenet",
+              "recipe": {"model": "resemotenet", "model_options": {"width": 0.25}, "augment": "light"},
+              "epochs_run": 72, "train_seconds": 4500.0,
+              "validation": {"split": "PublicTest", "accuracy": 0.6481, "macro_f1": 0.632}}
+    meta = {"architecture": "resemotenet", "init_from": parent, "train_seconds": 1500.0,
+            "precision_trained": "float32",
+            "recipe": {"model": "resemotenet", "init": "models/model_4.h5", "augment": "medium", "lr": 0.0003},
+            "validation": {"split": "PublicTest", "accuracy": 0.655, "macro_f1": 0.64}}
+    model_io.save_model(model, tmp_path / "model_3.h5", meta)
+    card = model_card.render(tmp_path)
+    assert "--init models/model_4.h5" in card
+    assert (f"| started from | `models/model_4.h5 (not in {tmp_path.name}/ now)`, sha256 `abababababab…`: "
+            "`python train.py --model resemotenet --augment light -o width=0.25`, 72 epochs, 75 min, PublicTest 64.81%; "
+            "then the recipe above |") in card
+    assert "| wall time | 25 min, float32 (100 min with the stages it started from) |" in card
+
+    model_io.save_model(model, tmp_path / "model_4.h5", {})
+    assert "| started from | `model_4.h5`, sha256" in model_card.render(tmp_path)
+
+
 def test_card_notes_the_budget_only_when_it_cut_the_planned_epochs():
     """Check that a run that finished its --epochs inside the budget gets no budget note."""
     recipe = {"epochs": 60, "time_budget": 100.0}

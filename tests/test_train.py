@@ -186,6 +186,11 @@ def test_transfer_learning_two_phases_with_local_weights(tiny_csv, tmp_path):
     meta = model_io.read_metadata(tmp_path / "m" / "model_1.h5")
     assert meta["options"]["trainable_blocks"] == 1
     assert meta["recipe"]["init"].endswith(".h5")
+    # Phase 2 started from phase 1's file: the lineage names it and how it was made.
+    assert meta["init_from"]["file"] == Path(meta["recipe"]["init"]).name
+    assert meta["init_from"]["path"] == meta["recipe"]["init"]
+    assert len(meta["init_from"]["sha256"]) == 64
+    assert meta["init_from"]["epochs_run"] == 1 and meta["init_from"]["validation"]["split"] == "PublicTest"
     assert (tmp_path / "r" / "phase1" / "summary.json").exists()
 
 
