@@ -79,6 +79,13 @@ def _teacher_list(path, teacher):
                      for name in teacher.get("members", []))
 
 
+def _start_stages(stage):
+    """The ``init_from`` chain, nearest stage first."""
+    while stage:
+        yield stage
+        stage = stage.get("init_from")
+
+
 def _lineage(path, parent):
     """One line per stage a fine-tuned member started from, nearest first.
 
@@ -86,7 +93,7 @@ def _lineage(path, parent):
     history keeps it; the sha256 says which version) or a stage kept in a run
     folder (transfer learning's phase 1)."""
     folder, stages = Path(path).parent, []
-    while parent:
+    for parent in _start_stages(parent):
         name = parent.get("file", "?")
         where = name if (folder / name).exists() else f"{parent.get('path', name)} (not in {folder.name}/ now)"
         val = parent.get("validation", {})
@@ -94,7 +101,6 @@ def _lineage(path, parent):
                       + (f"`{training_command(parent)}`, " if parent.get("recipe") else "")
                       + f"{parent.get('epochs_run', '?')} epochs, {parent.get('train_seconds', 0) / 60:.0f} min, "
                       + f"{val.get('split', 'validation')} {val.get('accuracy', float('nan')):.2%}")
-        parent = parent.get("init_from")
     return "; then ".join(reversed(stages)) + "; then the recipe above"
 
 
@@ -102,10 +108,7 @@ def _wall_time(meta):
     """This run's minutes, and with ``--init`` the total over every stage."""
     own = meta.get("train_seconds", 0)
     text = f"{own / 60:.0f} min, {meta.get('precision_trained', '?')}"
-    total, parent = own, meta.get("init_from")
-    while parent:
-        total += parent.get("train_seconds", 0)
-        parent = parent.get("init_from")
+    total = own + sum(stage.get("train_seconds", 0) for stage in _start_stages(meta.get("init_from")))
     return text + (f" ({total / 60:.0f} min with the stages it started from)" if total != own else "")
 
 
