@@ -45,7 +45,7 @@ the one layer re-initialised when ``--init`` changes the number of classes."""
 _HASHED_ONLY_WHEN_SET = {"dataset": "fer2013", "ferplus_labels": "", "ferplus_mode": "majority",
                          "data_root": "", "num_classes": 7, "ckplus_fold": 0, "ckplus_folds": 10,
                          "freeze_layers": 0, "freeze_until": "", "teacher": "", "distill_alpha": 0.7,
-                         "distill_temperature": 2.0}
+                         "distill_temperature": 2.0, "ema": 0.0}
 
 
 @dataclasses.dataclass
@@ -81,6 +81,7 @@ class TrainConfig:
     save_format: str = ".h5"
     skip_bad_rows: bool = False
     clipnorm: float = 0.0
+    ema: float = 0.0  # decay of the moving average of the weights that is validated and saved; 0 = off
     phases: list = dataclasses.field(default_factory=list)  # see train_vgg_transfer_learning.py
     # === Dataset (see load_training_data) ===
     dataset: str = "fer2013"
@@ -109,6 +110,7 @@ class TrainConfig:
             (self.lr > 0, "--lr must be positive"),
             (self.time_budget >= 0, "--time-budget must be >= 0 minutes"),
             (self.snapshots >= 0, "--snapshots must be >= 0"),
+            (0 <= self.ema < 1, "--ema must be in [0, 1) (0 = off; 0.999 averages about the last 1000 steps)"),
             (self.save_format in (".h5", ".keras"), "--save-format must be .h5 or .keras"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.dataset in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}"),
@@ -478,7 +480,33 @@ def _callbacks_module():
                 raise FerError(f"{self.backup_dir}: the epoch backup is damaged ({type(exc).__name__}); delete "
                                "that folder to train again (best.weights.h5 keeps the best epoch)") from None
 
-    return LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard, SafeBackupAndRestore
+    class SwapEMAWeights(keras.callbacks.Callback):
+        """With ``--ema``: exchanges the weights and their moving average at the
+        end of each epoch. One instance before Validation puts the average in
+        for validation and the best checkpoint; one after BestKeeper swaps it
+        back before the epoch backup, so training continues from the raw
+        weights and a resume restores both. (Keras' own SwapEMAWeights leaves
+        the average in until the next epoch begins, so the backup would store
+        the two the wrong way round.)"""
+
+        def on_epoch_end(self, epoch, logs=None):
+            swap_ema_weights(self.model)
+
+    return LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard, SafeBackupAndRestore, SwapEMAWeights
+
+
+def swap_ema_weights(model):
+    """Exchange ``model``'s trainable weights with the optimizer's moving
+    average of them (Keras keeps it in the optimizer when ``use_ema`` is set
+    and writes it into the model only when ``fit`` ends)."""
+    from keras import ops
+
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer wraps it
+    for weight, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
+        if average is not None:
+            current = ops.convert_to_numpy(weight)
+            weight.assign(ops.convert_to_numpy(average))
+            average.assign(current)
 
 
 # --------------------------------------------------------------------------
@@ -490,6 +518,8 @@ def make_optimizer(config):
     import keras
 
     extra = {"clipnorm": config.clipnorm} if config.clipnorm else {}
+    if config.ema:
+        extra.update(use_ema=True, ema_momentum=config.ema)
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(config.lr, momentum=config.momentum, nesterov=True,
                                     weight_decay=config.weight_decay or None, **extra)
@@ -831,7 +861,8 @@ def _train(config, *, verbose):
     train_ds = make_dataset(train_split.x, train_targets, batch_size=config.batch_size,
                             num_classes=num_classes, training=True, augment=config.augment, seed=config.seed)
 
-    LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard, SafeBackupAndRestore = _callbacks_module()
+    LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard, SafeBackupAndRestore, SwapEMAWeights = (
+        _callbacks_module())
     snapshot_epochs = ()
     if config.snapshots > 1:
         cycle = config.epochs // config.snapshots
@@ -839,8 +870,10 @@ def _train(config, *, verbose):
     callbacks = [
         NaNGuard(state),
         LearningRateSchedule(config, steps_per_epoch, state),
+        *([SwapEMAWeights()] if config.ema else []),  # the average is validated and kept ...
         Validation(val_split.x, val_split.y, num_classes, 256, state, class_names),
         BestKeeper(run_dir, state, snapshot_epochs),
+        *([SwapEMAWeights()] if config.ema else []),  # ... and the raw weights go on training
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         SafeBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
         Budget(config, state, run_dir),

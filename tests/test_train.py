@@ -140,6 +140,66 @@ def test_snapshot_ensemble_saves_each_cycle(tiny_csv, tmp_path):
         assert model_io.read_metadata(file)["snapshot_epoch"] in (2, 4)
 
 
+def test_ema_validates_and_saves_the_moving_average(tiny_csv, tmp_path, monkeypatch):
+    """Check that with --ema the saved model is the moving average of its best epoch, not the raw weights.
+
+    Each epoch swaps the average in (validation, best checkpoint) and back out
+    (training, backup): the spy records the weights on both sides of the swap-in.
+    """
+    from fer_keras import train as train_module
+
+    original_swap = train_module.swap_ema_weights
+    raw, averaged, calls = [], [], []
+
+    def recording_swap(model):
+        swapping_in = len(calls) % 2 == 0  # in before validation, out after the best checkpoint
+        calls.append(swapping_in)
+        if swapping_in:
+            raw.append([v.numpy().copy() for v in model.trainable_variables])
+        original_swap(model)
+        if swapping_in:
+            averaged.append([v.numpy().copy() for v in model.trainable_variables])
+
+    monkeypatch.setattr(train_module, "swap_ema_weights", recording_swap)
+    summary = train(tiny_config(tiny_csv, tmp_path, epochs=3, ema=0.9), verbose=0)
+    assert len(averaged) == 3
+    best = summary["best_epoch"] - 1
+    saved = [v.numpy() for v in model_io.load_model(summary["model_file"]).trainable_variables]
+    for got, want in zip(saved, averaged[best]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert any(not np.allclose(got, other) for got, other in zip(saved, raw[best]))
+
+
+def test_swap_ema_weights_exchanges_weights_and_average():
+    """Check that the swap puts the optimizer's moving average into the model and the weights into the average."""
+    import keras
+
+    from fer_keras.train import swap_ema_weights
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), loss="mse")
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # not fit(): it ends by writing the average into the model
+        model.train_on_batch(rng.normal(size=(2, 3)), rng.normal(size=(2, 2)))
+    weights = [v.numpy().copy() for v in model.trainable_variables]
+    averages = [v.numpy().copy() for v in model.optimizer._model_variables_moving_average]
+    assert not np.allclose(weights[0], averages[0])
+    swap_ema_weights(model)
+    for variable, average in zip(model.trainable_variables, averages):
+        np.testing.assert_array_equal(variable.numpy(), average)
+    for average, weight in zip(model.optimizer._model_variables_moving_average, weights):
+        np.testing.assert_array_equal(average.numpy(), weight)
+    swap_ema_weights(model)
+    for variable, weight in zip(model.trainable_variables, weights):
+        np.testing.assert_array_equal(variable.numpy(), weight)
+
+
+def test_ema_decay_must_be_below_one(tiny_csv, tmp_path):
+    """Check that --ema 1 (an average that never moves) is refused with a message naming the option."""
+    with pytest.raises(FerError, match="--ema"):
+        train(tiny_config(tiny_csv, tmp_path, ema=1.0), verbose=0)
+
+
 @pytest.mark.parametrize("script_args", [
     ["--epochs", "1", "--augment", "medium"],
     ["--epochs", "1", "--augment", "strong", "--optimizer", "adamw", "--lr", "0.001", "--schedule", "onecycle",

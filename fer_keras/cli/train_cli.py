@@ -119,6 +119,9 @@ def build_parser(prog, description, defaults, *, choose_model=False):
     g.add_argument("--weight-decay", type=float, default=d.weight_decay,
                    help="decoupled weight decay, sgd/adamw (default: %(default)s)")
     g.add_argument("--clipnorm", type=float, default=d.clipnorm, help="gradient norm clip, 0 = off (default: %(default)s)")
+    g.add_argument("--ema", type=float, default=d.ema, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights, updated every step "
+                   "(0.999 averages about the last 1000 steps; default: %(default)s = off)")
 
     g = p.add_argument_group("schedule")
     g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
