@@ -358,12 +358,13 @@ def _callbacks_module():
         """Validates once per epoch on the whole split: loss, accuracy, macro-F1,
         and a loud warning when predictions collapse onto one class."""
 
-        def __init__(self, x, y, num_classes, batch_size, state, class_names=None):
+        def __init__(self, x, y, num_classes, batch_size, state, class_names=None, ema=0.0):
             super().__init__()
             self.x, self.y, self.num_classes = x, y, num_classes
             self.class_names = tuple(class_names or CLASS_NAMES_8[:num_classes])
             self.batch_size = batch_size
             self.state = state
+            self.ema = ema
 
         def on_epoch_end(self, epoch, logs=None):
             from fer_keras.metrics import classification_metrics, prediction_collapse
@@ -376,7 +377,15 @@ def _callbacks_module():
             nll = -np.mean(np.log(np.clip(probs[np.arange(len(self.y)), self.y], 1e-12, 1)))
             logs.update(val_loss=float(nll), val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
             collapse = prediction_collapse(probs)
-            if collapse:
+            # Keras starts the --ema average at the first step's (near random)
+            # weights; their share decays as ema ** steps.
+            first_step_share = self.ema ** int(self.model.optimizer.iterations.numpy()) if self.ema else 0.0
+            if collapse and first_step_share > 0.1:
+                cls, share = collapse
+                print(f"\nepoch {epoch + 1}: {share:.0%} of validation predictions are '{self.class_names[cls]}', "
+                      f"as expected this early with --ema {self.ema:g}: the average is still "
+                      f"{first_step_share:.0%} the first step's weights", flush=True)
+            elif collapse:
                 cls, share = collapse
                 warning = (f"epoch {epoch + 1}: {share:.0%} of validation predictions are "
                            f"'{self.class_names[cls]}' — the model has collapsed onto one class "
@@ -871,7 +880,7 @@ def _train(config, *, verbose):
         NaNGuard(state),
         LearningRateSchedule(config, steps_per_epoch, state),
         *([SwapEMAWeights()] if config.ema else []),  # the average is validated and kept ...
-        Validation(val_split.x, val_split.y, num_classes, 256, state, class_names),
+        Validation(val_split.x, val_split.y, num_classes, 256, state, class_names, ema=config.ema),
         BestKeeper(run_dir, state, snapshot_epochs),
         *([SwapEMAWeights()] if config.ema else []),  # ... and the raw weights go on training
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),

@@ -194,6 +194,31 @@ def test_swap_ema_weights_exchanges_weights_and_average():
         np.testing.assert_array_equal(variable.numpy(), weight)
 
 
+def test_collapse_warning_waits_while_the_ema_average_is_mostly_the_first_step(capsys):
+    """Check that one-class predictions early in an --ema run print a note, not a warning, and later warn."""
+    from types import SimpleNamespace
+
+    from fer_keras.train import _callbacks_module
+
+    Validation = _callbacks_module()[1]
+    labels = np.arange(70) % 7
+    all_happy = np.tile(np.eye(7)[3], (70, 1))
+
+    def warnings_after(ema, steps):
+        state = {}
+        model = SimpleNamespace(predict=lambda x, **kwargs: all_happy,
+                                optimizer=SimpleNamespace(iterations=SimpleNamespace(numpy=lambda: steps)))
+        callback = Validation(np.zeros((70, 48, 48, 1)), labels, 7, 256, state, ema=ema)
+        callback.set_model(model)
+        callback.on_epoch_end(0, {})
+        return state.get("warnings", [])
+
+    assert warnings_after(0.999, 200) == []  # 0.999 ** 200: 82% of the average is the first step
+    assert "as expected this early with --ema 0.999" in capsys.readouterr().out
+    assert len(warnings_after(0.999, 5000)) == 1  # 0.7%: the average is the model now
+    assert len(warnings_after(0.0, 10)) == 1
+
+
 def test_ema_decay_must_be_below_one(tiny_csv, tmp_path):
     """Check that --ema 1 (an average that never moves) is refused with a message naming the option."""
     with pytest.raises(FerError, match="--ema"):
