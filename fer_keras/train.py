@@ -377,21 +377,21 @@ def _callbacks_module():
             nll = -np.mean(np.log(np.clip(probs[np.arange(len(self.y)), self.y], 1e-12, 1)))
             logs.update(val_loss=float(nll), val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
             collapse = prediction_collapse(probs)
-            # Keras starts the --ema average at the first step's (near random)
-            # weights; their share decays as ema ** steps.
-            first_step_share = self.ema ** int(self.model.optimizer.iterations.numpy()) if self.ema else 0.0
-            if collapse and first_step_share > 0.1:
+            if collapse:
                 cls, share = collapse
-                print(f"\nepoch {epoch + 1}: {share:.0%} of validation predictions are '{self.class_names[cls]}', "
-                      f"as expected this early with --ema {self.ema:g}: the average is still "
-                      f"{first_step_share:.0%} the first step's weights", flush=True)
-            elif collapse:
-                cls, share = collapse
-                warning = (f"epoch {epoch + 1}: {share:.0%} of validation predictions are "
-                           f"'{self.class_names[cls]}' — the model has collapsed onto one class "
-                           "(lower --lr, check labels/class weights)")
-                print(f"\n!!! WARNING: {warning}", flush=True)
-                self.state.setdefault("warnings", []).append(warning)
+                # Keras starts the --ema average at the first step's (near random)
+                # weights; their share decays as ema ** steps.
+                first_step_share = self.ema ** int(self.model.optimizer.iterations.numpy()) if self.ema else 0.0
+                if first_step_share > 0.1:
+                    print(f"\nepoch {epoch + 1}: {share:.0%} of validation predictions are "
+                          f"'{self.class_names[cls]}', as expected this early with --ema {self.ema:g}: "
+                          f"the average is still {first_step_share:.0%} the first step's weights", flush=True)
+                else:
+                    warning = (f"epoch {epoch + 1}: {share:.0%} of validation predictions are "
+                               f"'{self.class_names[cls]}' — the model has collapsed onto one class "
+                               "(lower --lr, check labels/class weights)")
+                    print(f"\n!!! WARNING: {warning}", flush=True)
+                    self.state.setdefault("warnings", []).append(warning)
             self.state["last_val"] = m
 
     class BestKeeper(keras.callbacks.Callback):
