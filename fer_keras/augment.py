@@ -13,6 +13,11 @@ Levels (what the FER2013 literature found to matter, cheapest first):
   jitter and random erasing (a grey box over up to a third of the face,
   which stops the model relying on one region, e.g. the mouth).
 
+Independently of the level, ``--mixup ALPHA`` blends each face with another
+face of the batch and their targets in the same proportion (Zhang et al.,
+"mixup: Beyond Empirical Risk Minimization", ICLR 2018): a regulariser that
+leaves every face's geometry intact, for nets that memorise the training set.
+
 They run on batches inside the input pipeline (not in the model), so a saved
 model has no augmentation layers and the pipeline overlaps with training.
 """
@@ -97,3 +102,19 @@ def build_augmenter(level="light", *, seed=None):
     if level in ("medium", "strong"):
         steps.append(RandomErasing(rate=0.5, seed=seed))
     return keras.Sequential(steps, name=f"augment_{level}")
+
+
+def build_mixer(alpha, *, seed=None):
+    """Keras' ``MixUp`` for ``alpha`` > 0 (None for 0): called on
+    ``{"images": ..., "labels": ...}`` batches after the augmenter, it mixes
+    each face with a shuffled partner by a weight drawn from Beta(alpha, alpha),
+    and the one-hot or soft targets by the same weight.
+
+    float32 whatever the global policy: under mixed_bfloat16 a bf16 face would
+    lose the low bits of its 0..255 pixels before the model sees them.
+    """
+    if alpha < 0:
+        raise ValueError("mixup alpha must be >= 0")
+    if not alpha:
+        return None
+    return layers.MixUp(alpha=alpha, seed=seed, dtype="float32", name="mixup")

@@ -45,7 +45,7 @@ the one layer re-initialised when ``--init`` changes the number of classes."""
 _HASHED_ONLY_WHEN_SET = {"dataset": "fer2013", "ferplus_labels": "", "ferplus_mode": "majority",
                          "data_root": "", "num_classes": 7, "ckplus_fold": 0, "ckplus_folds": 10,
                          "freeze_layers": 0, "freeze_until": "", "teacher": "", "distill_alpha": 0.7,
-                         "distill_temperature": 2.0, "ema": 0.0}
+                         "distill_temperature": 2.0, "ema": 0.0, "mixup": 0.0}
 
 
 @dataclasses.dataclass
@@ -66,6 +66,7 @@ class TrainConfig:
     warmup_steps: int = 300
     label_smoothing: float = 0.1
     augment: str = "strong"
+    mixup: float = 0.0  # Beta(alpha, alpha) of the mixup weight; 0 = off
     class_weight: str = "none"
     balanced_data: bool = False
     seed: int = 1
@@ -113,6 +114,7 @@ class TrainConfig:
             (0 <= self.ema < 1, "--ema must be in [0, 1) (0 = off; 0.999 averages about the last 1000 steps)"),
             (self.save_format in (".h5", ".keras"), "--save-format must be .h5 or .keras"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.mixup >= 0, "--mixup must be >= 0 (0 = off; 0.2 is the usual choice)"),
             (self.dataset in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}"),
             (self.ferplus_mode in FERPLUS_MODES, f"--ferplus-mode must be one of {', '.join(FERPLUS_MODES)}"),
             (self.num_classes in (7, 8), "--num-classes must be 7 (FER2013 classes) or 8 (plus contempt)"),
@@ -186,17 +188,19 @@ class TrainConfig:
 # --------------------------------------------------------------------------
 
 
-def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", seed=0):
+def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mixup=0.0, seed=0):
     """tf.data pipeline: uint8 faces → float batches, one target row per face.
 
     ``y``: integer labels (N,), one-hot encoded here, or soft targets
     (N, num_classes), e.g. FER+ vote distributions, used as they are.
     Training: cache the arrays, reshuffle every epoch, batch, then augment
-    whole batches in parallel and prefetch so the model never waits.
+    whole batches in parallel (and mix them with ``mixup`` > 0, after the
+    targets are rows, so both are blended alike) and prefetch so the model
+    never waits.
     Under another Keras backend (JAX on a GPU machine without TensorFlow)
     the same batches come from :func:`array_batches` instead.
     """
-    from fer_keras.augment import build_augmenter
+    from fer_keras.augment import build_augmenter, build_mixer
 
     y = np.asarray(y)
     soft = y.ndim == 2
@@ -204,8 +208,9 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", see
         raise ConfigError(f"soft targets have {y.shape[1]} columns; the model has {num_classes} classes")
     if not _tensorflow_backend():
         augmenter = build_augmenter(augment, seed=seed) if training else None
+        mixer = build_mixer(mixup, seed=seed) if training else None
         return array_batches(x, y, batch_size=batch_size, num_classes=num_classes, training=training,
-                            augmenter=augmenter, seed=seed)
+                            augmenter=augmenter, mixer=mixer, seed=seed)
 
     import tensorflow as tf
 
@@ -222,10 +227,18 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", see
     if augmenter is not None:
         ds = ds.map(lambda im, lab: (augmenter(im, training=True), lab),
                     num_parallel_calls=tf.data.AUTOTUNE)
+    mixer = build_mixer(mixup, seed=seed) if training else None
+    if mixer is not None:
+        ds = ds.map(lambda im, lab: _mix(mixer, im, lab), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def array_batches(x, y, *, batch_size, num_classes, training, augmenter=None, seed=0):
+def _mix(mixer, images, labels):
+    mixed = mixer({"images": images, "labels": labels}, training=True)
+    return mixed["images"], mixed["labels"]
+
+
+def array_batches(x, y, *, batch_size, num_classes, training, augmenter=None, mixer=None, seed=0):
     """The batches :func:`make_dataset` gives, as a ``keras.utils.PyDataset``
     for backends without tf.data: reshuffled every epoch (seeded), whole
     batches augmented by the same Keras layers, which then run in the
@@ -247,6 +260,8 @@ def array_batches(x, y, *, batch_size, num_classes, training, augmenter=None, se
             labels = y[rows].astype("float32") if y.ndim == 2 else np.eye(num_classes, dtype="float32")[y[rows]]
             if augmenter is not None:
                 images = augmenter(images, training=True)
+            if mixer is not None:
+                images, labels = _mix(mixer, images, labels)
             return images, labels
 
         def on_epoch_end(self):
@@ -868,7 +883,8 @@ def _train(config, *, verbose):
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
     train_ds = make_dataset(train_split.x, train_targets, batch_size=config.batch_size,
-                            num_classes=num_classes, training=True, augment=config.augment, seed=config.seed)
+                            num_classes=num_classes, training=True, augment=config.augment, mixup=config.mixup,
+                            seed=config.seed)
 
     LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard, SafeBackupAndRestore, SwapEMAWeights = (
         _callbacks_module())

@@ -1,5 +1,6 @@
 """Training engine and scripts, end to end on a tiny synthetic CSV."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 
 from fer_keras import model_io, precision
 from fer_keras.cli import train_cli
-from fer_keras.errors import FerError
+from fer_keras.errors import ConfigError, FerError
 from fer_keras.train import TrainConfig, lr_at, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -467,3 +468,58 @@ np.save({str(tmp_path / 'jax.npy')!r}, model_io.load_model({str(model_file)!r}).
     assert out.returncode == 0, out.stderr[-2000:]
     tf_probs = model_io.load_model(model_file).predict(faces, verbose=0)
     np.testing.assert_allclose(tf_probs, np.load(tmp_path / "jax.npy"), atol=1e-5)
+
+
+@pytest.mark.parametrize("pipeline", ["tf.data", "array_batches"])
+def test_mixup_blends_each_face_and_its_target_by_the_same_weight(pipeline):
+    """Check that --mixup mixes faces in pairs and their one-hot targets in the same proportion.
+
+    Face k is a flat image of value 10 * class, so a mixed face's value must be
+    10 x the class-weighted sum of its mixed target row."""
+    from fer_keras.augment import build_mixer
+    from fer_keras.train import array_batches, make_dataset
+
+    y = np.arange(64) % 7
+    x = (10 * y).astype("uint8").reshape(-1, 1, 1, 1) * np.ones((1, 48, 48, 1), "uint8")
+    if pipeline == "tf.data":
+        ds = make_dataset(x, y, batch_size=64, num_classes=7, training=True, mixup=1.0, seed=3)
+        images, labels = (np.asarray(t) for t in next(iter(ds)))
+    else:
+        batches = array_batches(x, y, batch_size=64, num_classes=7, training=True, mixer=build_mixer(1.0, seed=3))
+        images, labels = (np.asarray(t) for t in batches[0])
+    assert images.dtype == np.float32
+    np.testing.assert_allclose(labels.sum(1), 1.0, atol=1e-5)
+    assert ((labels > 1e-6).sum(1) <= 2).all()  # each face is mixed with one partner
+    np.testing.assert_allclose(images[:, 0, 0, 0], 10 * labels @ np.arange(7), atol=1e-2)
+    np.testing.assert_allclose(images.std(axis=(1, 2, 3)), 0, atol=1e-3)  # mixed whole faces, not patches
+    assert (labels.max(1) < 0.9).mean() > 0.5  # Beta(1, 1): most weights are far from 0 and 1
+
+
+def test_mixup_off_and_negative_alpha():
+    """Check that --mixup 0 leaves batches unmixed and a negative alpha is refused by name."""
+    from fer_keras.augment import build_mixer
+
+    assert build_mixer(0.0) is None
+    with pytest.raises(ConfigError, match="--mixup"):
+        TrainConfig(mixup=-0.1).validate()
+
+
+def test_options_added_later_leave_old_run_folders_where_they_were():
+    """Check that every option kept out of the run-folder hash at its default really defaults to
+    that value, and that setting one (e.g. --mixup) names a new run folder."""
+    from fer_keras.train import _HASHED_ONLY_WHEN_SET
+
+    defaults = dataclasses.asdict(TrainConfig())
+    for key, value in _HASHED_ONLY_WHEN_SET.items():
+        assert defaults[key] == value, key
+    assert TrainConfig(mixup=0.2).fingerprint() != TrainConfig().fingerprint()
+
+
+def test_mixup_run_trains_and_its_card_command_repeats_the_option(tiny_csv, tmp_path):
+    """Check that a --mixup run trains end to end and the card's command reproduces it."""
+    from fer_keras.model_card import training_command
+
+    summary = train(tiny_config(tiny_csv, tmp_path, epochs=1, mixup=0.2), verbose=0)
+    meta = model_io.read_metadata(summary["model_file"])
+    assert meta["recipe"]["mixup"] == 0.2
+    assert "--mixup 0.2" in training_command(meta)

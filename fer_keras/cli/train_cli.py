@@ -138,6 +138,9 @@ def build_parser(prog, description, defaults, *, choose_model=False):
     g.add_argument("--augment", choices=augment.LEVELS, default=d.augment,
                    help="light: flip+shift; medium: light + random erasing (small, fast nets that over-fit light); "
                         "strong: medium + rotation, zoom, brightness/contrast (default: %(default)s)")
+    g.add_argument("--mixup", type=float, default=d.mixup, metavar="ALPHA",
+                   help="blend each face and its target with another face's, by a weight drawn from "
+                   "Beta(ALPHA, ALPHA), after --augment (0.2 is usual; default: %(default)s = off)")
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="default: %(default)s")
     g.add_argument("--class-weight", choices=("none", "balanced"), default=d.class_weight,
                    help="weight the loss by inverse class frequency (default: %(default)s)")
