@@ -206,9 +206,9 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mix
     soft = y.ndim == 2
     if soft and y.shape[1] != num_classes:
         raise ConfigError(f"soft targets have {y.shape[1]} columns; the model has {num_classes} classes")
+    augmenter = build_augmenter(augment, seed=seed) if training else None
+    mixer = build_mixer(mixup, seed=seed) if training else None
     if not _tensorflow_backend():
-        augmenter = build_augmenter(augment, seed=seed) if training else None
-        mixer = build_mixer(mixup, seed=seed) if training else None
         return array_batches(x, y, batch_size=batch_size, num_classes=num_classes, training=training,
                             augmenter=augmenter, mixer=mixer, seed=seed)
 
@@ -223,17 +223,16 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mix
         return tf.cast(images, "float32"), labels if soft else tf.one_hot(labels, num_classes)
 
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    augmenter = build_augmenter(augment, seed=seed) if training else None
     if augmenter is not None:
         ds = ds.map(lambda im, lab: (augmenter(im, training=True), lab),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    mixer = build_mixer(mixup, seed=seed) if training else None
     if mixer is not None:
         ds = ds.map(lambda im, lab: _mix(mixer, im, lab), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _mix(mixer, images, labels):
+    """Keras' ``MixUp`` takes and returns a dict; both pipelines carry (images, targets) pairs."""
     mixed = mixer({"images": images, "labels": labels}, training=True)
     return mixed["images"], mixed["labels"]
 
