@@ -143,6 +143,20 @@ def test_resemotenet_head_dropout_sets_all_three_head_dropouts():
     assert models.options_of("resemotenet")["head_dropout"] == 0.5
 
 
+def test_resemotenet_stem_pools_keeps_the_parameters_and_doubles_the_residual_maps():
+    """Check that one pool fewer in the stem leaves the weights alone and runs the residual blocks on 2x the map."""
+    def res1_input_size(model):
+        return model.get_layer("res1_conv1").input.shape[1]
+
+    reference = models.build("resemotenet", **SMALL_OPTIONS["resemotenet"])
+    variant = models.build("resemotenet", stem_pools=2, **SMALL_OPTIONS["resemotenet"])
+    assert variant.count_params() == reference.count_params()
+    assert (res1_input_size(reference), res1_input_size(variant)) == (6, 12)
+    assert "stem3_pool" not in [layer.name for layer in variant.layers]
+    with pytest.raises(ConfigError, match="stem_pools"):
+        models.build("resemotenet", stem_pools=4, **SMALL_OPTIONS["resemotenet"])
+
+
 # === Parameter counts stated in the module docstrings ===
 
 
