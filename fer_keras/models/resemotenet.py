@@ -36,7 +36,7 @@ shipped one uses 0.1); the faithful default stays 0.5.
 in the reference). With all three, a 48 px face leaves the stem at 6x6 and
 the residual blocks, which hold almost all the parameters, run at 3x3, 2x2
 and 1x1: the last one sees a single pixel. With 2 they run at 6x6, 3x3 and
-2x2, for about 2.5x the multiply-adds (37M instead of 15M at width 0.25 and
+2x2, for about 2.4x the multiply-adds (38M instead of 16M at width 0.25 and
 48 px) and the same parameters.
 """
 
