@@ -85,8 +85,8 @@ def resemotenet(*, num_classes, width=1.0, input_size=64, head_dropout=0.5, stem
     def scaled(n):
         return max(8, int(n * width))
 
-    if stem_pools not in (0, 1, 2, 3):
-        raise ConfigError(f"stem_pools must be 0, 1, 2 or 3, not {stem_pools!r}")
+    if stem_pools not in range(len(STEM_FILTERS) + 1):
+        raise ConfigError(f"stem_pools must be a whole number from 0 to {len(STEM_FILTERS)}, not {stem_pools!r}")
     inputs = face_input()
     x = adapt_input(inputs, size=input_size, channels=3, scale="imagenet")
 
