@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -780,12 +781,23 @@ def train(config, *, verbose=1):
 
     Keras' dtype policy is global: it is restored afterwards, even on failure,
     so models built later in the same process compute in float32 again.
+
+    Some mistakes only show once the data is read or the model is built (an
+    option value, a batch larger than the split). When such an error stops a
+    run before its first epoch, the run folder this call made is removed, so
+    a corrected command does not find a folder holding only config.json.
     """
     import keras
 
+    run_dir = config.resolved_run_dir()
+    made_run_dir = not run_dir.exists()
     previous_policy = keras.mixed_precision.global_policy()
     try:
         return _train(config, verbose=verbose)
+    except FerError:
+        if made_run_dir and not (run_dir / "state.json").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 

@@ -226,6 +226,20 @@ def test_ema_decay_must_be_below_one(tiny_csv, tmp_path):
         train(tiny_config(tiny_csv, tmp_path, ema=1.0), verbose=0)
 
 
+def test_settings_refused_after_loading_leave_no_run_folder(tiny_csv, tmp_path):
+    """Check that a mistake found only once the data is read removes the run folder that call made,
+    and leaves a folder that existed before alone."""
+    config = tiny_config(tiny_csv, tmp_path, batch_size=1000)
+    with pytest.raises(ConfigError, match="--batch-size 1000"):
+        train(config, verbose=0)
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="--batch-size 1000"):
+        train(config, verbose=0)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize("script_args", [
     ["--epochs", "1", "--augment", "medium"],
     ["--epochs", "1", "--augment", "strong", "--optimizer", "adamw", "--lr", "0.001", "--schedule", "onecycle",
