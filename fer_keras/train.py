@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras.constants import CLASS_NAMES_8, TRAIN_SPLIT, VALIDATION_SPLIT
+from fer_keras.constants import CLASS_NAMES_8, IMAGE_SIZE, TRAIN_SPLIT, VALIDATION_SPLIT
 from fer_keras.errors import ConfigError, FerError
 from fer_keras.io_utils import write_json_atomic
 
@@ -189,7 +189,8 @@ class TrainConfig:
 # --------------------------------------------------------------------------
 
 
-def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mixup=0.0, seed=0):
+def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mixup=0.0, seed=0,
+                 crop_margin=0):
     """tf.data pipeline: uint8 faces → float batches, one target row per face.
 
     ``y``: integer labels (N,), one-hot encoded here, or soft targets
@@ -197,7 +198,8 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mix
     Training: cache the arrays, reshuffle every epoch, batch, then augment
     whole batches in parallel (and mix them with ``mixup`` > 0, after the
     targets are rows, so both are blended alike) and prefetch so the model
-    never waits.
+    never waits. ``crop_margin``: what ``augment="crop"`` shifts by (the
+    pixels the model's central crop drops on each side).
     Under another Keras backend (JAX on a GPU machine without TensorFlow)
     the same batches come from :func:`array_batches` instead.
     """
@@ -207,7 +209,7 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mix
     soft = y.ndim == 2
     if soft and y.shape[1] != num_classes:
         raise ConfigError(f"soft targets have {y.shape[1]} columns; the model has {num_classes} classes")
-    augmenter = build_augmenter(augment, seed=seed) if training else None
+    augmenter = build_augmenter(augment, seed=seed, crop_margin=crop_margin) if training else None
     mixer = build_mixer(mixup, seed=seed) if training else None
     if not _tensorflow_backend():
         return array_batches(x, y, batch_size=batch_size, num_classes=num_classes, training=training,
@@ -659,6 +661,21 @@ def dataset_metadata(config, dataset):
 # --------------------------------------------------------------------------
 
 
+def _crop_margin(model):
+    """Pixels the model's central crop drops on each side of the 48 px face (0: no crop)."""
+    from fer_keras import models
+
+    crop = models.input_crop(model)
+    return (IMAGE_SIZE - crop) // 2 if crop else 0
+
+
+def check_crop_recipe(config, model):
+    """``--augment crop`` shifts faces for the model's central crop: a model without one cannot use it."""
+    if config.augment == "crop" and not _crop_margin(model):
+        raise ConfigError(f"--augment crop needs a model that crops its input: add -o crop=44 "
+                          f"(or 40..46) to --model {config.model}")
+
+
 def build_model(config, num_classes):
     """The model to train: registered by name, or initialised from ``--init``;
     then ``--freeze-layers`` / ``--freeze-until`` freeze its early layers."""
@@ -893,9 +910,10 @@ def _train(config, *, verbose):
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
+    check_crop_recipe(config, model)
     train_ds = make_dataset(train_split.x, train_targets, batch_size=config.batch_size,
                             num_classes=num_classes, training=True, augment=config.augment, mixup=config.mixup,
-                            seed=config.seed)
+                            seed=config.seed, crop_margin=_crop_margin(model))
 
     LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard, SafeBackupAndRestore, SwapEMAWeights = (
         _callbacks_module())

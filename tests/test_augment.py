@@ -42,12 +42,36 @@ def test_medium_erases_boxes_without_moving_the_face():
 def test_inference_leaves_images_untouched(level):
     """Check that with training=False every level returns its input (augmentation is training-only)."""
     images = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
-    np.testing.assert_array_equal(np.asarray(build_augmenter(level, seed=1)(images, training=False)), images)
+    augmenter = build_augmenter(level, seed=1, crop_margin=2)
+    np.testing.assert_array_equal(np.asarray(augmenter(images, training=False)), images)
+
+
+def test_crop_level_shows_the_centre_crop_a_random_whole_crop_of_the_face():
+    """Check that after --augment crop, the model's 44 px centre crop of every face is one of
+    the face's own 44 px crops (or its mirror's), moved by whole pixels, and that the
+    positions vary. Erasing is the only other change, so faces it touched are set aside."""
+    rng = np.random.default_rng(0)
+    faces = rng.uniform(0, 255, (64, 48, 48, 1)).round().astype("float32")
+    out = np.asarray(build_augmenter("crop", seed=5, crop_margin=2)(faces, training=True))
+    seen = set()
+    for face, augmented in zip(faces, out):
+        centre = augmented[2:46, 2:46]
+        matches = [(dr, dc, flip) for flip in (False, True) for dr in range(5) for dc in range(5)
+                   if np.array_equal(centre, (face[:, ::-1] if flip else face)[dr:dr + 44, dc:dc + 44])]
+        if matches:  # unerased
+            seen.add(matches[0][:2])
+    assert len(seen) >= 10  # of the 25 crop positions: random, not one shift per batch
+
+
+def test_crop_level_needs_a_margin():
+    """Check that --augment crop refuses a model that does not crop (nothing to shift within)."""
+    with pytest.raises(ValueError, match="crop=44"):
+        build_augmenter("crop", seed=1)
 
 
 def test_unknown_level_and_erasing_config_round_trip():
     """Check that an unknown level names the choices, and RandomErasing survives get_config."""
-    with pytest.raises(ValueError, match="none, light, medium, strong"):
+    with pytest.raises(ValueError, match="none, light, medium, crop, strong"):
         build_augmenter("heavy")
     layer = RandomErasing(rate=0.25, area=(0.1, 0.2), seed=7)
     clone = RandomErasing.from_config(layer.get_config())

@@ -61,10 +61,11 @@ def _inception_module(x, filters, width, name):
 
 
 @register
-def inception_v1(*, num_classes, width=1.0, dropout=0.4):
-    """GoogLeNet-style inception network (modules 3a-4c) for 48x48 grey faces."""
+def inception_v1(*, num_classes, width=1.0, dropout=0.4, crop=None):
+    """GoogLeNet-style inception network (modules 3a-4c) for 48x48 grey faces
+    (``crop``: the central crop it runs on, for the crop recipe)."""
     inputs = face_input()
-    x = adapt_input(inputs, scale="0-1")
+    x = adapt_input(inputs, scale="0-1", crop=crop)
 
     # Stem: 48 → 24 → 12 px.
     x = _conv_bn_relu(x, max(8, int(64 * width)), 3, "stem1")

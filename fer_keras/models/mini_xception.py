@@ -69,14 +69,15 @@ def _separable_module(x, filters, name):
 
 
 @register
-def mini_xception(*, num_classes, width=1.0, input_size=64, dropout=0.0):
-    """mini-Xception (the paper's model at width 1.0, 64x64 grey in [-1, 1])."""
+def mini_xception(*, num_classes, width=1.0, input_size=64, dropout=0.0, crop=None):
+    """mini-Xception (the paper's model at width 1.0, 64x64 grey in [-1, 1]);
+    ``crop``: the central crop taken before resizing to ``input_size``."""
 
     def scaled(n):
         return max(4, int(n * width))
 
     inputs = face_input()
-    x = adapt_input(inputs, size=input_size, channels=1, scale="-1-1")
+    x = adapt_input(inputs, size=input_size, channels=1, scale="-1-1", crop=crop)
     x = _conv_bn_relu(x, scaled(BASE_FILTERS), "base1")
     x = _conv_bn_relu(x, scaled(BASE_FILTERS), "base2")
     for i, filters in enumerate(MODULE_FILTERS, start=1):

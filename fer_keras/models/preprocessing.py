@@ -11,6 +11,7 @@ import keras
 from keras import layers
 
 from fer_keras.constants import IMAGE_SIZE
+from fer_keras.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,8 +20,17 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)  # keras.applications.vgg16.preproce
 SCALINGS = ("0-1", "-1-1", "imagenet", "caffe", "0-255")
 
 
-def adapt_input(x, *, size=IMAGE_SIZE, channels=1, scale="0-1"):
-    """Resize, replicate grey to ``channels`` and scale pixels, as layers.
+def adapt_input(x, *, size=None, channels=1, scale="0-1", crop=None):
+    """Crop, resize, replicate grey to ``channels`` and scale pixels, as layers.
+
+    ``crop``: keep the central ``crop`` x ``crop`` pixels of the 48x48 face
+    (Keras' ``CenterCrop``). This is how the crop recipe lives inside the
+    file: training shifts each face by up to ``(48 - crop) / 2`` pixels
+    (``--augment crop``), so the centre crop sees a random crop of the face,
+    while inference sees the central one with no extra code; the ten-crop
+    average shifts the face the same way (:func:`input_crop` tells by how
+    much). ``size``: the side the net runs at, resized to when it differs
+    from the (cropped) face; None keeps it.
 
     ``scale``: ``"0-1"`` divides by 255; ``"-1-1"`` maps to [-1, 1] (MobileNet);
     ``"imagenet"`` is 0-1 then ImageNet mean/std (torchvision models);
@@ -29,7 +39,16 @@ def adapt_input(x, *, size=IMAGE_SIZE, channels=1, scale="0-1"):
     RGB→BGR swap changes nothing but the order of the means);
     ``"0-255"`` leaves values as they are.
     """
-    if size != IMAGE_SIZE:
+    side = IMAGE_SIZE
+    if crop:
+        if not (8 <= crop <= IMAGE_SIZE and (IMAGE_SIZE - crop) % 2 == 0):
+            # An even margin keeps the crop central, so shifts by the margin reach every corner.
+            raise ConfigError(f"crop must be an even number of pixels between 8 and {IMAGE_SIZE} "
+                              f"(e.g. 44 or 40), got {crop}")
+        if crop < IMAGE_SIZE:
+            x = layers.CenterCrop(crop, crop, name="center_crop")(x)
+            side = crop
+    if size and size != side:
         x = layers.Resizing(size, size, interpolation="bilinear", name="resize")(x)
     if channels == 3:
         x = layers.Concatenate(name="grey_to_rgb")([x, x, x])
@@ -50,6 +69,19 @@ def adapt_input(x, *, size=IMAGE_SIZE, channels=1, scale="0-1"):
     elif scale != "0-255":
         raise ValueError(f"scale must be one of {SCALINGS}")
     return x
+
+
+def input_crop(model):
+    """The side of the central crop ``model`` takes of its 48x48 input (None: no crop).
+
+    Read from the model's own ``CenterCrop`` layer, not from fer_keras
+    metadata, so a file trained elsewhere with the same layer gets its
+    ten-crop average too.
+    """
+    for layer in model.layers:
+        if isinstance(layer, layers.CenterCrop):
+            return int(layer.height)
+    return None
 
 
 def face_input(name="face"):

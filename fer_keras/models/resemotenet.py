@@ -79,8 +79,9 @@ def _residual_block(x, filters, name):
 
 
 @register
-def resemotenet(*, num_classes, width=1.0, input_size=64, head_dropout=0.5, stem_pools=3):
-    """ResEmoteNet (faithful at width 1.0, 64x64 RGB with ImageNet normalisation)."""
+def resemotenet(*, num_classes, width=1.0, input_size=64, head_dropout=0.5, stem_pools=3, crop=None):
+    """ResEmoteNet (faithful at width 1.0, 64x64 RGB with ImageNet normalisation);
+    ``crop``: the central crop taken before resizing to ``input_size``."""
 
     def scaled(n):
         return max(8, int(n * width))
@@ -88,7 +89,7 @@ def resemotenet(*, num_classes, width=1.0, input_size=64, head_dropout=0.5, stem
     if stem_pools not in range(len(STEM_FILTERS) + 1):
         raise ConfigError(f"stem_pools must be a whole number from 0 to {len(STEM_FILTERS)}, not {stem_pools!r}")
     inputs = face_input()
-    x = adapt_input(inputs, size=input_size, channels=3, scale="imagenet")
+    x = adapt_input(inputs, size=input_size, channels=3, scale="imagenet", crop=crop)
 
     for i, filters in enumerate(STEM_FILTERS, start=1):
         x = layers.Conv2D(scaled(filters), 3, padding="same", name=f"stem{i}_conv")(x)

@@ -49,10 +49,11 @@ def _dense_head(x, units, dropout, name="head"):
 
 
 @register
-def vgg16(*, num_classes, width=1.0, dense_units=512, dropout=0.5):
-    """VGG-16 with batch norm, from scratch, for 48x48 grey faces."""
+def vgg16(*, num_classes, width=1.0, dense_units=512, dropout=0.5, crop=None):
+    """VGG-16 with batch norm, from scratch, for 48x48 grey faces
+    (``crop``: the central crop it runs on, for the crop recipe)."""
     inputs = face_input()
-    x = adapt_input(inputs, scale="0-1")
+    x = adapt_input(inputs, scale="0-1", crop=crop)
     for b, block in enumerate(VGG16_BLOCKS, start=1):
         for c, filters in enumerate(block, start=1):
             x = _conv_bn_relu(x, max(8, int(filters * width)), f"block{b}_{c}")
