@@ -54,6 +54,8 @@ from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, CLASS_NAMES_8, IMAGE
 from fer_keras.errors import ConfigError, FerError, ModelFileError
 from fer_keras.io_utils import natural_key, prepare_output_dir, write_json_atomic, write_text_atomic
 from fer_keras.model_io import MODEL_SUFFIXES
+from fer_keras.tta import describe as tta_describe
+from fer_keras.tta import tta_mode
 
 log = logging.getLogger(__name__)
 
@@ -189,29 +191,38 @@ class Member:
             warnings.warn(f"{path.name}: {note}", stacklevel=2)
         return cls(path=path, model=model, adapter=adapter, weight=float(weight), metadata=meta, notes=notes)
 
+    @property
+    def crop_margin(self):
+        """Pixels the model's own centre crop drops on each side of the 48 px face (0: none);
+        what the ten-crop views shift by."""
+        from fer_keras.models import input_crop
+
+        crop = input_crop(self.model)
+        return (IMAGE_SIZE - crop) // 2 if crop else 0
+
     def predict_proba(self, faces, *, tta=False, batch_size=BATCH_SIZE, verbose=0):
         """Probabilities (N, 7) in FER2013 order for raw faces, batched ((N, 8),
         contempt last, for an 8-way member).
 
-        ``tta``: average with the prediction on horizontally flipped faces
-        (both go through the model in the same batch).
+        ``tta``: a mode of :mod:`fer_keras.tta` (``True`` = ``flip``); the
+        member's probabilities are averaged over the views of each face, which
+        go through the model in the same batch.
         """
+        from fer_keras import tta as tta_views
+
         faces = np.asarray(faces)
         n = len(faces)
         out = np.empty((n, self.num_classes), dtype=np.float32)
         bar = _progress(total=n, desc=self.name, verbose=verbose)
         try:
             for start in range(0, n, batch_size):
-                batch = faces[start:start + batch_size]
-                if tta:
-                    batch = np.concatenate([batch, batch[:, :, ::-1]])
-                probs = np.asarray(self.model.predict_on_batch(self.adapter(batch)), dtype=np.float32)
-                probs = probs.reshape(len(batch), -1)
-                if tta:
-                    half = len(probs) // 2
-                    probs = (probs[:half] + probs[half:]) / 2
-                out[start:start + len(probs)] = self.adapter.to_fer_order(probs)
-                bar.update(len(probs))
+                batch = tta_views.views(faces[start:start + batch_size], tta, crop_margin=self.crop_margin)
+                size = len(batch[0])
+                probs = np.asarray(self.model.predict_on_batch(self.adapter(np.concatenate(batch))),
+                                   dtype=np.float32)
+                probs = probs.reshape(len(batch), size, -1).mean(axis=0)
+                out[start:start + size] = self.adapter.to_fer_order(probs)
+                bar.update(size)
         finally:
             bar.close()
         return self._as_probabilities(out)
@@ -719,7 +730,7 @@ class Ensemble:
         """Every member's probabilities, shape (M, N, C), FER2013 order (C = 7, or 8 with
         contempt last; see :attr:`class_names`); cached."""
         faces = np.asarray(faces)
-        key = (faces_fingerprint(faces), bool(tta))
+        key = (faces_fingerprint(faces), tta_mode(tta))
         if key in self._cache:
             self._cache.move_to_end(key)
             self.member_probas_ = self._cache[key]
@@ -856,7 +867,8 @@ class EnsembleReport:
     member_files: list
     weights: np.ndarray
     method: str
-    tta: bool
+    tta: str
+    """Test-time augmentation mode (:mod:`fer_keras.tta`): none, flip or tencrop."""
     y_true: np.ndarray
     member_probas: np.ndarray
     """(M, N, 7) member probabilities, FER2013 order (after temperature scaling, when the ensemble has temperatures)."""
@@ -876,6 +888,11 @@ class EnsembleReport:
     """The evaluated faces (N, 48, 48, 1), for the contact sheet of confident mistakes."""
     temperatures: np.ndarray | None = None
     """(M,) member temperatures when the members were temperature-scaled, else None."""
+
+    @property
+    def _tta_suffix(self):
+        """E.g. ``, flip TTA`` for titles and labels; empty without TTA."""
+        return "" if self.tta == "none" else f", {self.tta} TTA"
 
     @property
     def y_pred(self):
@@ -928,7 +945,8 @@ class EnsembleReport:
                             "skipped": s.reason})
         ctx = dict(self.context)
         doc = {"csv": ctx.pop("csv", None), "usage": ctx.pop("usage", None), "n_samples": int(len(self.y_true)),
-               "classes": list(self.class_names), "method": self.method, "tta": bool(self.tta),
+               "classes": list(self.class_names), "method": self.method,
+               "tta": self.tta != "none", "tta_mode": self.tta,
                "ensemble": {k: e[k] for k in ("accuracy", "macro_f1", "weighted_f1", "precision_macro",
                                               "recall_macro", "per_class", "confusion_matrix", "nll")},
                "members": members,
@@ -982,7 +1000,7 @@ class EnsembleReport:
                  m["recall_macro"]]
                 for name, w, m in zip(self.member_names, self.weights, self.member_metrics)]
         e = self.metrics
-        label = f"ensemble ({self.method}{', tta' if self.tta else ''})"
+        label = f"ensemble ({self.method}{self._tta_suffix})"
         rows.append([label, None, e["accuracy"], e["macro_f1"], e["weighted_f1"], e["precision_macro"],
                      e["recall_macro"]])
         return headers, rows
@@ -997,7 +1015,7 @@ class EnsembleReport:
         """The analysis as tables: a list of ``{"caption", "headers", "rows", "align", "note"}``
         (calibration, intervals and McNemar, disagreement, selection), for text, Markdown and HTML."""
         sci, tables = self.science, []
-        label = f"ensemble ({self.method}{', tta' if self.tta else ''})"
+        label = f"ensemble ({self.method}{self._tta_suffix})"
         if "calibration" in sci:
             cal = sci["calibration"]
             scaled = self.temperatures is not None and "temperature_scaling" in sci
@@ -1081,7 +1099,7 @@ class EnsembleReport:
         ctx = self.context
         where = ctx.get("csv") or ctx.get("images") or ctx.get("data_root") or "faces"
         lines = [f"{where} [{ctx.get('usage', '?')}]: {len(self.y_true)} faces, "
-                 f"method {self.method}, TTA {'on (flip)' if self.tta else 'off'}", "",
+                 f"method {self.method}, TTA {tta_describe(self.tta)}", "",
                  self.summary_table(), ""]
         collapsed = [f"  {name}: predicts {i['collapse']['class']} for {i['collapse']['share']:.0%} of the faces"
                      for name, i in zip(self.member_names, self.member_info) if "collapse" in i]
@@ -1106,7 +1124,7 @@ class EnsembleReport:
         where = ctx.get("csv") or ctx.get("images") or ctx.get("data_root") or "faces"
         parts = [f"# Ensemble report: {len(self.member_names)} member(s) on {where} [{ctx.get('usage', '?')}]", "",
                  f"- faces: {len(self.y_true)}",
-                 f"- method: {self.method}; test-time augmentation: {'horizontal flip' if self.tta else 'none'}",
+                 f"- method: {self.method}; test-time augmentation: {tta_describe(self.tta)}",
                  f"- weights: {ctx.get('weights_source', 'uniform')}",
                  f"- ensemble accuracy **{self.metrics['accuracy']:.4f}**, macro-F1 "
                  f"**{self.metrics['macro_f1']:.4f}**, NLL {self.metrics['nll']:.4f}", "",
@@ -1159,7 +1177,7 @@ class EnsembleReport:
         from fer_keras import report as figures
 
         out = prepare_output_dir(out_dir, overwrite=overwrite)
-        title = f"ensemble of {len(self.member_names)} ({self.method}{', flip TTA' if self.tta else ''})"
+        title = f"ensemble of {len(self.member_names)} ({self.method}{self._tta_suffix})"
         pngs = []
         figures.save_figure(figures.confusion_figure(self.metrics["confusion_matrix"], self.class_names, title),
                             out / "confusion_matrix.png")
@@ -1233,7 +1251,7 @@ class EnsembleReport:
         where = ctx.get("csv") or ctx.get("images") or ctx.get("data_root") or "faces"
         e = self.metrics
         facts = [f"data: {where} [{ctx.get('usage', '?')}], {len(self.y_true)} faces",
-                 f"method: {self.method}; test-time augmentation: {'horizontal flip' if self.tta else 'none'}",
+                 f"method: {self.method}; test-time augmentation: {tta_describe(self.tta)}",
                  f"weights: {ctx.get('weights_source', 'uniform')}",
                  f"ensemble accuracy {e['accuracy']:.4f}, macro-F1 {e['macro_f1']:.4f}, NLL {e['nll']:.4f}"]
         headers, rows = self._summary_rows()
@@ -1405,7 +1423,7 @@ def evaluate(ensemble, faces, y, *, tta=False, skipped=(), context=None, class_n
                "analysis": round(time.perf_counter() - science_start, 3)}
     return EnsembleReport(
         member_names=names, member_files=[str(m.path) for m in ensemble.members],
-        weights=ensemble.weights_, method=ensemble.method, tta=bool(tta), y_true=y, member_probas=stack,
+        weights=ensemble.weights_, method=ensemble.method, tta=tta_mode(tta), y_true=y, member_probas=stack,
         probas=probas, metrics=_figures(probas, y, class_names), member_metrics=member_metrics,
         skipped=list(skipped), member_info=info, seconds=seconds, context=dict(context or {}),
         class_names=tuple(class_names), science=science, faces=np.asarray(faces) if keep_faces else None,

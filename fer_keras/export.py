@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_keras import tta as tta_views
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, INPUT_SCALES, INPUT_SHAPE, NUM_CLASSES, PIXEL_MAX
 from fer_keras.errors import ConfigError, FerError, ModelFileError
 from fer_keras.io_utils import atomic_path
@@ -679,6 +680,11 @@ class RuntimeModel:
                                  "FER2013 probabilities")
         return self.adapter.to_fer_order(out)
 
+    @property
+    def crop_margin(self):
+        """The ten-crop shift recorded at export for a file whose members all crop alike (0: flip only)."""
+        return int(self.metadata.get("crop_margin", 0))
+
     def predict_proba(self, faces, *, tta=False, batch_size=BATCH_SIZE, verbose=0):
         """Probabilities (N, 7) in FER2013 order, as :meth:`Member.predict_proba`."""
         faces = np.asarray(faces)
@@ -686,11 +692,9 @@ class RuntimeModel:
             faces = faces[..., None]
         out = np.empty((len(faces), NUM_CLASSES), dtype=np.float32)
         for start in range(0, len(faces), batch_size):
-            batch = faces[start:start + batch_size]
-            probs = self.run(np.concatenate([batch, batch[:, :, ::-1]]) if tta else batch)
-            if tta:
-                probs = (probs[:len(batch)] + probs[len(batch):]) / 2
-            out[start:start + len(batch)] = probs
+            batch = tta_views.views(faces[start:start + batch_size], tta, crop_margin=self.crop_margin)
+            size = len(batch[0])
+            out[start:start + size] = self.run(np.concatenate(batch)).reshape(len(batch), size, -1).mean(axis=0)
         if not np.isfinite(out).all():
             raise ModelFileError(f"{self.path}: the model returned NaN or infinite outputs")
         return out

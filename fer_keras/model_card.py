@@ -156,7 +156,8 @@ def _with_ci(scores, key, fmt):
 
 def ensemble_section(report):
     e = report["ensemble"]
-    tta = " with flip TTA" if report.get("tta") else ""
+    mode = report.get("tta_mode") or ("flip" if report.get("tta") else "none")
+    tta = "" if mode == "none" else f" with {'ten-crop' if mode == 'tencrop' else mode} TTA"
     lines = [
         f"## The ensemble{tta}",
         "",

@@ -79,3 +79,14 @@ def plain_warnings():
     finally:
         warnings.showwarning = previous
         tf_logger.setLevel(level)
+
+
+def add_tta_argument(group):
+    """``--tta [MODE]``: plain ``--tta`` is the mirror image, as before; ``--tta tencrop`` the crop recipe's."""
+    from fer_keras.tta import MODES
+
+    group.add_argument("--tta", nargs="?", const="flip", default="none", choices=MODES, metavar="MODE",
+                       help="test-time augmentation: average each member over views of the face. flip (what a "
+                       "bare --tta means): the face and its mirror image; tencrop: the four corner and the "
+                       "centre crops, each mirrored, for members that crop their input (-o crop=44), flip for "
+                       "the others (%(choices)s; default: %(default)s)")

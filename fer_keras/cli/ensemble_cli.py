@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras.cli.common import plain_warnings, run_cli
+from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
 
 EPILOG = """\
 examples:
@@ -95,7 +95,7 @@ def build_parser(prog=None, description=None):
                    help='per-member weights JSON {"weights": {"model_1.h5": 0.6, ...}} (default: %(default)s)')
     g.add_argument("--fit-weights", metavar="SPLIT", help="fit non-negative weights summing to 1 on this split "
                    "(minimum NLL of the weighted mean; e.g. PublicTest) and write weights.json to --out")
-    g.add_argument("--tta", action="store_true", help="average each member over the face and its mirror image")
+    add_tta_argument(g)
 
     g = p.add_argument_group("calibration and statistics")
     g.add_argument("--calibrate", metavar="SPLIT", help="fit one temperature per member on this split (minimum NLL "

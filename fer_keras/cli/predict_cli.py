@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from fer_keras.cli.common import plain_warnings, run_cli
+from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
 
 EPILOG = """\
 examples:
@@ -62,7 +62,7 @@ def build_parser(prog=None, description=None):
     g.add_argument("--include-distilled", action="store_true", help="also average the distilled members of "
                    "--models-dir (set aside by default: a student copies the other members)")
     g.add_argument("--method", choices=METHODS, default="mean", help="how members are combined (default: %(default)s)")
-    g.add_argument("--tta", action="store_true", help="average each member over the face and its mirror image")
+    add_tta_argument(g)
     g.add_argument("--unsafe", action="store_true", help="allow model files that run code when loaded "
                    "(Lambda layers); only for files you trust")
 
