@@ -372,3 +372,40 @@ def test_keras2_list_output_member_exports_to_every_format(keras2_list_member, t
     for check in checks:  # not the int8 size target: this file's 2k weights are outweighed by TFLite's header
         assert check["agreement"] >= check["target"]["agreement"], text
 
+
+def _one_line_error(argv, capsys):
+    code, _, err = run_export(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_member_the_fused_graph_cannot_take_is_named_in_one_line(keras2_list_member, tmp_path, capsys,
+                                                                  monkeypatch):
+    """Check that a member whose copy does not end in one (None, 7) tensor (the list output, with the member
+    adapter's unwrapping turned off) or whose copy cannot be built is an exit-2 line naming its file."""
+    argv = ["--model", keras2_list_member, "--out", tmp_path / "o"]
+    monkeypatch.setattr(ens, "_single_tensor_io", lambda model: model)
+    err = _one_line_error(argv, capsys)
+    assert f"{keras2_list_member}: its output in the fused graph is [(None, 7)], not one (None, 7) tensor" in err
+    monkeypatch.undo()
+
+    def cannot_clone(model, **kwargs):
+        raise ValueError("Cannot clone this layer\n  (many more lines)")
+
+    monkeypatch.setattr(ex, "_clone_member", cannot_clone)
+    err = _one_line_error(argv, capsys)
+    assert f"error: {keras2_list_member}: cannot be exported (Cannot clone this layer)" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_converter_failure_is_one_line_naming_the_file_and_member(zoo, tmp_path, capsys, monkeypatch):
+    """Check that a converter raising pages of text is an exit-2 line naming the artefact and its member."""
+
+    def converter_fails(*args, **kwargs):
+        raise RuntimeError("ConverterError: could not legalize op\n" + "detail\n" * 50)
+
+    monkeypatch.setattr(ex, "tflite_bytes", converter_fails)
+    err = _one_line_error(["--model", zoo / "model_1.h5", "--format", "tflite", "--tflite-variants", "float16",
+                           "--out", tmp_path / "o"], capsys)
+    assert ("error: model_1_float16.tflite: exporting model_1.h5 as tflite float16 failed "
+            "(ConverterError: could not legalize op)") in err
