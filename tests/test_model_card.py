@@ -108,3 +108,27 @@ def test_card_has_one_ensemble_section_per_report(tmp_path):
     plain, tta = card.index("## The ensemble\n"), card.index("## The ensemble with flip TTA\n")
     assert plain < tta
     assert card.index("**68.15%**") < tta < card.index("**69.07%**")
+
+
+def test_rewritten_metadata_leaves_the_weights_and_reaches_the_card(tmp_path):
+    """Check that write_metadata replaces an .h5's and a .keras's metadata (one entry, no temporary file left)
+    with the weights untouched, so a rescored figure reaches the card."""
+    import zipfile
+
+    import numpy as np
+
+    model = models.build("vgg16", width=0.125)
+    for name in ("model_1.h5", "model_2.keras"):
+        path = tmp_path / name
+        model_io.save_model(model, path, {"validation": {"split": "PublicTest", "accuracy": 0.6542, "macro_f1": 0.6}})
+        before = model_io.load_model(path).get_weights()
+        meta = model_io.read_metadata(path)
+        meta["validation"]["accuracy"] = 0.6534
+        model_io.write_metadata(path, meta)
+        assert model_io.read_metadata(path) == meta
+        after = model_io.load_model(path).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(before, after)) and len(before) == len(after)
+    with zipfile.ZipFile(tmp_path / "model_2.keras") as zf:
+        assert zf.namelist().count(model_io.KERAS_ZIP_ENTRY) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_1.h5", "model_2.keras"]
+    assert model_card.render(tmp_path).count("| PublicTest accuracy | 65.34% |") == 2
