@@ -156,3 +156,13 @@ def test_rewritten_metadata_leaves_the_weights_and_reaches_the_card(tmp_path):
         assert zf.namelist().count(model_io.KERAS_ZIP_ENTRY) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model_1.h5", "model_2.keras"]
     assert model_card.render(tmp_path).count("| PublicTest accuracy | 65.34% |") == 2
+
+
+def test_shipped_card_is_what_the_generator_writes():
+    """Check that models/README.md is the generator's output for the shipped files and reports (no hand edits),
+    which it only writes when no file has two figures."""
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "models"
+    reports = [json.loads((shipped / name).read_text()) for name in ("ensemble_report.json", "ensemble_report_tta.json")]
+    assert model_card.render(shipped, reports) == (shipped / "README.md").read_text()
