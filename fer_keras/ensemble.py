@@ -186,6 +186,7 @@ class Member:
         except ModelFileError as exc:
             raise ModelFileError(_clearer_load_error(str(exc), path)) from None
         meta = dict(getattr(model, "fer_metadata", {}) or {})
+        model = _single_tensor_io(model)
         adapter, notes = _make_adapter(model, meta, path, class_counts=class_counts)
         for note in notes:
             warnings.warn(f"{path.name}: {note}", stacklevel=2)
@@ -356,6 +357,29 @@ def _custom_names(path):
     except Exception:  # only used to improve a message
         return []
     return re.findall(r'"registered_name":\s*"([^"]+>[^"]+)"', text)
+
+
+def _single_tensor_io(model):
+    """``model``, rebuilt on bare tensors where its input or output is a one-element list.
+
+    Keras 2 writes the inputs and outputs of every functional model as lists,
+    so Keras 3 loads such a ``.h5`` with ``model(x)`` returning ``[probs]``.
+    Batch prediction hides that, but every graph built on a member (the fused
+    export model, Grad-CAM) breaks on it. Rebuilding here, where members are
+    loaded, gives the tester, predict and export one tensor in and one out;
+    the layers (and so the weights) are the same objects.
+    """
+    import keras
+
+    try:
+        inputs, outputs = model.input, model.output
+    except (AttributeError, ValueError):  # an unbuilt model has neither: _make_adapter refuses it
+        return model
+    flat_in, flat_out = keras.tree.flatten(inputs), keras.tree.flatten(outputs)
+    nested = keras.tree.is_nested(inputs) or keras.tree.is_nested(outputs)
+    if not nested or len(flat_in) != 1 or len(flat_out) != 1:
+        return model  # already bare, or several inputs/outputs: _make_adapter says which
+    return keras.Model(flat_in[0], flat_out[0], name=model.name)
 
 
 def _make_adapter(model, meta, path, class_counts=(NUM_CLASSES,)):

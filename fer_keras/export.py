@@ -120,7 +120,8 @@ def fuse(members, *, weights=None, temperatures=None, name="fer_ensemble"):
     weight 0 are left out. Input: ``(N, 48, 48, 1)`` float 0..255; output:
     ``(N, 7)`` probabilities in FER2013 order, equal to
     ``Ensemble(members, weights=..., temperatures=...).predict_proba`` (mean
-    method, no TTA). Built only from Keras' own layers.
+    method, no TTA). Built only from Keras' own layers. A member it cannot
+    take raises :class:`FerError` naming the member's file.
     """
     import keras
     from keras import layers
@@ -134,16 +135,12 @@ def fuse(members, *, weights=None, temperatures=None, name="fer_ensemble"):
     for i, (member, weight, temp) in enumerate(zip(members, w, temps)):
         if weight <= 0:
             continue
-        prefix = f"m{i}"
-        x = _adapter_layers(face, member.adapter, prefix)
-        sub, activation = _clone_member(member.model, name=f"{prefix}_{_slug(Path(member.path).stem)}",
-                                        logits=temp != 1.0)
-        p = sub(x)
-        if temp != 1.0:
-            p = layers.Rescaling(1.0 / float(temp), name=f"{prefix}_temperature")(p)
-        if temp != 1.0 or activation == "linear":
-            p = layers.Activation("softmax", name=f"{prefix}_softmax")(p)
-        outputs.append(p)
+        try:
+            outputs.append(_member_branch(face, member, f"m{i}", temp))
+        except FerError as exc:
+            raise type(exc)(f"{member.path}: {exc}") from None
+        except Exception as exc:  # Keras raises many types for a graph it cannot build
+            raise ModelFileError(f"{member.path}: cannot be exported ({one_line(exc)})") from None
         order = member.adapter.class_order or tuple(range(NUM_CLASSES))
         columns.append((float(weight), order))
     stacked = outputs[0] if len(outputs) == 1 else layers.Concatenate(name="member_probabilities")(outputs)
@@ -156,6 +153,37 @@ def fuse(members, *, weights=None, temperatures=None, name="fer_ensemble"):
     out = mean(stacked)
     mean.set_weights([kernel])
     return keras.Model(face, out, name=name)
+
+
+def _member_branch(face, member, prefix, temp):
+    """The fused graph's path from ``face`` to one member's probabilities (its own class order).
+
+    Raises :class:`ModelFileError` unless it ends in one ``(None, 7)`` tensor:
+    checked here, per member, so that a member the fused model cannot take is
+    named, instead of a shape error in the shared weighted-mean layer.
+    """
+    import keras
+    from keras import layers
+
+    x = _adapter_layers(face, member.adapter, prefix)
+    sub, activation = _clone_member(member.model, name=f"{prefix}_{_slug(Path(member.path).stem)}",
+                                    logits=temp != 1.0)
+    p = sub(x)
+    if keras.tree.is_nested(p) or tuple(p.shape[1:]) != (NUM_CLASSES,):
+        shapes = keras.tree.map_structure(lambda t: tuple(t.shape), p)
+        raise ModelFileError(f"its output in the fused graph is {shapes}, not one (None, {NUM_CLASSES}) tensor")
+    if temp != 1.0:
+        p = layers.Rescaling(1.0 / float(temp), name=f"{prefix}_temperature")(p)
+    if temp != 1.0 or activation == "linear":
+        p = layers.Activation("softmax", name=f"{prefix}_softmax")(p)
+    return p
+
+
+def one_line(exc, limit=300):
+    """The first line of an exception's message (else its type), at most ``limit`` characters:
+    converters and runtimes raise pages of text, the CLI prints one line."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
 def _adapter_layers(x, adapter, prefix):
@@ -204,7 +232,7 @@ def _clone_member(model, *, name, logits=False):
     out_layer = _output_layer(model)
     activation = _activation_name(out_layer)
     if logits and activation != "softmax":
-        raise ConfigError(f"{name}: temperature scaling needs a softmax output layer to take the logits from; "
+        raise ConfigError(f"temperature scaling needs a softmax output layer to take the logits from; "
                           f"{out_layer.name} has activation {activation!r}")
 
     def clone(layer):
@@ -648,8 +676,7 @@ class RuntimeModel:
         except FerError:
             raise
         except Exception as exc:  # runtimes raise many types for bad files
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelFileError(f"{path}: cannot load ({reason[:300]})") from None
+            raise ModelFileError(f"{path}: cannot load ({one_line(exc)})") from None
         meta = {}
         if getattr(backend, "metadata", None) and "fer_keras" in backend.metadata:
             with contextlib.suppress(json.JSONDecodeError):
@@ -789,7 +816,12 @@ def verify(model, artefacts, faces, labels=None, *, calls=LATENCY_CALLS):
     sizes = {}
     for (fmt, variant), path in artefacts.items():
         member = RuntimeModel.from_file(path)
-        probs = member.predict_proba(faces)
+        try:
+            probs = member.predict_proba(faces)
+        except FerError:
+            raise
+        except Exception as exc:  # runtimes raise their own types
+            raise ModelFileError(f"{path}: running it in {member.runtime} failed ({one_line(exc)})") from None
         agreement = float(np.mean(probs.argmax(1) == reference.argmax(1))) if len(faces) else None
         target = target_of(fmt, variant)
         row = {"file": str(path), "format": fmt, "variant": variant, "runtime": member.runtime,
@@ -866,7 +898,9 @@ def export(model, out, *, name="fer_ensemble", formats=("keras",), variants=TFLI
     """Write every artefact of ``formats`` into ``out``; returns ``{(format, variant): path}``.
 
     Refuses (before writing anything) when a target exists and ``overwrite``
-    is not set, or when a format's converter is not installed.
+    is not set, or when a format's converter is not installed. A converter
+    that fails raises :class:`FerError`: one line naming the file and the
+    members in it (from ``metadata``), not the converter's pages of text.
     """
     out = Path(out)
     paths = artefact_paths(out, name, formats, variants)
@@ -875,15 +909,22 @@ def export(model, out, *, name="fer_ensemble", formats=("keras",), variants=TFLI
     if ("tflite", "int8") in paths and (representative is None or len(representative) == 0):
         raise ConfigError("the int8 TFLite model needs representative faces for calibration")
     out.mkdir(parents=True, exist_ok=True)
+    members = ", ".join(entry["file"] for entry in (metadata or {}).get("members", [])) or model.name
     for (fmt, variant), path in paths.items():
-        if fmt == "keras":
-            export_keras(model, path, metadata=metadata, overwrite=overwrite)
-        elif fmt == "savedmodel":
-            export_savedmodel(model, path, overwrite=overwrite)
-        elif fmt == "tflite":
-            export_tflite(model, path, variant, representative=representative, overwrite=overwrite)
-        elif fmt == "onnx":
-            export_onnx(model, path, metadata=metadata, overwrite=overwrite)
+        try:
+            if fmt == "keras":
+                export_keras(model, path, metadata=metadata, overwrite=overwrite)
+            elif fmt == "savedmodel":
+                export_savedmodel(model, path, overwrite=overwrite)
+            elif fmt == "tflite":
+                export_tflite(model, path, variant, representative=representative, overwrite=overwrite)
+            elif fmt == "onnx":
+                export_onnx(model, path, metadata=metadata, overwrite=overwrite)
+        except FerError:
+            raise
+        except Exception as exc:  # converters raise many types, with pages of text
+            what = f"{fmt} {variant}" if fmt == "tflite" else fmt
+            raise FerError(f"{path.name}: exporting {members} as {what} failed ({one_line(exc)})") from None
         if on_written:
             on_written(fmt, variant, path)
     return paths

@@ -8,6 +8,12 @@ engine) and, for the ensemble, from a ``report.json`` written by
 
 ``--report`` may be given more than once (say, without and with ``--tta``):
 each report becomes its own ensemble section, in the order given.
+
+A file gets one figure per split and scoring: where a member's card (its
+metadata) and an ensemble table (a report without TTA on the same split) would
+print different accuracies or macro-F1 for it, one of them is stale and the
+card is refused (:func:`check_one_figure_per_file`; exit 2) until the file's
+metadata is rescored or the report regenerated.
 """
 
 from __future__ import annotations
@@ -18,7 +24,12 @@ import json
 import sys
 from pathlib import Path
 
+from fer_keras.errors import FerError
 from fer_keras.io_utils import natural_key, write_text_atomic
+
+ACCURACY = ".2%"
+MACRO_F1 = ".3f"
+"""How the card prints the two scores; figures are compared as printed."""
 
 # Which script trains which architecture, and the defaults that script sets.
 SCRIPTS = {
@@ -126,8 +137,8 @@ def member_card(path, meta):
          + _budget_note(meta)),
         ("wall time", _wall_time(meta)),
         ("machine", meta.get("machine", "?")),
-        (f"{val.get('split', 'validation')} accuracy", f"{val.get('accuracy', float('nan')):.2%}"),
-        (f"{val.get('split', 'validation')} macro-F1", f"{val.get('macro_f1', float('nan')):.3f}"),
+        (f"{val.get('split', 'validation')} accuracy", format(val.get("accuracy", float("nan")), ACCURACY)),
+        (f"{val.get('split', 'validation')} macro-F1", format(val.get("macro_f1", float("nan")), MACRO_F1)),
         ("dataset sha256", f"`{meta.get('dataset', {}).get('sha256', '?')[:16]}…`"),
         ("toolkit", meta.get("toolkit_version", "?")),
     ]
@@ -173,9 +184,9 @@ def ensemble_section(report):
         else:
             test = m.get("mcnemar_vs_ensemble")
             versus = f"p = {test['p_value']:.3g} ({test['b']} vs {test['c']} faces)" if test else "-"
-            lines.append(f"| {Path(m['file']).name} | {_with_ci(m, 'accuracy', '.2%')} | "
-                         f"{_with_ci(m, 'macro_f1', '.3f')} | {m['weighted_f1']:.3f} | {versus} |")
-    lines.append(f"| **ensemble** | **{_with_ci(e, 'accuracy', '.2%')}** | **{_with_ci(e, 'macro_f1', '.3f')}** | "
+            lines.append(f"| {Path(m['file']).name} | {_with_ci(m, 'accuracy', ACCURACY)} | "
+                         f"{_with_ci(m, 'macro_f1', MACRO_F1)} | {m['weighted_f1']:.3f} | {versus} |")
+    lines.append(f"| **ensemble** | **{_with_ci(e, 'accuracy', ACCURACY)}** | **{_with_ci(e, 'macro_f1', MACRO_F1)}** | "
                  f"**{e['weighted_f1']:.3f}** | |")
     if "bootstrap" in report:
         lines += ["", f"Intervals: {report['bootstrap']['resamples']} seeded bootstrap resamples of the faces. "
@@ -186,11 +197,51 @@ def ensemble_section(report):
     return "\n".join(lines)
 
 
+def _same_scoring(meta, report):
+    """Whether a report's member row scores what the member's metadata does: same split and
+    dataset and class count, no TTA (flipped faces are another prediction)."""
+    val, data = meta.get("validation", {}), meta.get("dataset", {})
+    same_data = "dataset" not in report or "name" not in data or data["name"] == report["dataset"]
+    same_classes = ("classes" not in report or "num_classes" not in meta
+                    or len(report["classes"]) == meta["num_classes"])
+    return not report.get("tta") and val.get("split") == report.get("usage") and same_data and same_classes
+
+
+def check_one_figure_per_file(metas, reports):
+    """Raise :class:`FerError` when a file's card and an ensemble table would print different scores.
+
+    ``metas``: ``{file name: metadata}``. The card's figure was measured when
+    the file was written, the table's when the report was made; with the same
+    split and scoring they must agree as printed. When they do not, one is
+    stale (metadata measured on the mixed-precision model before the float32
+    file was scored, a report on a file replaced since), and printing both
+    leaves the reader to guess which to believe.
+    """
+    clashes = []
+    for report in reports:
+        for row in report.get("members", []):
+            meta = metas.get(Path(row["file"]).name)
+            if row.get("skipped") or meta is None or not _same_scoring(meta, report):
+                continue
+            val = meta["validation"]
+            own = (format(val["accuracy"], ACCURACY), format(val["macro_f1"], MACRO_F1))
+            table = (format(row["accuracy"], ACCURACY), format(row["macro_f1"], MACRO_F1))
+            if own != table:
+                clashes.append(f"{Path(row['file']).name}: {val['split']} {own[0]}, macro-F1 {own[1]} in its "
+                               f"metadata but {table[0]}, {table[1]} in the ensemble report")
+    if clashes:
+        raise FerError("two figures for one file (" + "; ".join(clashes) + "); rescore the file's metadata "
+                       "(model_io.write_metadata) or regenerate the report")
+
+
 def render(models_dir, reports=()):
+    """The Markdown of ``models/README.md``; raises :class:`FerError` where figures disagree."""
     from fer_keras.model_io import MODEL_SUFFIXES, read_metadata
 
     files = sorted((p for p in Path(models_dir).iterdir() if p.suffix in MODEL_SUFFIXES and not p.name.startswith(".")),
                    key=natural_key)
+    metas = {path.name: read_metadata(path) for path in files}
+    check_one_figure_per_file(metas, reports)
     out = ["# Shipped models", "",
            "Generated by `python -m fer_keras.model_card` from each file's metadata"
            + (" and the ensemble report" + ("s" if len(reports) > 1 else "") if reports else "")
@@ -202,7 +253,7 @@ def render(models_dir, reports=()):
     out += [ensemble_section(report) for report in reports]
     out += ["## Members", ""]
     for path in files:
-        out.append(member_card(path, read_metadata(path)))
+        out.append(member_card(path, metas[path.name]))
     if not files:
         out.append("No model files yet.")
     return "\n".join(out) + "\n"
@@ -217,7 +268,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     reports = [json.loads(Path(path).read_text()) for path in args.report]
     out = Path(args.out or Path(args.models_dir) / "README.md")
-    write_text_atomic(out, render(args.models_dir, reports))
+    try:
+        text = render(args.models_dir, reports)
+    except FerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_text_atomic(out, text)
     print(f"wrote {out}")
     return 0
 

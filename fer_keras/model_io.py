@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -117,6 +118,32 @@ def save_new_model(model, models_dir, metadata=None, *, suffix=".h5", attempts=1
             if not path.exists():
                 raise
     raise ModelFileError(f"{models_dir}: no free model_<i>{suffix} name after {attempts} attempts")
+
+
+def write_metadata(path, metadata):
+    """Replace the fer_keras metadata of an existing model file; its weights are not touched.
+
+    For correcting a stored figure (say, a score rescored from the float32
+    file) without saving the model again, which could change its weights. The
+    file is copied next to itself, the copy gets the new metadata and is
+    renamed over the original: a crash leaves the old file whole.
+    """
+    path = Path(path)
+    read_metadata(path)  # refuses what is not a readable model file, before copying anything
+    text = json.dumps(metadata, default=str)
+    try:
+        with atomic_path(path) as tmp:
+            if zipfile.is_zipfile(path):  # .keras: copy every entry but the old metadata
+                with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
+                    for info in src.infolist():
+                        if info.filename != KERAS_ZIP_ENTRY:
+                            dst.writestr(info, src.read(info))
+            else:
+                shutil.copyfile(path, tmp)
+            _write_metadata(tmp, path.suffix, text)
+    except OSError as exc:
+        raise ModelFileError(f"cannot write {path}: {_reason(exc)}") from None
+    return path
 
 
 def _reason(exc):

@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from fer_keras import export as ex
 from fer_keras import model_io, models
 from fer_keras.cli import export_cli, predict_cli
+from fer_keras import ensemble as ens
 from fer_keras.ensemble import Ensemble, InputAdapter, load_members
 from fer_keras.errors import FerError
 from fer_keras.synthetic import synthetic_faces
@@ -25,6 +28,12 @@ TOLERANCE = {("keras", "keras"): 1e-6, ("keras", "h5"): 1e-6, ("savedmodel", Non
              ("tflite", "float32"): 1e-5, ("tflite", "float16"): 2e-3, ("tflite", "int8"): 0.03,
              ("onnx", None): 1e-5}
 """Largest probability difference from the Keras original, per exported file."""
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+KERAS2_LIST = "tf_keras2_list_output"
+"""A mini-Xception-like .h5 written by tf.keras (64x64x1, [-1, 1] per its sidecar) whose functional
+output Keras 3 loads as a one-element list (see fixtures/make_tf_keras2_model.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +85,16 @@ def exported(fused, members, faces, tmp_path_factory):
     out = tmp_path_factory.mktemp("exported")
     return ex.export(fused, out, formats=formats, metadata=ex.fused_metadata(members, weights=WEIGHTS),
                      representative=synthetic_faces(100, seed=7)[0])
+
+
+@pytest.fixture
+def keras2_list_member(tmp_path):
+    """The Keras 2 list-output fixture and its sidecar, copied into a folder of their own."""
+    folder = tmp_path / "keras2"
+    folder.mkdir()
+    for suffix in (".h5", ".json"):
+        shutil.copy(FIXTURES / f"{KERAS2_LIST}{suffix}", folder / f"{KERAS2_LIST}{suffix}")
+    return folder / f"{KERAS2_LIST}.h5"
 
 
 class FakeCapture:
@@ -321,3 +340,72 @@ def test_calibration_faces_get_the_full_input_range_only_when_missing():
     pinned = ex.with_full_input_range(narrow)
     assert len(pinned) == 6 and pinned.min() == 0 and pinned.max() == 255
     assert (pinned[0] != narrow[0]).sum() == 2 * ex.PIN_BLOCK ** 2 and (pinned[1:] == narrow).all()
+
+
+def test_keras2_list_output_member_is_adapted_to_one_tensor(keras2_list_member, zoo, faces):
+    """Check that a Keras 2 member whose output loads as a one-element list gives one output tensor, Keras 2's
+    own probabilities, and fuses beside a fer_keras member into the tester's mean."""
+    (member,), _ = load_members([keras2_list_member])
+    assert not isinstance(member.model.output, (list, tuple))
+    assert member.adapter.describe() == f"64x64x1 -1-1 (sidecar {KERAS2_LIST}.json)"
+    raw = np.load(FIXTURES / "tf_keras2_faces.npy")
+    keras2 = np.load(FIXTURES / f"{KERAS2_LIST}_probs.npy")
+    np.testing.assert_allclose(member.predict_proba(raw), keras2, atol=1e-5)
+    np.testing.assert_allclose(ex.fuse([member]).predict(raw.astype("float32"), verbose=0), keras2, atol=1e-5)
+    pair, _ = load_members([zoo / "model_1.h5", keras2_list_member])
+    x, _ = faces
+    np.testing.assert_allclose(ex.fuse(pair).predict(x.astype("float32"), verbose=0),
+                               Ensemble(pair).predict_proba(x), atol=1e-5)
+
+
+def test_keras2_list_output_member_exports_to_every_format(keras2_list_member, tmp_path, capsys):
+    """Check that export.py writes the Keras 2 list-output member in every format and each file meets its
+    top-1 agreement target against the Keras original."""
+    if not _has("tf2onnx", "onnx", "onnxruntime"):
+        pytest.skip("the ONNX extras are not installed")
+    out = tmp_path / "o"
+    code, text, err = run_export(["--model", keras2_list_member, "--format", "all", "--latency-calls", "2",
+                                  "--out", out], capsys)
+    assert code == 0, err
+    checks = json.loads((out / "export_report.json").read_text())["checks"][1:]
+    assert {(c["format"], c["variant"]) for c in checks} == set(TOLERANCE)
+    for check in checks:  # not the int8 size target: this file's 2k weights are outweighed by TFLite's header
+        assert check["agreement"] >= check["target"]["agreement"], text
+
+
+def _one_line_error(argv, capsys):
+    code, _, err = run_export(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_member_the_fused_graph_cannot_take_is_named_in_one_line(keras2_list_member, tmp_path, capsys,
+                                                                  monkeypatch):
+    """Check that a member whose copy does not end in one (None, 7) tensor (the list output, with the member
+    adapter's unwrapping turned off) or whose copy cannot be built is an exit-2 line naming its file."""
+    argv = ["--model", keras2_list_member, "--out", tmp_path / "o"]
+    monkeypatch.setattr(ens, "_single_tensor_io", lambda model: model)
+    err = _one_line_error(argv, capsys)
+    assert f"{keras2_list_member}: its output in the fused graph is [(None, 7)], not one (None, 7) tensor" in err
+    monkeypatch.undo()
+
+    def cannot_clone(model, **kwargs):
+        raise ValueError("Cannot clone this layer\n  (many more lines)")
+
+    monkeypatch.setattr(ex, "_clone_member", cannot_clone)
+    err = _one_line_error(argv, capsys)
+    assert f"error: {keras2_list_member}: cannot be exported (Cannot clone this layer)" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_converter_failure_is_one_line_naming_the_file_and_member(zoo, tmp_path, capsys, monkeypatch):
+    """Check that a converter raising pages of text is an exit-2 line naming the artefact and its member."""
+
+    def converter_fails(*args, **kwargs):
+        raise RuntimeError("ConverterError: could not legalize op\n" + "detail\n" * 50)
+
+    monkeypatch.setattr(ex, "tflite_bytes", converter_fails)
+    err = _one_line_error(["--model", zoo / "model_1.h5", "--format", "tflite", "--tflite-variants", "float16",
+                           "--out", tmp_path / "o"], capsys)
+    assert ("error: model_1_float16.tflite: exporting model_1.h5 as tflite float16 failed "
+            "(ConverterError: could not legalize op)") in err

@@ -108,3 +108,61 @@ def test_card_has_one_ensemble_section_per_report(tmp_path):
     plain, tta = card.index("## The ensemble\n"), card.index("## The ensemble with flip TTA\n")
     assert plain < tta
     assert card.index("**68.15%**") < tta < card.index("**69.07%**")
+
+
+def _member_report(accuracy, macro_f1, *, usage="PublicTest", tta=False):
+    scores = {"accuracy": accuracy, "macro_f1": macro_f1, "weighted_f1": 0.6, "per_class": {}}
+    return {"usage": usage, "n_samples": 3589, "tta": tta, "dataset": "fer2013", "ensemble": scores,
+            "members": [{"file": "models/model_1.h5", "skipped": None, **scores}]}
+
+
+def test_card_refuses_two_figures_for_one_file(tmp_path, capsys):
+    """Check that a file whose metadata and ensemble table give different scores for the same split and
+    scoring gets no card (exit 2, both figures named), while TTA and other-split tables are not compared."""
+    meta = {"dataset": {"name": "fer2013"}, "validation": {"split": "PublicTest", "accuracy": 0.65422,
+                                                           "macro_f1": 0.5953}}
+    model_io.save_model(models.build("vgg16", width=0.125), tmp_path / "model_1.h5", meta)
+    agreeing = _member_report(0.654201, 0.59531)  # equal as printed: 65.42%, 0.595
+    others = [_member_report(0.6643, 0.605, tta=True), _member_report(0.61, 0.58, usage="PrivateTest")]
+    assert "| PublicTest accuracy | 65.42% |" in model_card.render(tmp_path, [agreeing, *others])
+
+    (tmp_path / "stale.json").write_text(json.dumps(_member_report(0.65339, 0.5978)))
+    code = model_card.main(["--models-dir", str(tmp_path), "--report", str(tmp_path / "stale.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "README.md").exists()
+    assert ("error: two figures for one file (model_1.h5: PublicTest 65.42%, macro-F1 0.595 in its metadata but "
+            "65.34%, 0.598 in the ensemble report)") in err
+
+
+def test_rewritten_metadata_leaves_the_weights_and_reaches_the_card(tmp_path):
+    """Check that write_metadata replaces an .h5's and a .keras's metadata (one entry, no temporary file left)
+    with the weights untouched, so a rescored figure reaches the card."""
+    import zipfile
+
+    import numpy as np
+
+    model = models.build("vgg16", width=0.125)
+    for name in ("model_1.h5", "model_2.keras"):
+        path = tmp_path / name
+        model_io.save_model(model, path, {"validation": {"split": "PublicTest", "accuracy": 0.6542, "macro_f1": 0.6}})
+        before = model_io.load_model(path).get_weights()
+        meta = model_io.read_metadata(path)
+        meta["validation"]["accuracy"] = 0.6534
+        model_io.write_metadata(path, meta)
+        assert model_io.read_metadata(path) == meta
+        after = model_io.load_model(path).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(before, after)) and len(before) == len(after)
+    with zipfile.ZipFile(tmp_path / "model_2.keras") as zf:
+        assert zf.namelist().count(model_io.KERAS_ZIP_ENTRY) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_1.h5", "model_2.keras"]
+    assert model_card.render(tmp_path).count("| PublicTest accuracy | 65.34% |") == 2
+
+
+def test_shipped_card_is_what_the_generator_writes():
+    """Check that models/README.md is the generator's output for the shipped files and reports (no hand edits),
+    which it only writes when no file has two figures."""
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "models"
+    reports = [json.loads((shipped / name).read_text()) for name in ("ensemble_report.json", "ensemble_report_tta.json")]
+    assert model_card.render(shipped, reports) == (shipped / "README.md").read_text()
