@@ -195,11 +195,12 @@ class Member:
     @property
     def crop_margin(self):
         """Pixels the model's own centre crop drops on each side of the 48 px face (0: none);
-        what the ten-crop views shift by."""
+        what the ten-crop views shift by. A fused ensemble (export.py) crops inside its
+        members and records their common margin in its metadata."""
         from fer_keras.models import input_crop
 
         crop = input_crop(self.model)
-        return (IMAGE_SIZE - crop) // 2 if crop else 0
+        return (IMAGE_SIZE - crop) // 2 if crop else int(self.metadata.get("crop_margin", 0))
 
     def predict_proba(self, faces, *, tta=False, batch_size=BATCH_SIZE, verbose=0):
         """Probabilities (N, 7) in FER2013 order for raw faces, batched ((N, 8),

@@ -257,7 +257,8 @@ def _slug(text):
 
 
 def fused_metadata(members, *, weights=None, temperatures=None, source=None):
-    """fer_keras metadata of a fused model: input contract, class names, members and weights."""
+    """fer_keras metadata of a fused model: input contract, class names, members and weights, and
+    the crop margin its ten-crop TTA shifts by (:attr:`RuntimeModel.crop_margin`)."""
     from fer_keras.ensemble import Ensemble, member_keys
 
     ens = Ensemble(members, weights=weights, temperatures=temperatures)
@@ -269,7 +270,11 @@ def fused_metadata(members, *, weights=None, temperatures=None, source=None):
             if field in member.metadata:
                 entry[field] = member.metadata[field]
         entries.append(entry)
+    # One graph shares one input, so ten-crop TTA can shift it for all members only when
+    # they all crop alike; otherwise ``--tta tencrop`` on the file is the flip average.
+    margins = {member.crop_margin for member in members}
     return {"kind": "fused_ensemble", "class_names": list(CLASS_NAMES), "input_scale": "0-255",
+            "crop_margin": margins.pop() if len(margins) == 1 else 0,
             "members": entries, "weights": dict(zip(keys, map(float, ens.weights_))),
             "temperatures": dict(zip(keys, map(float, ens.temperatures_))) if ens.is_calibrated else None,
             "method": "mean", "source": None if source is None else str(source)}

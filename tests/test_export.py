@@ -409,3 +409,32 @@ def test_converter_failure_is_one_line_naming_the_file_and_member(zoo, tmp_path,
                            "--out", tmp_path / "o"], capsys)
     assert ("error: model_1_float16.tflite: exporting model_1.h5 as tflite float16 failed "
             "(ConverterError: could not legalize op)") in err
+
+
+def test_exported_cropping_member_keeps_its_ten_crop(tmp_path, faces):
+    """Check that a member trained with the crop recipe, fused and exported (Keras, ONNX), still
+    averages the ten crops under --tta tencrop: the files record the crop margin and give the
+    original member's ten-crop probabilities; a fused file of members that crop differently
+    falls back to the flip average."""
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    import keras
+
+    from fer_keras.ensemble import Member
+
+    keras.utils.set_random_seed(1)
+    model_io.save_model(models.build("vgg16", width=0.125, crop=44), tmp_path / "crop.h5")
+    member = Member.from_file(tmp_path / "crop.h5")
+    fused = ex.fuse([member])
+    written = ex.export(fused, tmp_path / "out", formats=("keras", "onnx"),
+                        metadata=ex.fused_metadata([member]))
+    x, _ = faces
+    expected = member.predict_proba(x[:6], tta="tencrop")
+    for key in (("keras", "keras"), ("onnx", None)):
+        loaded = (Member.from_file(written[key]) if key[0] == "keras" else ex.RuntimeModel.from_file(written[key]))
+        assert loaded.crop_margin == 2, key
+        np.testing.assert_allclose(loaded.predict_proba(x[:6], tta="tencrop"), expected, atol=1e-4)
+
+    model_io.save_model(models.build("vgg16", width=0.125, crop=40), tmp_path / "crop40.h5")
+    mixed = [member, Member.from_file(tmp_path / "crop40.h5")]
+    assert ex.fused_metadata(mixed)["crop_margin"] == 0
