@@ -11,7 +11,9 @@ Plain functions of labels and probabilities, in the spirit of
   the reliability diagram draws;
 - temperature scaling: :func:`fit_temperature` finds the ``T`` minimising the
   NLL of ``softmax(log p / T)`` (a bounded 1-D search) and
-  :func:`apply_temperature` applies it. Members give probabilities, not
+  :func:`apply_temperature` applies it; :func:`fit_shared_scale` then
+  scales every member's temperature alike so that their *combination* is
+  calibrated. Members give probabilities, not
   logits, so ``log p`` stands in for the logits (equal up to a per-face
   constant, which softmax ignores).
 
@@ -177,6 +179,41 @@ def fit_temperatures(member_probas, y_true, *, bounds=TEMPERATURE_BOUNDS):
     return np.array([fit_temperature(p, y_true, bounds=bounds) for p in np.asarray(member_probas)])
 
 
+def fit_shared_scale(member_probas, y_true, combine, *, bounds=TEMPERATURE_BOUNDS):
+    """The factor ``s`` for every member's temperature minimising the NLL of ``combine``'s output.
+
+    Why: members calibrated one by one do not make a calibrated ensemble. Where
+    they disagree their mean is flatter than any of them, so the average of
+    calibrated members is under-confident. Multiplying every temperature by one
+    ``s`` (``s < 1`` sharpens) calibrates the combination and keeps the
+    members' relative temperatures. Unlike one member's temperature, it can
+    change the combination's top-1 class of a few faces (sharper members
+    weigh their confident votes more), so accuracy is measured again after it.
+    ``member_probas`` (M, N, C) are already
+    scaled by the members' own temperatures; ``combine`` maps such a matrix to
+    the ensemble's (N, C) probabilities.
+    """
+    from scipy.optimize import minimize_scalar
+
+    stack = np.asarray(member_probas, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=int)
+    if len(y_true) == 0:
+        raise ValueError("cannot fit a temperature on no faces")
+    logp = np.log(np.clip(stack, _EPS, None))
+    rows = np.arange(len(y_true))
+
+    def nll(log_s):
+        probs = combine(np.exp(_log_softmax(logp / np.exp(log_s))))
+        return -np.mean(np.log(np.clip(probs[rows, y_true], _EPS, None)))
+
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    best = float(minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-5}).x)
+    for edge in (lo, hi):
+        if nll(edge) < nll(best):
+            best = edge
+    return float(np.exp(best))
+
+
 __all__ = ["N_BINS", "TEMPERATURE_BOUNDS", "apply_temperature", "apply_temperatures", "brier_score",
-           "calibration_metrics", "entropy", "expected_calibration_error", "fit_temperature", "fit_temperatures",
-           "reliability_bins", "temperature_nll"]
+           "calibration_metrics", "entropy", "expected_calibration_error", "fit_shared_scale", "fit_temperature",
+           "fit_temperatures", "reliability_bins", "temperature_nll"]

@@ -727,14 +727,22 @@ class Ensemble:
 
     def calibrate(self, faces, y, *, tta=False):
         """Fit one temperature per member on ``(faces, y)`` (minimum NLL of
-        ``softmax(log p / T)``, see :func:`fer_keras.calibration.fit_temperature`);
-        sets ``temperatures``; returns self."""
-        from fer_keras.calibration import fit_temperatures
+        ``softmax(log p / T)``, see :func:`fer_keras.calibration.fit_temperature`),
+        then, for the mean and geometric methods, one factor for all of them
+        that calibrates their combination
+        (:func:`fer_keras.calibration.fit_shared_scale`, kept as
+        ``shared_scale_``); sets ``temperatures``; returns self."""
+        from fer_keras.calibration import apply_temperatures, fit_shared_scale, fit_temperatures
 
         if len(np.asarray(y)) == 0:
             raise ConfigError("cannot fit temperatures on an empty split")
-        fitted = fit_temperatures(self.member_probas(faces, tta=tta), y)
-        self.temperatures = dict(zip(member_keys(self.members), fitted.tolist()))
+        raw = self.member_probas(faces, tta=tta)
+        fitted = fit_temperatures(raw, y)
+        self.shared_scale_ = 1.0
+        if self.method != "vote":
+            self.shared_scale_ = fit_shared_scale(
+                apply_temperatures(raw, fitted), y, lambda p: combine_probas(p, self.weights_, self.method))
+        self.temperatures = dict(zip(member_keys(self.members), (fitted * self.shared_scale_).tolist()))
         return self
 
     def calibrated(self, member_probas):
