@@ -71,6 +71,11 @@ REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png", "per_class_f
                 "reliability.png", "disagreement.png", "report.html")
 """Files every report folder holds (``worst.png`` too when asked for)."""
 
+
+def report_files(*, worst=0):
+    """The files :meth:`EnsembleReport.save` writes: :data:`REPORT_FILES`, and ``worst.png`` when ``worst``."""
+    return [*REPORT_FILES, *(["worst.png"] if worst else [])]
+
 CLASS_MAPS = ("drop-contempt",)
 """How members with different class sets may be evaluated together (see :func:`evaluation_classes`)."""
 
@@ -1158,7 +1163,7 @@ class EnsembleReport:
         """
         from fer_keras import report as figures
 
-        out = prepare_output_dir(out_dir, overwrite=overwrite)
+        out = prepare_output_dir(out_dir, overwrite=overwrite, names=report_files(worst=worst))
         title = f"ensemble of {len(self.member_names)} ({self.method}{', flip TTA' if self.tta else ''})"
         pngs = []
         figures.save_figure(figures.confusion_figure(self.metrics["confusion_matrix"], self.class_names, title),
@@ -1458,5 +1463,6 @@ def write_temperatures(path, ensemble, **extra):
 __all__ = ["METHODS", "Ensemble", "EnsembleReport", "InputAdapter", "Member", "Skipped", "combine_probas",
            "evaluate", "find_model_files", "fit_weights", "load_members", "machine_info", "member_keys",
            "read_weights", "write_weights"]
-__all__ += ["analyse_probas", "faces_fingerprint", "read_temperatures", "read_weights_file", "write_temperatures"]
+__all__ += ["analyse_probas", "faces_fingerprint", "read_temperatures", "read_weights_file", "report_files",
+            "write_temperatures"]
 

@@ -34,7 +34,7 @@ import numpy as np
 from fer_keras import data
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, PIXELS_PER_IMAGE, USAGES
 from fer_keras.errors import DataError
-from fer_keras.io_utils import atomic_path, natural_key
+from fer_keras.io_utils import atomic_path, natural_key, record_outputs, refuse_inputs
 
 FITS = ("crop", "pad", "stretch")
 """How a whole (non-square) picture becomes a square: centre crop, pad with
@@ -240,11 +240,17 @@ def _refuse_existing(path, overwrite):
 
 
 @contextlib.contextmanager
-def atomic_dir(final, *, overwrite=False):
-    """Yield a temporary folder next to ``final``; swap it into place on success.
+def atomic_dir(final, *, command, overwrite=False, inputs=()):
+    """Yield a temporary folder next to ``final``; move what was written there into ``final``.
 
-    An existing non-empty ``final`` is refused unless ``overwrite``; on failure
-    the temporary folder is removed and ``final`` is untouched.
+    A new or empty ``final`` is the temporary folder renamed into place. A
+    non-empty one is refused unless ``overwrite``; with it each written file
+    replaces only its namesake, files an earlier run of ``command`` wrote and
+    this one did not are deleted (:func:`fer_keras.io_utils.record_outputs`),
+    and everything else in ``final`` stays: a user's notes, photos, or the
+    CSV being converted. A written file that would land on one of ``inputs``
+    is refused before anything moves. On failure the temporary folder is
+    removed and ``final`` is untouched.
     """
     final = Path(final)
     _refuse_existing(final, overwrite)
@@ -257,17 +263,29 @@ def atomic_dir(final, *, overwrite=False):
         raise DataError(f"cannot create output folder next to {final}: {exc.strerror or exc}") from None
     try:
         yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        if final.exists():
-            trash = Path(tempfile.mkdtemp(prefix=".old-", suffix=f"-{final.name}", dir=final.parent))
-            os.replace(final, trash / final.name)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        names = sorted(f.relative_to(tmp).as_posix() for f in tmp.rglob("*") if f.is_file())
+        refuse_inputs([final / name for name in names], inputs)
+        try:
+            os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+            if final.is_dir() and any(final.iterdir()):
+                _move_files(tmp, final, names)
+            else:
+                os.replace(tmp, final)  # a rename onto an empty folder replaces it
+            record_outputs(final, command, names, inputs=inputs)
+        except OSError as exc:
+            raise DataError(f"cannot write into {final}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # already gone after the rename
+
+
+def _move_files(tmp, final, names):
+    """Move ``tmp/<name>`` to ``final/<name>`` one file at a time (each move atomic)."""
+    for name in names:
+        target = final / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            raise DataError(f"{target} is a folder; it is in the way of a file this run writes")
+        os.replace(tmp / name, target)
 
 
 def save_png(face, path):
@@ -308,14 +326,16 @@ def csv_lines(x, y, usage=None, *, rows_per_block=2048):
         yield out[:n].tobytes()
 
 
-def write_csv(path, x, y, usage=None, *, overwrite=False):
+def write_csv(path, x, y, usage=None, *, overwrite=False, inputs=()):
     """Write faces as a FER2013-layout CSV (gzip when ``path`` ends in ``.gz``).
 
     ``usage`` as for :func:`csv_lines`; without it the CSV has no Usage column
-    and :func:`fer_keras.data.load_fer2013` splits it 80/10/10.
+    and :func:`fer_keras.data.load_fer2013` splits it 80/10/10. A ``path``
+    that is one of ``inputs`` is refused, even with ``overwrite``.
     """
     path = Path(path)
     _refuse_existing(path, overwrite)
+    refuse_inputs([path], inputs)
     if path.is_dir():
         raise DataError(f"{path} is a folder; expected a CSV file name")
     header = b"emotion,pixels,Usage\n" if usage is not None else b"emotion,pixels\n"
@@ -378,6 +398,9 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no
         raise ValueError(f"fit must be one of {', '.join(FITS)}")
     if usage is not None and usage not in USAGES:
         raise DataError(f"unknown usage {usage!r}; expected {', '.join(USAGES)}")
+    if not margin >= 0:
+        raise DataError(f"margin {margin}: must be 0 or more (the border added on each side of a face, "
+                        "as a fraction of its size)")
     pictures, layout = find_pictures(src)
     if fmt == "folder" and (dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents):
         raise DataError(f"{dst}: the output folder must not be {src} or inside it")
@@ -387,6 +410,7 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no
     if fmt == "csv" and layout == "flat" and label_index is None:
         raise DataError(f"{src} has no class folders, so its pictures have no labels; pass --label CLASS "
                         "(one class for all) or use --format folder")
+    sources = [file for file, _, _ in pictures]
     _refuse_existing(dst, overwrite)
     if detect_faces and finder is None:
         finder = FaceFinder(margin=margin)
@@ -417,7 +441,7 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no
                         f"{summary['no_face_skipped']} without a face)")
 
     if fmt == "folder":
-        with atomic_dir(dst, overwrite=overwrite) as tmp:
+        with atomic_dir(dst, command="data_resize", overwrite=overwrite, inputs=sources) as tmp:
             taken = set()
             prefix = Path(CLASS_NAMES[label_index]) if layout == "flat" and label_index is not None else Path()
             for face, name in zip(_progress(faces, "writing", progress), names):
@@ -427,7 +451,7 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no
     else:
         has_usage = layout == "split" or usage is not None
         row_usage = [u or usage for u in usages] if has_usage else None
-        write_csv(dst, np.stack(faces), np.array(labels), row_usage, overwrite=overwrite)
+        write_csv(dst, np.stack(faces), np.array(labels), row_usage, overwrite=overwrite, inputs=sources)
     summary["written"] = len(faces)
     for klass in labels:
         name = CLASS_NAMES[klass] if klass is not None else "(unlabelled)"
@@ -469,7 +493,7 @@ def csv_to_images(csv, out, *, overwrite=False, on_bad_rows="error", progress=Tr
     summary = {"source": str(csv), "output": str(out), "sha256": checksum, "written": len(y),
                "per_usage": {}, "skipped_rows": skipped}
     counters = {}
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, command="csv_to_images", overwrite=overwrite, inputs=[csv]) as tmp:
         made = set()
         for row in _progress(range(len(y)), "images", progress):
             name = CLASS_NAMES[int(y[row])]
@@ -522,7 +546,8 @@ def images_to_csv(root, csv, *, usage=None, overwrite=False, progress=True):
     if not faces:
         raise DataError(f"{root}: no readable images found")
     has_usage = layout == "split" or usage is not None
-    write_csv(csv, np.stack(faces), np.array(labels), usages if has_usage else None, overwrite=overwrite)
+    write_csv(csv, np.stack(faces), np.array(labels), usages if has_usage else None, overwrite=overwrite,
+              inputs=[file for file, _, _ in pictures])
     per_usage = {}
     for u in usages:
         key = u if has_usage else "(no Usage)"
@@ -683,6 +708,7 @@ def pack_dataset_main(argv=None, *, prog=None):
         if not out.name.endswith(data.PACKED_SUFFIX):
             raise DataError(f"{out}: the packed file's name must end in {data.PACKED_SUFFIX}")
         _refuse_existing(out, args.overwrite)
+        refuse_inputs([out], [args.csv])
         dataset = data.load_fer2013(args.csv)
         out.parent.mkdir(parents=True, exist_ok=True)
         data.save_packed(dataset, out)

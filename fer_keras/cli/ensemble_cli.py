@@ -191,7 +191,7 @@ def run(args, *, stdout=None):
     """Evaluate as ``args`` say; print the report; write the report folder. Returns 0."""
     from fer_keras import ensemble as ens
     from fer_keras.errors import ConfigError, DataError
-    from fer_keras.io_utils import prepare_output_dir
+    from fer_keras.io_utils import prepare_output_dir, record_outputs
 
     stdout = stdout or sys.stdout
     started = time.perf_counter()
@@ -239,7 +239,9 @@ def run(args, *, stdout=None):
     if len(split) == 0:
         raise DataError(f"split {usage} is empty")
     out = Path(args.out or f"reports/ensemble-{usage}-{time.strftime('%Y%m%d-%H%M%S')}")
-    prepare_output_dir(out, overwrite=args.overwrite)  # fail now, not after the predictions
+    names = _output_names(args)
+    inputs = [args.csv, getattr(args, "ferplus_labels", None), None if args.weights == "uniform" else args.weights]
+    prepare_output_dir(out, overwrite=args.overwrite, names=names, inputs=inputs)  # now, not after predicting
 
     sources = ([args.models_dir] if args.models_dir else ([] if args.model else ["models"])) + list(args.model)
     members, skipped = ens.load_members(sources, safe_mode=not args.unsafe, strict=args.strict,
@@ -265,12 +267,11 @@ def run(args, *, stdout=None):
     ensemble = ens.Ensemble(members, method=args.method, weights=weights, batch_size=args.batch_size,
                             verbose=0 if args.quiet else 1, temperatures=temperatures, class_map=class_map)
     weights_source = f"file {args.weights}" if weights is not None else "uniform"
-    written = []
     if temperatures is not None:
         ensemble.temperatures_  # names every member, or fails now
         context["temperature_scaling"] = {"file": str(args.weights)}
     if args.calibrate:
-        written.append(_calibrate(ensemble, dataset, args, context, out, stdout))
+        _calibrate(ensemble, dataset, args, context, out, stdout)
     if args.fit_weights:
         fit_split = dataset[args.fit_weights]
         uniform_nll = _nll(ensemble, fit_split, args.tta)
@@ -279,7 +280,6 @@ def run(args, *, stdout=None):
         weights_file = ens.write_weights(out / "weights.json", ensemble, fitted_on={
             **context, "usage": args.fit_weights, "n_samples": len(fit_split), "tta": args.tta},
             objective="NLL of the weighted mean", nll=fitted_nll, nll_uniform=uniform_nll)
-        written.append(weights_file.name)
         weights_source = (f"fitted on {args.fit_weights} (NLL {uniform_nll:.4f} uniform → {fitted_nll:.4f}), "
                           f"{weights_file}")
         print(f"weights fitted on {args.fit_weights}: " +
@@ -287,7 +287,6 @@ def run(args, *, stdout=None):
     all_weights = ensemble.weights_
     if args.select:
         weights_source = _select(ensemble, dataset, select_on, args, context, out, stdout)
-        written.append("selection.json")
 
     report = ens.evaluate(ensemble, split.x, split.y, tta=args.tta, skipped=skipped,
                           context={**context, "usage": usage, "weights_source": weights_source,
@@ -300,13 +299,21 @@ def run(args, *, stdout=None):
     print("", file=stdout)
     print(report.to_text(), file=stdout)
     report.save(out, overwrite=args.overwrite, worst=args.worst)
-    files = list(ens.REPORT_FILES) + (["worst.png"] if args.worst else []) + written
-    print(f"\nreport written to {out}/ ({', '.join(files)})", file=stdout)
+    record_outputs(out, "test_ensemble_model", names, inputs=inputs)
+    print(f"\nreport written to {out}/ ({', '.join(names)})", file=stdout)
     return 0
 
 
+def _output_names(args):
+    """Every file this run writes into --out: the report, and the JSON files its options ask for."""
+    from fer_keras.ensemble import report_files
+
+    asked = {"weights.json": args.fit_weights, "temperatures.json": args.calibrate, "selection.json": args.select}
+    return [*report_files(worst=args.worst), *(name for name, given in asked.items() if given)]
+
+
 def _calibrate(ensemble, dataset, args, context, out, stdout):
-    """Fit temperatures on ``--calibrate``; write temperatures.json; returns its file name."""
+    """Fit temperatures on ``--calibrate``; write temperatures.json."""
     from fer_keras import ensemble as ens
     from fer_keras.calibration import expected_calibration_error
 
@@ -324,7 +331,6 @@ def _calibrate(ensemble, dataset, args, context, out, stdout):
     print(f"temperatures fitted on {args.calibrate}: " +
           ", ".join(f"{k} {v:.3f}" for k, v in ensemble.temperatures_dict().items()) +
           f" (ensemble ECE there {ece_before:.4f} → {ece_after:.4f})", file=stdout)
-    return path.name
 
 
 def _select(ensemble, dataset, select_on, args, context, out, stdout):
