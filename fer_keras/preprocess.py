@@ -52,29 +52,6 @@ DETECT_MAX_SIDE = 640
 # --------------------------------------------------------------------------
 
 
-def load_grey(path):
-    """Any picture → 2-D uint8 grey array, upright (EXIF orientation applied).
-
-    Transparent pixels are composited onto white. Raises :class:`DataError`.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                img = img.convert("RGBA")
-                back = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(back, img)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                top = 65535.0 if arr.max() > 255 else 255.0
-                return np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
-            return np.asarray(img.convert("L"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
-
-
 def square_box(height, width, box=None, *, margin=0.0):
     """A square ``(top, left, side)`` inside an image of ``height`` x ``width``.
 
@@ -172,7 +149,7 @@ def prepare_face(path, *, finder=None, fit="crop", no_face="keep", size=IMAGE_SI
     ``"skip"`` returns ``(None, False)``. Raises :class:`DataError` for an
     unreadable file.
     """
-    grey = load_grey(path)
+    grey = data.read_grey(path)
     found = None
     region = None
     if finder is not None:
