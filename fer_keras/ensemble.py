@@ -53,6 +53,7 @@ import numpy as np
 from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, CLASS_NAMES_8, IMAGE_SIZE, INPUT_SCALES, NUM_CLASSES
 from fer_keras.errors import ConfigError, FerError, ModelFileError
 from fer_keras.io_utils import natural_key, prepare_output_dir, write_json_atomic, write_text_atomic
+from fer_keras.metrics import MACRO_AVERAGE
 from fer_keras.model_io import MODEL_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -938,7 +939,7 @@ class EnsembleReport:
                                               "recall_macro", "per_class", "confusion_matrix", "nll")},
                "members": members,
                "weights": dict(zip(self.member_names, map(float, self.weights))),
-               "seconds": self.seconds}
+               "seconds": self.seconds, "macro_average": MACRO_AVERAGE}
         # === Added by the calibration/statistics analysis (new keys only) ===
         if "calibration" in sci:
             doc["ensemble"]["calibration"] = sci["calibration"]["ensemble"]
@@ -1251,7 +1252,8 @@ class EnsembleReport:
         sections.append(("Ensemble confusion matrix", [{"headers": headers, "rows": rows,
                                                         "note": "rows: true class; columns: predicted class"}]))
         headers, rows = per_class_rows(e, self.class_names)
-        sections.append(("Ensemble per-class report", [{"headers": headers, "rows": rows}]))
+        sections.append(("Ensemble per-class report", [{"headers": headers, "rows": rows,
+                                                         "note": MACRO_AVERAGE}]))
         title = f"Ensemble report: {len(self.member_names)} member(s) on {where} [{ctx.get('usage', '?')}]"
         write_html(path, title, facts, [(h, [{**b, "caption": None} for b in blocks]) for h, blocks in sections],
                    pngs)
