@@ -35,7 +35,7 @@ from fer_keras.constants import (
     PIXELS_PER_IMAGE,
     USAGES,
 )
-from fer_keras.errors import DataError
+from fer_keras.errors import BadRowError, DataError
 from fer_keras.io_utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,7 @@ def load_fer2013(
     """
     if on_bad_rows not in ("error", "skip"):
         raise ValueError("on_bad_rows must be 'error' or 'skip'")
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    path = require_file(path)
     if path.name.endswith(PACKED_SUFFIX):
         return load_packed(path)
     cache_file = _cache_file(path, cache_dir) if cache else None
@@ -222,6 +220,16 @@ def load_packed(path):
     except (lzma.LZMAError, OSError, KeyError, ValueError) as exc:
         raise DataError(f"{path}: not a packed fer_keras dataset ({exc})") from None
     return FERDataset(splits=splits, source=str(path), checksum=checksum)
+
+
+def require_file(path):
+    """``path`` as a Path; DataError saying what is there instead when it is not a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a CSV file (.csv or .csv.gz)")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    return path
 
 
 def _cache_key(sha256, *options):
@@ -581,8 +589,7 @@ def _row_message(piece, i, path, header, num_classes):
 
 
 def _raise_row_error(piece, i, path, header, num_classes):
-    raise DataError(_row_message(piece, i, path, header, num_classes)
-                    + " (use on_bad_rows='skip' / --skip-bad-rows to drop such rows)")
+    raise BadRowError(_row_message(piece, i, path, header, num_classes))
 
 
 def _stratified_splits(x, y, *, seed, fractions=(0.8, 0.1, 0.1)):

@@ -149,13 +149,28 @@ def prepare_output_dir(path, *, overwrite=False, names=("report.json",), inputs=
     """
     path = Path(path)
     check_outputs(path, names, overwrite=overwrite, inputs=inputs)
+    check_writable_folder(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FerError(f"cannot create output folder {path}: {exc.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise FerError(f"cannot write into output folder {path}: permission denied")
     return path
+
+
+def check_writable_folder(path):
+    """Raise :class:`FerError` unless ``path`` is a folder this process can write into, or can be made one.
+
+    Creates nothing: a command checks where it will write before it reads
+    its inputs, and must not leave an empty folder behind when it stops.
+    """
+    path = Path(path)
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FerError(f"{existing} is a file; the output {path} must be a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FerError(f"cannot write into {existing}: permission denied")
 
 
 def check_outputs(folder, names, *, overwrite=False, inputs=()):
@@ -169,8 +184,6 @@ def check_outputs(folder, names, *, overwrite=False, inputs=()):
     would destroy what it reads.
     """
     folder = Path(folder)
-    if os.path.lexists(folder) and not folder.is_dir():
-        raise FerError(f"{folder} is a file; the output must be a folder")
     targets = [folder / name for name in names]
     refuse_inputs(targets, inputs)
     taken = [t for t in targets if os.path.lexists(t)]

@@ -250,7 +250,8 @@ def write(results, out_dir, *, overwrite=False):
     """
     from fer_keras.report import save_figure
 
-    out = prepare_output_dir(out_dir, overwrite=overwrite, names=OUTPUT_FILES, inputs=[s["report"] for s in results.sources])
+    reports = [source["report"] for source in results.sources]
+    out = prepare_output_dir(out_dir, overwrite=overwrite, names=OUTPUT_FILES, inputs=reports)
     ax = plot(results)
     ax.figure.tight_layout()
     png = save_figure(ax.figure, out / "results.png")

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from fer_keras import data, preprocess
+from fer_keras.cli import preprocess_cli
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, INPUT_SHAPE
 from fer_keras.errors import DataError
 
@@ -356,10 +357,10 @@ def test_scripts_end_to_end_and_errors(tmp_path):
 def test_data_resize_main_in_process(tmp_path, capsys):
     """Check the data_resize command line: format from the suffix, summary printed."""
     src = custom_pictures(tmp_path / "src")
-    assert preprocess.data_resize_main([str(src), str(tmp_path / "f.csv"), "--quiet"]) == 0
+    assert preprocess_cli.data_resize_main([str(src), str(tmp_path / "f.csv"), "--quiet"]) == 0
     assert "wrote 4 face(s)" in capsys.readouterr().out
     assert data.load_fer2013(tmp_path / "f.csv", cache=False)
-    assert preprocess.data_resize_main([str(src), str(tmp_path / "f.csv"), "--quiet"]) == 2
+    assert preprocess_cli.data_resize_main([str(src), str(tmp_path / "f.csv"), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -371,9 +372,9 @@ def test_pack_dataset_script_packs_and_refuses_to_overwrite(tmp_path, capsys):
     csv = tmp_path / "faces.csv"
     write_synthetic_csv(csv)
     out = tmp_path / f"faces{data.PACKED_SUFFIX}"
-    assert preprocess.pack_dataset_main([str(csv), str(out)]) == 0
+    assert preprocess_cli.pack_dataset_main([str(csv), str(out)]) == 0
     np.testing.assert_array_equal(data.load_fer2013(out)["Training"].x, data.load_fer2013(csv)["Training"].x)
-    assert preprocess.pack_dataset_main([str(csv), str(out)]) == 2
+    assert preprocess_cli.pack_dataset_main([str(csv), str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert preprocess.pack_dataset_main([str(csv), str(tmp_path / "faces.npz")]) == 2
+    assert preprocess_cli.pack_dataset_main([str(csv), str(tmp_path / "faces.npz")]) == 2
     assert data.PACKED_SUFFIX in capsys.readouterr().err

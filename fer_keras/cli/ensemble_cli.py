@@ -187,18 +187,34 @@ def _pick_usage(dataset, requested):
     return TEST_SPLIT if TEST_SPLIT in dataset else list(dataset.splits)[-1]
 
 
+def _refuse_evaluated_split(flag, split, usage, dataset, harm):
+    """ConfigError when ``split`` (fitted on) is ``usage`` (evaluated) or missing; the advice names
+    a split the data really has, never the evaluated one."""
+    from fer_keras.constants import VALIDATION_SPLIT
+    from fer_keras.errors import ConfigError
+
+    if split != usage:
+        dataset[split]  # raises DataError naming the splits present
+        return
+    others = sorted((u for u in dataset.splits if u != usage), key=lambda u: u != VALIDATION_SPLIT)
+    advice = f"use another split, e.g. {others[0]}" if others else "the data has no other split"
+    raise ConfigError(f"{flag} {split} is the evaluated split; {harm} ({advice})")
+
+
 def run(args, *, stdout=None):
     """Evaluate as ``args`` say; print the report; write the report folder. Returns 0."""
     from fer_keras import ensemble as ens
-    from fer_keras.errors import ConfigError, DataError
+    from fer_keras.errors import ConfigError, DataError, check_seed
     from fer_keras.io_utils import prepare_output_dir, record_outputs
 
     stdout = stdout or sys.stdout
     started = time.perf_counter()
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
-    if args.bootstrap < 0:
-        raise ConfigError("--bootstrap must be 0 (no intervals) or a number of resamples")
+    if args.bootstrap < 0 or args.bootstrap == 1:
+        raise ConfigError(f"--bootstrap {args.bootstrap}: give 0 (no intervals) or at least 2 resamples (one "
+                          "resample gives a zero-width interval; the default is 1000)")
+    check_seed(args.seed)
     if args.worst < 0:
         raise ConfigError("--worst must be 0 or more")
     if args.select and args.fit_weights:
@@ -216,25 +232,18 @@ def run(args, *, stdout=None):
     dataset, context = _load_dataset(args)
     usage = _pick_usage(dataset, args.usage)
     if args.fit_weights:
-        if args.fit_weights == usage:
-            raise ConfigError(f"--fit-weights {args.fit_weights} is the evaluated split; fitting weights on the "
-                              "faces being judged inflates the score (fit on another split, e.g. PublicTest)")
-        dataset[args.fit_weights]
+        _refuse_evaluated_split("--fit-weights", args.fit_weights, usage, dataset,
+                                "fitting weights on the faces being judged inflates the score")
     if args.calibrate:
-        if args.calibrate == usage:
-            raise ConfigError(f"--calibrate {args.calibrate} is the evaluated split; fitting temperatures on the "
-                              "faces being judged makes the calibration look better than it is (calibrate on "
-                              "another split, e.g. PublicTest)")
-        dataset[args.calibrate]
+        _refuse_evaluated_split("--calibrate", args.calibrate, usage, dataset, "fitting temperatures on the faces "
+                                "being judged makes the calibration look better than it is")
     select_on = None
     if args.select:
         from fer_keras.constants import VALIDATION_SPLIT
 
         select_on = args.select_on or VALIDATION_SPLIT
-        if select_on == usage:
-            raise ConfigError(f"--select-on {select_on} is the evaluated split; selecting members on the faces "
-                              "being judged inflates the score (select on another split, e.g. PublicTest)")
-        dataset[select_on]
+        _refuse_evaluated_split("--select-on", select_on, usage, dataset,
+                                "selecting members on the faces being judged inflates the score")
     split = dataset[usage]
     if len(split) == 0:
         raise DataError(f"split {usage} is empty")
