@@ -72,7 +72,8 @@ def data_resize_main(argv=None, *, prog=None):
     g.add_argument("--usage", choices=USAGES, help="Usage of every row made from a flat or class-only folder "
                    "(default: no Usage column; training then splits it 80/10/10)")
     g = p.add_argument_group("output")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    g.add_argument("--overwrite", action="store_true", help="write into an existing DST, replacing only the "
+                   "files this command writes (and those an earlier run of it wrote); nothing else there is touched")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     fmt = args.format or ("csv" if args.dst.lower().endswith((".csv", ".csv.gz")) else "folder")
@@ -105,7 +106,8 @@ def csv_to_images_main(argv=None, *, prog=None):
     p.add_argument("csv", help="FER2013-layout CSV (.csv or .csv.gz)")
     p.add_argument("out", help="output folder (must not exist or be empty, unless --overwrite)")
     p.add_argument("--skip-bad-rows", action="store_true", help="drop malformed rows with a warning instead of failing")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing OUT, replacing only the "
+                   "files this command writes (and those an earlier run of it wrote); nothing else there is touched")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
