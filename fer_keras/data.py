@@ -35,7 +35,7 @@ from fer_keras.constants import (
     PIXELS_PER_IMAGE,
     USAGES,
 )
-from fer_keras.errors import DataError
+from fer_keras.errors import BadRowError, DataError
 from fer_keras.io_utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -152,16 +152,13 @@ def load_fer2013(
     """
     if on_bad_rows not in ("error", "skip"):
         raise ValueError("on_bad_rows must be 'error' or 'skip'")
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    path = require_file(path)
     if path.name.endswith(PACKED_SUFFIX):
         return load_packed(path)
-    stat = path.stat()
-    key = f"{CACHE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{on_bad_rows}|{num_classes}|{split_seed}"
     cache_file = _cache_file(path, cache_dir) if cache else None
+    options = (on_bad_rows, num_classes, split_seed)
     if cache_file is not None and cache_file.is_file():
-        cached = _read_cache(cache_file, key, str(path))
+        cached = _read_cache(cache_file, _cache_key(_file_sha256(path), *options), str(path))
         if cached is not None:
             dataset, skipped = cached
             if skipped:
@@ -181,7 +178,7 @@ def load_fer2013(
                 splits[name] = Split(x[mask], y[mask])
     dataset = FERDataset(splits=splits, source=str(path), checksum=checksum)
     if cache_file is not None:
-        _write_cache(cache_file, key, dataset, skipped)
+        _write_cache(cache_file, _cache_key(checksum, *options), dataset, skipped)
     return dataset
 
 
@@ -223,6 +220,40 @@ def load_packed(path):
     except (lzma.LZMAError, OSError, KeyError, ValueError) as exc:
         raise DataError(f"{path}: not a packed fer_keras dataset ({exc})") from None
     return FERDataset(splits=splits, source=str(path), checksum=checksum)
+
+
+def require_file(path):
+    """``path`` as a Path; DataError saying what is there instead when it is not a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a CSV file (.csv or .csv.gz)")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    return path
+
+
+def _cache_key(sha256, *options):
+    """What a cached parse must match: the file's content (its SHA-256) and the parse options.
+
+    Why content, not size + mtime: a same-size edit that keeps the mtime
+    (``cp -p``, ``rsync -t``, a restored backup) would be served stale. The
+    parse hashes the file as it reads it, so writing a cache costs nothing
+    more; looking one up hashes the file first (about 1 GB/s with the CPU's
+    SHA extensions, a small part of parsing it), and only when a cache exists,
+    so a file of junk still fails after reading a small part of it.
+    """
+    return "|".join([CACHE_VERSION, sha256, *map(str, options)])
+
+
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return digest.hexdigest()
 
 
 def _cache_file(path, cache_dir):
@@ -558,8 +589,7 @@ def _row_message(piece, i, path, header, num_classes):
 
 
 def _raise_row_error(piece, i, path, header, num_classes):
-    raise DataError(_row_message(piece, i, path, header, num_classes)
-                    + " (use on_bad_rows='skip' / --skip-bad-rows to drop such rows)")
+    raise BadRowError(_row_message(piece, i, path, header, num_classes))
 
 
 def _stratified_splits(x, y, *, seed, fractions=(0.8, 0.1, 0.1)):
@@ -598,19 +628,68 @@ def class_index(name):
     return CLASS_ALIASES[key]
 
 
-def read_face(path, size=IMAGE_SIZE):
-    """One image file → uint8 (size, size, 1) grey array. Raises DataError."""
-    from PIL import Image, UnidentifiedImageError
+def read_grey(path, *, draft=None, box=None):
+    """Any picture → 2-D uint8 grey array, as a person sees it. Raises DataError.
+
+    The one reader of pictures for training and evaluation data, so every
+    entry point sees the same pixels:
+
+    * EXIF orientation is applied (a phone photo stored on its side is upright);
+    * 16-bit pictures are scaled, not clipped: ``convert("L")`` clips every
+      value above 255 to white;
+    * transparent pixels are composited onto white.
+
+    ``draft``: a ``(w, h)`` the picture may be decoded down to (JPEG decodes
+    at 1/2, 1/4 or 1/8 size, much faster). ``box = (x, y, w, h)``: crop to it
+    (clipped to the upright picture) before anything else.
+    """
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as img:
-            img.draft("L", (size, size))  # JPEG: decode at reduced size, much faster
-            grey = img.convert("L")
-            if grey.size != (size, size):
-                grey = grey.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            return np.asarray(grey, dtype=np.uint8)[..., None]
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+            if draft is not None and box is None:
+                img.draft("L", draft)
+            img = ImageOps.exif_transpose(img)
+            if box is not None:
+                img = img.crop(_clipped(box, img.size))
+            return _to_grey(img)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _clipped(box, size):
+    """``(x, y, w, h)`` → a Pillow crop box inside an image of ``size``; the whole image if none is left."""
+    x, y, w, h = box
+    left, top = max(0, x), max(0, y)
+    right, bottom = min(size[0], x + w), min(size[1], y + h)
+    return (left, top, right, bottom) if right > left and bottom > top else (0, 0, *size)
+
+
+def _to_grey(img):
+    from PIL import Image
+
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img)
+    if img.mode.startswith("I"):  # I;16, I;16B, I;16L, I (32-bit integer)
+        values = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if values.max() > 255 else 255.0
+        return np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
+    return np.asarray(img.convert("L"), dtype=np.uint8).copy()
+
+
+def read_face(path, size=IMAGE_SIZE, *, box=None):
+    """One image file → uint8 (size, size, 1) grey array (stretched to a square). Raises DataError.
+
+    Reads through :func:`read_grey`; ``box`` crops to a face first.
+    """
+    from PIL import Image
+
+    grey = read_grey(path, draft=(size, size), box=box)
+    if grey.shape != (size, size):
+        img = Image.fromarray(grey).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        grey = np.asarray(img, dtype=np.uint8)
+    return grey[..., None]
 
 
 def load_image_folder(root):

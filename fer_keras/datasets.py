@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_keras import data
-from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, CLASS_NAMES_8, IMAGE_SIZE, INPUT_SHAPE, USAGES
+from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, CLASS_NAMES_8, INPUT_SHAPE, USAGES
 from fer_keras.data import FERDataset, Split
 from fer_keras.errors import ConfigError, DataError
 
@@ -752,28 +752,11 @@ def _unique_dirs(paths):
     return out
 
 
-def _read_face_box(path, box):
-    """Like :func:`data.read_face`, cropping ``box = (x, y, w, h)`` (clipped to the image) first."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            x, y, w, h = box
-            left, top = max(0, x), max(0, y)
-            right, bottom = min(img.width, x + w), min(img.height, y + h)
-            if right > left and bottom > top:
-                img = img.crop((left, top, right, bottom))
-            grey = img.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            return np.asarray(grey, dtype=np.uint8)[..., None]
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
-
-
 def _read_one(item):
     if item.path is None:
         return None, item.missing
     try:
-        face = data.read_face(item.path) if item.box is None else _read_face_box(item.path, item.box)
+        face = data.read_face(item.path, box=item.box)
         return face, ""
     except DataError as exc:
         return None, f"{item.where}: {exc}" if item.where != str(item.path) else str(exc)

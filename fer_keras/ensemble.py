@@ -53,6 +53,7 @@ import numpy as np
 from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, CLASS_NAMES_8, IMAGE_SIZE, INPUT_SCALES, NUM_CLASSES
 from fer_keras.errors import ConfigError, FerError, ModelFileError
 from fer_keras.io_utils import natural_key, prepare_output_dir, write_json_atomic, write_text_atomic
+from fer_keras.metrics import MACRO_AVERAGE
 from fer_keras.model_io import MODEL_SUFFIXES
 from fer_keras.tta import describe as tta_describe
 from fer_keras.tta import tta_mode
@@ -72,6 +73,11 @@ DEFAULT_SCALE = "0-1"
 REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png", "per_class_f1.png", "predictions.csv",
                 "reliability.png", "disagreement.png", "report.html")
 """Files every report folder holds (``worst.png`` too when asked for)."""
+
+
+def report_files(*, worst=0):
+    """The files :meth:`EnsembleReport.save` writes: :data:`REPORT_FILES`, and ``worst.png`` when ``worst``."""
+    return [*REPORT_FILES, *(["worst.png"] if worst else [])]
 
 CLASS_MAPS = ("drop-contempt",)
 """How members with different class sets may be evaluated together (see :func:`evaluation_classes`)."""
@@ -984,7 +990,7 @@ class EnsembleReport:
                                               "recall_macro", "per_class", "confusion_matrix", "nll")},
                "members": members,
                "weights": dict(zip(self.member_names, map(float, self.weights))),
-               "seconds": self.seconds}
+               "seconds": self.seconds, "macro_average": MACRO_AVERAGE}
         # === Added by the calibration/statistics analysis (new keys only) ===
         if "calibration" in sci:
             doc["ensemble"]["calibration"] = sci["calibration"]["ensemble"]
@@ -1209,7 +1215,7 @@ class EnsembleReport:
         """
         from fer_keras import report as figures
 
-        out = prepare_output_dir(out_dir, overwrite=overwrite)
+        out = prepare_output_dir(out_dir, overwrite=overwrite, names=report_files(worst=worst))
         title = f"ensemble of {len(self.member_names)} ({self.method}{self._tta_suffix})"
         pngs = []
         figures.save_figure(figures.confusion_figure(self.metrics["confusion_matrix"], self.class_names, title),
@@ -1297,7 +1303,8 @@ class EnsembleReport:
         sections.append(("Ensemble confusion matrix", [{"headers": headers, "rows": rows,
                                                         "note": "rows: true class; columns: predicted class"}]))
         headers, rows = per_class_rows(e, self.class_names)
-        sections.append(("Ensemble per-class report", [{"headers": headers, "rows": rows}]))
+        sections.append(("Ensemble per-class report", [{"headers": headers, "rows": rows,
+                                                         "note": MACRO_AVERAGE}]))
         title = f"Ensemble report: {len(self.member_names)} member(s) on {where} [{ctx.get('usage', '?')}]"
         write_html(path, title, facts, [(h, [{**b, "caption": None} for b in blocks]) for h, blocks in sections],
                    pngs)
@@ -1509,5 +1516,6 @@ def write_temperatures(path, ensemble, **extra):
 __all__ = ["METHODS", "Ensemble", "EnsembleReport", "InputAdapter", "Member", "Skipped", "combine_probas",
            "evaluate", "find_model_files", "fit_weights", "load_members", "machine_info", "member_keys",
            "read_weights", "write_weights"]
-__all__ += ["analyse_probas", "faces_fingerprint", "read_temperatures", "read_weights_file", "write_temperatures"]
+__all__ += ["analyse_probas", "faces_fingerprint", "read_temperatures", "read_weights_file", "report_files",
+            "write_temperatures"]
 

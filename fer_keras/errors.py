@@ -13,9 +13,32 @@ class DataError(FerError, ValueError):
     """A dataset file or folder is missing, malformed or empty."""
 
 
+class BadRowError(DataError):
+    """A malformed row of a CSV; ``on_bad_rows="skip"`` drops such rows instead.
+
+    Its own type so that each command can say how *it* skips rows (or that
+    it cannot): the message itself names no command-line flag.
+    """
+
+
 class ModelFileError(FerError):
     """A model file cannot be loaded or does not fit the FER contract."""
 
 
 class ConfigError(FerError, ValueError):
     """Options that contradict each other or name something that does not exist."""
+
+
+SEED_MAX = 2**32 - 1
+"""The largest seed NumPy's legacy seeding (``np.random.seed``, called by
+``keras.utils.set_random_seed``) accepts; ``default_rng`` refuses negatives."""
+
+
+def check_seed(seed, name="--seed"):
+    """Raise :class:`ConfigError` unless ``0 <= seed <= SEED_MAX``.
+
+    Why: outside that range NumPy raises a ValueError deep inside a run,
+    after output folders exist, and it reads as a traceback.
+    """
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"{name} {seed}: must be an integer from 0 to {SEED_MAX} (2**32 - 1)")

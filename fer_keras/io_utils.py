@@ -141,13 +141,110 @@ def next_model_path(models_dir, suffix=".h5"):
     return models_dir / f"model_{index}{suffix}"
 
 
-def prepare_output_dir(path, *, overwrite=False, marker="report.json"):
-    """Create ``path``; refuse to reuse one holding ``marker`` unless ``overwrite``."""
+def prepare_output_dir(path, *, overwrite=False, names=("report.json",), inputs=()):
+    """Create ``path`` for a command that writes ``names`` into it.
+
+    Refuses (see :func:`check_outputs`) before anything is created, so a
+    refused run leaves no empty folder behind.
+    """
     path = Path(path)
-    if (path / marker).exists() and not overwrite:
-        raise FerError(f"{path} already holds {marker}; pass --overwrite or choose another --out")
+    check_outputs(path, names, overwrite=overwrite, inputs=inputs)
+    check_writable_folder(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FerError(f"cannot create output folder {path}: {exc.strerror}") from None
     return path
+
+
+def check_writable_folder(path):
+    """Raise :class:`FerError` unless ``path`` is a folder this process can write into, or can be made one.
+
+    Creates nothing: a command checks where it will write before it reads
+    its inputs, and must not leave an empty folder behind when it stops.
+    """
+    path = Path(path)
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FerError(f"{existing} is a file; the output {path} must be a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FerError(f"cannot write into {existing}: permission denied")
+
+
+def check_outputs(folder, names, *, overwrite=False, inputs=()):
+    """Refuse to write ``names`` into ``folder`` where that would lose data.
+
+    Why: a user's file can sit where a command writes (a ``predictions.csv``
+    from predict.py, a hand-made ``weights.json``). Without ``overwrite``
+    any of ``names`` that exists is refused, not just the command's marker
+    file; with it only those names are replaced. A name that is one of the
+    command's own ``inputs`` is refused even with ``overwrite``: the run
+    would destroy what it reads.
+    """
+    folder = Path(folder)
+    targets = [folder / name for name in names]
+    refuse_inputs(targets, inputs)
+    taken = [t for t in targets if os.path.lexists(t)]
+    if taken and not overwrite:
+        shown = ", ".join(str(t.relative_to(folder)) for t in taken[:5]) + (" ..." if len(taken) > 5 else "")
+        raise FerError(f"{folder} already holds {shown}; pass --overwrite to replace them or choose another "
+                       "output folder")
+
+
+def refuse_inputs(targets, inputs):
+    """Raise :class:`FerError` when one of ``targets`` is (resolves to) one of ``inputs``."""
+    sources = {Path(i).resolve(): Path(i) for i in inputs if i}
+    for target in targets:
+        source = sources.get(Path(target).resolve())
+        if source is not None:
+            raise FerError(f"{target} is an input of this run ({source}); writing it would destroy it; "
+                           "choose another output")
+
+
+OUTPUTS_RECORD = ".fer_keras-outputs.json"
+"""Hidden file in an output folder: the files each command wrote there last time."""
+
+
+def record_outputs(folder, command, names, *, inputs=()):
+    """Note that ``command`` wrote ``names`` into ``folder``; delete its stale files.
+
+    Why: ``--overwrite`` must not leave a file of the earlier run (a
+    ``worst.png``) beside a new report, yet must never delete a file it did
+    not create. So each command records what it wrote, and a rerun deletes
+    only the files that record lists and this run did not write again.
+    Records of other commands in the same folder are kept, and a stale file
+    that is one of this run's ``inputs`` is kept too.
+    """
+    folder = Path(folder)
+    record = read_outputs_record(folder)
+    keep = {Path(i).resolve() for i in inputs if i}
+    for stale in sorted(set(record.get(command, [])) - set(names)):
+        path = folder / stale
+        if path.is_file() and not path.is_symlink() and path.resolve() not in keep:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    record[command] = sorted(names)
+    write_json_atomic(folder / OUTPUTS_RECORD, record)
+
+
+def read_outputs_record(folder):
+    """``{command: [relative file name, ...]}`` from ``folder``'s record; ``{}`` without a usable one.
+
+    Names that would leave the folder (absolute, ``..``) are dropped: the
+    record is a file anyone can edit, and it decides what gets deleted.
+    """
+    try:
+        record = json.loads((Path(folder) / OUTPUTS_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    return {command: [n for n in names if isinstance(n, str) and _inside(n)]
+            for command, names in record.items() if isinstance(names, list)}
+
+
+def _inside(name):
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts

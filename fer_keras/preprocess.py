@@ -10,16 +10,18 @@ Three jobs, one per script in ``preprocess/``:
   ``<Usage>/<class_name>/<Usage>_<i>.png`` (lossless PNG).
 * :func:`images_to_csv` (``images_to_csv.py``): such a tree → a FER2013 CSV.
 
-``pack_dataset.py`` packs a CSV losslessly (:func:`fer_keras.data.save_packed`).
+``pack_dataset.py`` packs a CSV losslessly (:func:`pack_dataset`). Their
+command lines are in :mod:`fer_keras.cli.preprocess_cli`.
 
 The two conversions are exact inverses: CSV → images → CSV gives the same
 arrays. Every output is written under a temporary name and moved into place
-at the end, and an existing output is replaced only with ``overwrite=True``.
+at the end. An existing output is replaced only with ``overwrite=True``, and
+then only the files the job writes: never anything else in an output folder,
+never one of the job's inputs.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gzip
 import os
@@ -34,7 +36,7 @@ import numpy as np
 from fer_keras import data
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, PIXELS_PER_IMAGE, USAGES
 from fer_keras.errors import DataError
-from fer_keras.io_utils import atomic_path, natural_key
+from fer_keras.io_utils import atomic_path, natural_key, record_outputs, refuse_inputs
 
 FITS = ("crop", "pad", "stretch")
 """How a whole (non-square) picture becomes a square: centre crop, pad with
@@ -50,29 +52,6 @@ DETECT_MAX_SIDE = 640
 # --------------------------------------------------------------------------
 # Reading pictures
 # --------------------------------------------------------------------------
-
-
-def load_grey(path):
-    """Any picture → 2-D uint8 grey array, upright (EXIF orientation applied).
-
-    Transparent pixels are composited onto white. Raises :class:`DataError`.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                img = img.convert("RGBA")
-                back = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(back, img)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                top = 65535.0 if arr.max() > 255 else 255.0
-                return np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
-            return np.asarray(img.convert("L"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
 
 
 def square_box(height, width, box=None, *, margin=0.0):
@@ -172,7 +151,7 @@ def prepare_face(path, *, finder=None, fit="crop", no_face="keep", size=IMAGE_SI
     ``"skip"`` returns ``(None, False)``. Raises :class:`DataError` for an
     unreadable file.
     """
-    grey = load_grey(path)
+    grey = data.read_grey(path)
     found = None
     region = None
     if finder is not None:
@@ -240,11 +219,17 @@ def _refuse_existing(path, overwrite):
 
 
 @contextlib.contextmanager
-def atomic_dir(final, *, overwrite=False):
-    """Yield a temporary folder next to ``final``; swap it into place on success.
+def atomic_dir(final, *, command, overwrite=False, inputs=()):
+    """Yield a temporary folder next to ``final``; move what was written there into ``final``.
 
-    An existing non-empty ``final`` is refused unless ``overwrite``; on failure
-    the temporary folder is removed and ``final`` is untouched.
+    A new or empty ``final`` is the temporary folder renamed into place. A
+    non-empty one is refused unless ``overwrite``; with it each written file
+    replaces only its namesake, files an earlier run of ``command`` wrote and
+    this one did not are deleted (:func:`fer_keras.io_utils.record_outputs`),
+    and everything else in ``final`` stays: a user's notes, photos, or the
+    CSV being converted. A written file that would land on one of ``inputs``
+    is refused before anything moves. On failure the temporary folder is
+    removed and ``final`` is untouched.
     """
     final = Path(final)
     _refuse_existing(final, overwrite)
@@ -257,17 +242,29 @@ def atomic_dir(final, *, overwrite=False):
         raise DataError(f"cannot create output folder next to {final}: {exc.strerror or exc}") from None
     try:
         yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        if final.exists():
-            trash = Path(tempfile.mkdtemp(prefix=".old-", suffix=f"-{final.name}", dir=final.parent))
-            os.replace(final, trash / final.name)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        names = sorted(f.relative_to(tmp).as_posix() for f in tmp.rglob("*") if f.is_file())
+        refuse_inputs([final / name for name in names], inputs)
+        try:
+            os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+            if final.is_dir() and any(final.iterdir()):
+                _move_files(tmp, final, names)
+            else:
+                os.replace(tmp, final)  # a rename onto an empty folder replaces it
+            record_outputs(final, command, names, inputs=inputs)
+        except OSError as exc:
+            raise DataError(f"cannot write into {final}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # already gone after the rename
+
+
+def _move_files(tmp, final, names):
+    """Move ``tmp/<name>`` to ``final/<name>`` one file at a time (each move atomic)."""
+    for name in names:
+        target = final / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            raise DataError(f"{target} is a folder; it is in the way of a file this run writes")
+        os.replace(tmp / name, target)
 
 
 def save_png(face, path):
@@ -308,14 +305,16 @@ def csv_lines(x, y, usage=None, *, rows_per_block=2048):
         yield out[:n].tobytes()
 
 
-def write_csv(path, x, y, usage=None, *, overwrite=False):
+def write_csv(path, x, y, usage=None, *, overwrite=False, inputs=()):
     """Write faces as a FER2013-layout CSV (gzip when ``path`` ends in ``.gz``).
 
     ``usage`` as for :func:`csv_lines`; without it the CSV has no Usage column
-    and :func:`fer_keras.data.load_fer2013` splits it 80/10/10.
+    and :func:`fer_keras.data.load_fer2013` splits it 80/10/10. A ``path``
+    that is one of ``inputs`` is refused, even with ``overwrite``.
     """
     path = Path(path)
     _refuse_existing(path, overwrite)
+    refuse_inputs([path], inputs)
     if path.is_dir():
         raise DataError(f"{path} is a folder; expected a CSV file name")
     header = b"emotion,pixels,Usage\n" if usage is not None else b"emotion,pixels\n"
@@ -378,6 +377,9 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no
         raise ValueError(f"fit must be one of {', '.join(FITS)}")
     if usage is not None and usage not in USAGES:
         raise DataError(f"unknown usage {usage!r}; expected {', '.join(USAGES)}")
+    if not margin >= 0:
+        raise DataError(f"margin {margin}: must be 0 or more (the border added on each side of a face, "
+                        "as a fraction of its size)")
     pictures, layout = find_pictures(src)
     if fmt == "folder" and (dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents):
         raise DataError(f"{dst}: the output folder must not be {src} or inside it")
@@ -387,6 +389,7 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no
     if fmt == "csv" and layout == "flat" and label_index is None:
         raise DataError(f"{src} has no class folders, so its pictures have no labels; pass --label CLASS "
                         "(one class for all) or use --format folder")
+    sources = [file for file, _, _ in pictures]
     _refuse_existing(dst, overwrite)
     if detect_faces and finder is None:
         finder = FaceFinder(margin=margin)
@@ -417,7 +420,7 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no
                         f"{summary['no_face_skipped']} without a face)")
 
     if fmt == "folder":
-        with atomic_dir(dst, overwrite=overwrite) as tmp:
+        with atomic_dir(dst, command="data_resize", overwrite=overwrite, inputs=sources) as tmp:
             taken = set()
             prefix = Path(CLASS_NAMES[label_index]) if layout == "flat" and label_index is not None else Path()
             for face, name in zip(_progress(faces, "writing", progress), names):
@@ -427,7 +430,7 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no
     else:
         has_usage = layout == "split" or usage is not None
         row_usage = [u or usage for u in usages] if has_usage else None
-        write_csv(dst, np.stack(faces), np.array(labels), row_usage, overwrite=overwrite)
+        write_csv(dst, np.stack(faces), np.array(labels), row_usage, overwrite=overwrite, inputs=sources)
     summary["written"] = len(faces)
     for klass in labels:
         name = CLASS_NAMES[klass] if klass is not None else "(unlabelled)"
@@ -459,17 +462,15 @@ def csv_to_images(csv, out, *, overwrite=False, on_bad_rows="error", progress=Tr
     gives ``out/<class_name>/<i>.png``. PNG is lossless: the files hold the
     CSV's exact pixel values. Returns a summary dict.
     """
-    csv, out = Path(csv), Path(out)
+    csv, out = data.require_file(csv), Path(out)
     _refuse_existing(out, overwrite)
-    if not csv.is_file():
-        raise DataError(f"{csv}: no such file")
     x, y, usage, checksum, skipped = data._parse_csv(csv, on_bad_rows=on_bad_rows, num_classes=len(CLASS_NAMES))
     if skipped:
         warnings.warn(skipped, stacklevel=2)
     summary = {"source": str(csv), "output": str(out), "sha256": checksum, "written": len(y),
                "per_usage": {}, "skipped_rows": skipped}
     counters = {}
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, command="csv_to_images", overwrite=overwrite, inputs=[csv]) as tmp:
         made = set()
         for row in _progress(range(len(y)), "images", progress):
             name = CLASS_NAMES[int(y[row])]
@@ -522,7 +523,8 @@ def images_to_csv(root, csv, *, usage=None, overwrite=False, progress=True):
     if not faces:
         raise DataError(f"{root}: no readable images found")
     has_usage = layout == "split" or usage is not None
-    write_csv(csv, np.stack(faces), np.array(labels), usages if has_usage else None, overwrite=overwrite)
+    write_csv(csv, np.stack(faces), np.array(labels), usages if has_usage else None, overwrite=overwrite,
+              inputs=[file for file, _, _ in pictures])
     per_usage = {}
     for u in usages:
         key = u if has_usage else "(no Usage)"
@@ -547,180 +549,19 @@ def format_summary(summary):
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------
-# Command lines (preprocess/*.py are thin wrappers around these)
-# --------------------------------------------------------------------------
+def pack_dataset(csv, out, *, overwrite=False):
+    """A FER2013 CSV → the lossless packed file ``out`` (:func:`fer_keras.data.save_packed`).
 
-
-@contextlib.contextmanager
-def _summary_reports_problems():
-    """The printed summary counts skipped files/rows; no second, Python-style warning."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
-
-
-def _parser(prog, description, epilog):
-    return argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-DATA_RESIZE_EPILOG = """\
-input layouts (class folders may use common spellings: anger, happiness, ...):
-  flat:        photos/*.jpg                  (needs --label for --format csv)
-  classes:     photos/<class>/*.jpg          e.g. photos/happy/me.jpg
-  splits:      photos/<split>/<class>/*.jpg  split = train, val, test, ...
-
-examples:
-  %(prog)s photos/ faces/                              # 48x48 grey PNG tree, centre-cropped
-  %(prog)s photos/ faces/ --detect-faces               # crop to the largest face (+15%% margin)
-  %(prog)s photos/ faces.csv --format csv --detect-faces --no-face skip
-  %(prog)s selfies/ happy.csv --format csv --label happy --usage PrivateTest
-  then: python train.py --csv faces.csv
-"""
-
-
-def data_resize_main(argv=None, *, prog=None):
-    """``preprocess/data_resize.py``. Returns the exit code."""
-    from fer_keras.cli.common import run_cli
-
-    p = _parser(prog, "Turn a folder of pictures (any size, colour or grey, jpg/png/...) into "
-                f"{IMAGE_SIZE}x{IMAGE_SIZE} grey FER2013-style faces: an image tree or a FER2013-layout CSV.",
-                DATA_RESIZE_EPILOG)
-    p.add_argument("src", help="folder of pictures (flat, <class>/ or <split>/<class>/)")
-    p.add_argument("dst", help="output folder (--format folder) or CSV file, .csv or .csv.gz (--format csv)")
-    p.add_argument("--format", choices=("folder", "csv"), default=None,
-                   help="default: csv when DST ends in .csv/.csv.gz, else folder")
-    g = p.add_argument_group("faces")
-    g.add_argument("--detect-faces", action="store_true",
-                   help="crop each picture to its largest face (OpenCV Haar cascade)")
-    g.add_argument("--margin", type=float, default=0.15,
-                   help="with --detect-faces: border added on each side, as a fraction of the face "
-                   "(default: %(default)s)")
-    g.add_argument("--no-face", choices=("keep", "skip"), default="keep",
-                   help="with --detect-faces, a picture without a face is kept whole or skipped "
-                   "(default: %(default)s)")
-    g.add_argument("--fit", choices=FITS, default="crop",
-                   help="how a whole non-square picture becomes square: centre crop, pad with black, "
-                   "or stretch (default: %(default)s)")
-    g = p.add_argument_group("labels")
-    g.add_argument("--label", metavar="CLASS", help="class of every picture in a flat folder "
-                   f"({', '.join(CLASS_NAMES)}); with --format folder they go into DST/<class>/")
-    g.add_argument("--usage", choices=USAGES, help="Usage of every row made from a flat or class-only folder "
-                   "(default: no Usage column; training then splits it 80/10/10)")
-    g = p.add_argument_group("output")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing DST")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    fmt = args.format or ("csv" if args.dst.lower().endswith((".csv", ".csv.gz")) else "folder")
-
-    def job():
-        with _summary_reports_problems():
-            summary = resize_folder(args.src, args.dst, fmt=fmt, detect_faces=args.detect_faces,
-                                    margin=args.margin, no_face=args.no_face, fit=args.fit, label=args.label,
-                                    usage=args.usage, overwrite=args.overwrite, progress=not args.quiet)
-        print(format_summary(summary))
-
-    return run_cli(job)
-
-
-CSV_TO_IMAGES_EPILOG = """\
-output: OUT/<Usage>/<class_name>/<Usage>_<i>.png, i counting each Usage's rows in
-file order (a CSV without Usage gives OUT/<class_name>/<i>.png). PNG is lossless:
-images_to_csv.py turns the tree back into the same CSV.
-
-examples:
-  %(prog)s data/fer2013.csv data/fer2013_images
-  %(prog)s data/fer2013.csv.gz /tmp/faces --skip-bad-rows --overwrite
-"""
-
-
-def csv_to_images_main(argv=None, *, prog=None):
-    """``preprocess/csv_to_images.py``. Returns the exit code."""
-    from fer_keras.cli.common import run_cli
-
-    p = _parser(prog, "Write every face of a FER2013-layout CSV as a grey PNG, in <Usage>/<class>/ folders.",
-                CSV_TO_IMAGES_EPILOG)
-    p.add_argument("csv", help="FER2013-layout CSV (.csv or .csv.gz)")
-    p.add_argument("out", help="output folder (must not exist or be empty, unless --overwrite)")
-    p.add_argument("--skip-bad-rows", action="store_true", help="drop malformed rows with a warning instead of failing")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-
-    def job():
-        with _summary_reports_problems():
-            summary = csv_to_images(args.csv, args.out, overwrite=args.overwrite,
-                                    on_bad_rows="skip" if args.skip_bad_rows else "error", progress=not args.quiet)
-        print(format_summary(summary))
-
-    return run_cli(job)
-
-
-PACK_DATASET_EPILOG = f"""\
-Every fer_keras --csv option reads the packed file like the CSV. Use it to carry
-the data to a machine that receives only a size-capped copy of the repo
-(FER2013 Training + PublicTest: 85 MB gzipped CSV -> about 54 MB packed).
-
-example:
-  %(prog)s ../shared/data/fer2013/fer2013_train_publictest.csv.gz .gpu/fer2013{data.PACKED_SUFFIX}
-"""
-
-
-def pack_dataset_main(argv=None, *, prog=None):
-    """``preprocess/pack_dataset.py``. Returns the exit code."""
-    from fer_keras.cli.common import run_cli
-
-    p = _parser(prog, "Pack a FER2013-layout CSV into a small lossless file (fer_keras.data.save_packed).",
-                PACK_DATASET_EPILOG)
-    p.add_argument("csv", help="FER2013-layout CSV (.csv or .csv.gz)")
-    p.add_argument("out", help=f"packed file to write (its name ends in {data.PACKED_SUFFIX})")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    args = p.parse_args(argv)
-
-    def job():
-        out = Path(args.out)
-        if not out.name.endswith(data.PACKED_SUFFIX):
-            raise DataError(f"{out}: the packed file's name must end in {data.PACKED_SUFFIX}")
-        _refuse_existing(out, args.overwrite)
-        dataset = data.load_fer2013(args.csv)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        data.save_packed(dataset, out)
-        print(f"{out}: {out.stat().st_size / 1e6:.1f} MB\n{dataset.summary()}")
-
-    return run_cli(job)
-
-
-IMAGES_TO_CSV_EPILOG = f"""\
-input: ROOT/<split>/<class>/*.png (split: {', '.join(sorted(data.FOLDER_SPLITS))}) or
-ROOT/<class>/*.png; class folders may use common spellings (anger, happiness, ...).
-Within a split, rows follow the file names in natural order, so a tree written by
-csv_to_images.py gives back the original CSV's arrays.
-
-examples:
-  %(prog)s data/fer2013_images data/fer2013_again.csv
-  %(prog)s my_faces/ my_faces.csv.gz --usage PrivateTest     # class folders only
-"""
-
-
-def images_to_csv_main(argv=None, *, prog=None):
-    """``preprocess/images_to_csv.py``. Returns the exit code."""
-    from fer_keras.cli.common import run_cli
-
-    p = _parser(prog, "Write an image tree of faces as one FER2013-layout CSV (48x48 grey; other "
-                "pictures are converted).", IMAGES_TO_CSV_EPILOG)
-    p.add_argument("root", help="image tree: <split>/<class>/ or <class>/")
-    p.add_argument("csv", help="output CSV (.csv, or .csv.gz for gzip)")
-    p.add_argument("--usage", choices=USAGES, help="Usage of every row of a class-only tree "
-                   "(default: no Usage column; training then splits it 80/10/10)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-
-    def job():
-        with _summary_reports_problems():
-            summary = images_to_csv(args.root, args.csv, usage=args.usage, overwrite=args.overwrite,
-                                    progress=not args.quiet)
-        print(format_summary(summary))
-
-    return run_cli(job)
+    Refuses a name that does not end in :data:`fer_keras.data.PACKED_SUFFIX`
+    (every reader picks the format from it) and an ``out`` that is ``csv``
+    itself, before anything is read. Returns the dataset.
+    """
+    out = Path(out)
+    if not out.name.endswith(data.PACKED_SUFFIX):
+        raise DataError(f"{out}: the packed file's name must end in {data.PACKED_SUFFIX}")
+    _refuse_existing(out, overwrite)
+    refuse_inputs([out], [csv])
+    dataset = data.load_fer2013(csv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data.save_packed(dataset, out)
+    return dataset

@@ -10,6 +10,7 @@ import numpy as np
 
 from fer_keras.constants import CLASS_NAMES
 from fer_keras.io_utils import atomic_path
+from fer_keras.metrics import MACRO_AVERAGE
 
 
 def _plt():
@@ -170,9 +171,10 @@ def per_class_rows(metrics, class_names=CLASS_NAMES):
 
 
 def per_class_table(metrics, class_names=CLASS_NAMES, *, markdown=False):
-    """Precision, recall, F1 and support per class from ``classification_metrics`` output."""
+    """Precision, recall, F1 and support per class from ``classification_metrics`` output,
+    then how the macro averages were taken (:data:`fer_keras.metrics.MACRO_AVERAGE`)."""
     headers, rows = per_class_rows(metrics, class_names)
-    return format_table(headers, rows, markdown=markdown)
+    return format_table(headers, rows, markdown=markdown) + ("\n\n" if markdown else "\n") + MACRO_AVERAGE
 
 
 def plot_emotion_timeline(times, probas, class_names=CLASS_NAMES, *, colors=None, ax=None, title=None,

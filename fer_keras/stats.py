@@ -43,13 +43,15 @@ def bootstrap_confusion(y_true, y_pred, indices, n_classes):
 
 
 def macro_f1_from_confusion(confusion):
-    """Macro-F1 of (..., C, C) confusion matrices, every class counted, F1 = 0 where undefined
-    (scikit-learn's ``f1_score(average="macro", labels=all, zero_division=0)``)."""
+    """Macro-F1 of (..., C, C) confusion matrices over the classes present in truth or predictions
+    (scikit-learn's ``f1_score(average="macro", zero_division=0)``; see
+    :data:`fer_keras.metrics.MACRO_AVERAGE`)."""
     cm = np.asarray(confusion, dtype=np.float64)
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
     denom = cm.sum(axis=-1) + cm.sum(axis=-2)  # true count + predicted count = 2tp + fp + fn
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return f1.mean(axis=-1)
+    present = (denom > 0).sum(axis=-1)
+    return np.divide(f1.sum(axis=-1), present, out=np.zeros_like(f1.sum(axis=-1)), where=present > 0)
 
 
 def bootstrap_macro_f1(y_true, y_pred, indices, n_classes):

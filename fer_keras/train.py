@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_keras.constants import CLASS_NAMES_8, IMAGE_SIZE, TRAIN_SPLIT, VALIDATION_SPLIT
-from fer_keras.errors import ConfigError, FerError
+from fer_keras.errors import ConfigError, FerError, check_seed
 from fer_keras.io_utils import write_json_atomic
 
 
@@ -110,6 +110,12 @@ class TrainConfig:
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.lr > 0, "--lr must be positive"),
+            (0 <= self.momentum <= 1, f"--momentum {self.momentum}: must be in [0, 1] (0.9 is usual)"),
+            (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: must be >= 0 (0 = off)"),
+            (self.clipnorm >= 0, f"--clipnorm {self.clipnorm}: must be >= 0 (0 = off)"),
+            (self.warmup_steps >= 0, f"--warmup-steps {self.warmup_steps}: must be >= 0 (0 = no warm-up)"),
+            (not Path(self.models_dir).exists() or Path(self.models_dir).is_dir(),
+             f"--models-dir {self.models_dir}: is a file; the trained model is saved into a folder"),
             (self.time_budget >= 0, "--time-budget must be >= 0 minutes"),
             (self.snapshots >= 0, "--snapshots must be >= 0"),
             (0 <= self.ema < 1, "--ema must be in [0, 1) (0 = off; 0.999 averages about the last 1000 steps)"),
@@ -127,9 +133,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        check_seed(self.seed)
         from fer_keras import augment, models, precision
 
-        models.check_options(self.model, self.model_options)
+        models.check_options(self.model, {**self.model_options, **({"weights": self.weights} if self.weights else {})})
         self._validate_dataset()
         if self.augment not in augment.LEVELS:
             raise ConfigError(f"--augment must be one of {', '.join(augment.LEVELS)}")

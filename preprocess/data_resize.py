@@ -11,7 +11,7 @@ from pathlib import Path
 # Runs from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer_keras.preprocess import data_resize_main  # noqa: E402
+from fer_keras.cli.preprocess_cli import data_resize_main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(data_resize_main())

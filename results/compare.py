@@ -29,7 +29,7 @@ if str(HERE.parent) not in sys.path:  # run from a checkout without installing f
     sys.path.insert(0, str(HERE.parent))
 
 from fer_keras.errors import FerError  # noqa: E402
-from fer_keras.io_utils import write_text_atomic  # noqa: E402
+from fer_keras.io_utils import prepare_output_dir, write_text_atomic  # noqa: E402
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
 """Figures every report gives for the ensemble and for each member."""
@@ -239,15 +239,19 @@ def plot(results, *, ax=None, title=None):
     return ax
 
 
-def write(results, out_dir):
-    """Write ``results.md`` and ``results.png`` into ``out_dir`` (atomically); returns both paths."""
+OUTPUT_FILES = ("results.md", "results.png")
+
+
+def write(results, out_dir, *, overwrite=False):
+    """Write ``results.md`` and ``results.png`` into ``out_dir`` (atomically); returns both paths.
+
+    Existing ones are replaced only with ``overwrite``: the default folder is
+    the repository's own ``results/``, which may hold tables worth keeping.
+    """
     from fer_keras.report import save_figure
 
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FerError(f"cannot create output folder {out}: {exc.strerror}") from None
+    reports = [source["report"] for source in results.sources]
+    out = prepare_output_dir(out_dir, overwrite=overwrite, names=OUTPUT_FILES, inputs=reports)
     ax = plot(results)
     ax.figure.tight_layout()
     png = save_figure(ax.figure, out / "results.png")
@@ -268,6 +272,7 @@ def parse_args(argv=None):
                    help="column name for one report (repeatable)")
     p.add_argument("--metric", choices=METRICS, default="accuracy", help="figure to compare (default: accuracy)")
     p.add_argument("--out", default=str(HERE), help="folder for results.md and results.png (default: results/)")
+    p.add_argument("--overwrite", action="store_true", help="replace results.md and results.png already in --out")
     return p.parse_args(argv)
 
 
@@ -289,7 +294,7 @@ def main(argv=None):
             path, name = text.rsplit("=", 1)
             names[path] = name.strip()
         results = collect(paths, names=names, metric=args.metric)
-        md, png = write(results, args.out)
+        md, png = write(results, args.out, overwrite=args.overwrite)
         print(markdown_table(results))
         print(f"\nwrote {md} and {png}")
 

@@ -290,7 +290,7 @@ def test_cli_writes_report_and_refuses_to_overwrite(tiny_csv, zoo, tmp_path, cap
     assert ensemble_cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "ensemble (mean)" in printed and "skipped corrupt.h5" in printed and "disgust" in printed
-    assert sorted(p.name for p in out.iterdir()) == sorted(ens.REPORT_FILES)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(ens.REPORT_FILES)
 
     doc = json.loads((out / "report.json").read_text())
     assert {"csv", "usage", "n_samples", "classes", "method", "tta", "ensemble", "members"} <= set(doc)

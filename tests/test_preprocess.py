@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from fer_keras import data, preprocess
+from fer_keras.cli import preprocess_cli
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, INPUT_SHAPE
 from fer_keras.errors import DataError
 
@@ -37,6 +38,11 @@ def picture(path, size=(64, 48), mode="RGB", value=120, fmt=None):
     colour = value if mode in ("L",) else (value, 255 - value, value // 2) if mode == "RGB" else (value,) * 4
     Image.new(mode, size, colour).save(path, format=fmt)
     return path
+
+
+def visible(folder):
+    """Names in ``folder`` a reader sees (hidden files, such as the outputs record, are ignored)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def same_arrays(a, b):
@@ -74,7 +80,7 @@ def test_round_trip_without_usage(tmp_path):
     x, y = random_faces(25, seed=1)
     source = write_fer_csv(tmp_path / "custom.csv", x, y)
     preprocess.csv_to_images(source, tmp_path / "tree", progress=False)
-    assert sorted(p.name for p in (tmp_path / "tree").iterdir()) == sorted({CLASS_NAMES[i] for i in y})
+    assert visible(tmp_path / "tree") == sorted({CLASS_NAMES[i] for i in y})
     preprocess.images_to_csv(tmp_path / "tree", tmp_path / "back.csv", progress=False)
     assert (tmp_path / "back.csv").read_text().splitlines()[0] == "emotion,pixels"
     same_arrays(data.load_fer2013(source, cache=False), data.load_fer2013(tmp_path / "back.csv", cache=False))
@@ -105,7 +111,7 @@ def test_csv_lines_match_the_plain_python_format():
 
 
 def test_outputs_are_never_overwritten_without_permission(tmp_path):
-    """Check that an existing output is refused, and replaced (stale files gone) with overwrite."""
+    """Check that an existing output is refused, and with overwrite gets the new files beside the user's own."""
     x, y = random_faces(6)
     source = write_fer_csv(tmp_path / "fer.csv", x, y, ["Training"] * 6)
     out = tmp_path / "tree"
@@ -115,7 +121,7 @@ def test_outputs_are_never_overwritten_without_permission(tmp_path):
         preprocess.csv_to_images(source, out, progress=False)
     assert (out / "stale.txt").exists()
     preprocess.csv_to_images(source, out, overwrite=True, progress=False)
-    assert not (out / "stale.txt").exists() and (out / "Training").is_dir()
+    assert (out / "stale.txt").read_text() == "old" and (out / "Training").is_dir()
     target = tmp_path / "back.csv"
     target.write_text("keep me")
     with pytest.raises(DataError, match="already exists"):
@@ -226,7 +232,7 @@ def test_resize_flat_folder(tmp_path):
     ds = data.load_fer2013(tmp_path / "a.csv", cache=False)
     assert ds["PublicTest"].y.tolist() == [3, 3]
     preprocess.resize_folder(tmp_path / "src", tmp_path / "flat", progress=False)
-    assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["one.png", "two.png"]
+    assert visible(tmp_path / "flat") == ["one.png", "two.png"]
     preprocess.resize_folder(tmp_path / "src", tmp_path / "labelled", label="sad", progress=False)
     assert data.load_image_folder(tmp_path / "labelled")["PrivateTest"].y.tolist() == [4, 4]
 
@@ -351,10 +357,10 @@ def test_scripts_end_to_end_and_errors(tmp_path):
 def test_data_resize_main_in_process(tmp_path, capsys):
     """Check the data_resize command line: format from the suffix, summary printed."""
     src = custom_pictures(tmp_path / "src")
-    assert preprocess.data_resize_main([str(src), str(tmp_path / "f.csv"), "--quiet"]) == 0
+    assert preprocess_cli.data_resize_main([str(src), str(tmp_path / "f.csv"), "--quiet"]) == 0
     assert "wrote 4 face(s)" in capsys.readouterr().out
     assert data.load_fer2013(tmp_path / "f.csv", cache=False)
-    assert preprocess.data_resize_main([str(src), str(tmp_path / "f.csv"), "--quiet"]) == 2
+    assert preprocess_cli.data_resize_main([str(src), str(tmp_path / "f.csv"), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -366,9 +372,9 @@ def test_pack_dataset_script_packs_and_refuses_to_overwrite(tmp_path, capsys):
     csv = tmp_path / "faces.csv"
     write_synthetic_csv(csv)
     out = tmp_path / f"faces{data.PACKED_SUFFIX}"
-    assert preprocess.pack_dataset_main([str(csv), str(out)]) == 0
+    assert preprocess_cli.pack_dataset_main([str(csv), str(out)]) == 0
     np.testing.assert_array_equal(data.load_fer2013(out)["Training"].x, data.load_fer2013(csv)["Training"].x)
-    assert preprocess.pack_dataset_main([str(csv), str(out)]) == 2
+    assert preprocess_cli.pack_dataset_main([str(csv), str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert preprocess.pack_dataset_main([str(csv), str(tmp_path / "faces.npz")]) == 2
+    assert preprocess_cli.pack_dataset_main([str(csv), str(tmp_path / "faces.npz")]) == 2
     assert data.PACKED_SUFFIX in capsys.readouterr().err

@@ -42,14 +42,24 @@ def quiet_tensorflow():
         os.close(devnull)
 
 
-def run_cli(job):
-    """Run ``job()``; map user errors to exit codes. Returns the exit code."""
+SKIP_BAD_ROWS_HINT = "pass --skip-bad-rows to drop such rows"
+"""What a command that has --skip-bad-rows adds to a bad-row error."""
+
+
+def run_cli(job, *, hints=None):
+    """Run ``job()``; map user errors to exit codes. Returns the exit code.
+
+    ``hints``: ``{error class: sentence}`` appended to such an error's line,
+    for advice only this command can give (its own flags): library errors
+    name no flag.
+    """
     from fer_keras.errors import FerError
 
     try:
         result = job()
     except FerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = next((text for kind, text in (hints or {}).items() if isinstance(exc, kind)), None)
+        print(f"error: {exc}" + (f" ({hint})" if hint else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

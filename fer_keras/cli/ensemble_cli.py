@@ -187,18 +187,34 @@ def _pick_usage(dataset, requested):
     return TEST_SPLIT if TEST_SPLIT in dataset else list(dataset.splits)[-1]
 
 
+def _refuse_evaluated_split(flag, split, usage, dataset, harm):
+    """ConfigError when ``split`` (fitted on) is ``usage`` (evaluated) or missing; the advice names
+    a split the data really has, never the evaluated one."""
+    from fer_keras.constants import VALIDATION_SPLIT
+    from fer_keras.errors import ConfigError
+
+    if split != usage:
+        dataset[split]  # raises DataError naming the splits present
+        return
+    others = sorted((u for u in dataset.splits if u != usage), key=lambda u: u != VALIDATION_SPLIT)
+    advice = f"use another split, e.g. {others[0]}" if others else "the data has no other split"
+    raise ConfigError(f"{flag} {split} is the evaluated split; {harm} ({advice})")
+
+
 def run(args, *, stdout=None):
     """Evaluate as ``args`` say; print the report; write the report folder. Returns 0."""
     from fer_keras import ensemble as ens
-    from fer_keras.errors import ConfigError, DataError
-    from fer_keras.io_utils import prepare_output_dir
+    from fer_keras.errors import ConfigError, DataError, check_seed
+    from fer_keras.io_utils import prepare_output_dir, record_outputs
 
     stdout = stdout or sys.stdout
     started = time.perf_counter()
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
-    if args.bootstrap < 0:
-        raise ConfigError("--bootstrap must be 0 (no intervals) or a number of resamples")
+    if args.bootstrap < 0 or args.bootstrap == 1:
+        raise ConfigError(f"--bootstrap {args.bootstrap}: give 0 (no intervals) or at least 2 resamples (one "
+                          "resample gives a zero-width interval; the default is 1000)")
+    check_seed(args.seed)
     if args.worst < 0:
         raise ConfigError("--worst must be 0 or more")
     if args.select and args.fit_weights:
@@ -216,30 +232,25 @@ def run(args, *, stdout=None):
     dataset, context = _load_dataset(args)
     usage = _pick_usage(dataset, args.usage)
     if args.fit_weights:
-        if args.fit_weights == usage:
-            raise ConfigError(f"--fit-weights {args.fit_weights} is the evaluated split; fitting weights on the "
-                              "faces being judged inflates the score (fit on another split, e.g. PublicTest)")
-        dataset[args.fit_weights]
+        _refuse_evaluated_split("--fit-weights", args.fit_weights, usage, dataset,
+                                "fitting weights on the faces being judged inflates the score")
     if args.calibrate:
-        if args.calibrate == usage:
-            raise ConfigError(f"--calibrate {args.calibrate} is the evaluated split; fitting temperatures on the "
-                              "faces being judged makes the calibration look better than it is (calibrate on "
-                              "another split, e.g. PublicTest)")
-        dataset[args.calibrate]
+        _refuse_evaluated_split("--calibrate", args.calibrate, usage, dataset, "fitting temperatures on the faces "
+                                "being judged makes the calibration look better than it is")
     select_on = None
     if args.select:
         from fer_keras.constants import VALIDATION_SPLIT
 
         select_on = args.select_on or VALIDATION_SPLIT
-        if select_on == usage:
-            raise ConfigError(f"--select-on {select_on} is the evaluated split; selecting members on the faces "
-                              "being judged inflates the score (select on another split, e.g. PublicTest)")
-        dataset[select_on]
+        _refuse_evaluated_split("--select-on", select_on, usage, dataset,
+                                "selecting members on the faces being judged inflates the score")
     split = dataset[usage]
     if len(split) == 0:
         raise DataError(f"split {usage} is empty")
     out = Path(args.out or f"reports/ensemble-{usage}-{time.strftime('%Y%m%d-%H%M%S')}")
-    prepare_output_dir(out, overwrite=args.overwrite)  # fail now, not after the predictions
+    names = _output_names(args)
+    inputs = [args.csv, getattr(args, "ferplus_labels", None), None if args.weights == "uniform" else args.weights]
+    prepare_output_dir(out, overwrite=args.overwrite, names=names, inputs=inputs)  # now, not after predicting
 
     sources = ([args.models_dir] if args.models_dir else ([] if args.model else ["models"])) + list(args.model)
     members, skipped = ens.load_members(sources, safe_mode=not args.unsafe, strict=args.strict,
@@ -265,12 +276,11 @@ def run(args, *, stdout=None):
     ensemble = ens.Ensemble(members, method=args.method, weights=weights, batch_size=args.batch_size,
                             verbose=0 if args.quiet else 1, temperatures=temperatures, class_map=class_map)
     weights_source = f"file {args.weights}" if weights is not None else "uniform"
-    written = []
     if temperatures is not None:
         ensemble.temperatures_  # names every member, or fails now
         context["temperature_scaling"] = {"file": str(args.weights)}
     if args.calibrate:
-        written.append(_calibrate(ensemble, dataset, args, context, out, stdout))
+        _calibrate(ensemble, dataset, args, context, out, stdout)
     if args.fit_weights:
         fit_split = dataset[args.fit_weights]
         uniform_nll = _nll(ensemble, fit_split, args.tta)
@@ -279,7 +289,6 @@ def run(args, *, stdout=None):
         weights_file = ens.write_weights(out / "weights.json", ensemble, fitted_on={
             **context, "usage": args.fit_weights, "n_samples": len(fit_split), "tta": args.tta},
             objective="NLL of the weighted mean", nll=fitted_nll, nll_uniform=uniform_nll)
-        written.append(weights_file.name)
         weights_source = (f"fitted on {args.fit_weights} (NLL {uniform_nll:.4f} uniform → {fitted_nll:.4f}), "
                           f"{weights_file}")
         print(f"weights fitted on {args.fit_weights}: " +
@@ -287,7 +296,6 @@ def run(args, *, stdout=None):
     all_weights = ensemble.weights_
     if args.select:
         weights_source = _select(ensemble, dataset, select_on, args, context, out, stdout)
-        written.append("selection.json")
 
     report = ens.evaluate(ensemble, split.x, split.y, tta=args.tta, skipped=skipped,
                           context={**context, "usage": usage, "weights_source": weights_source,
@@ -300,13 +308,21 @@ def run(args, *, stdout=None):
     print("", file=stdout)
     print(report.to_text(), file=stdout)
     report.save(out, overwrite=args.overwrite, worst=args.worst)
-    files = list(ens.REPORT_FILES) + (["worst.png"] if args.worst else []) + written
-    print(f"\nreport written to {out}/ ({', '.join(files)})", file=stdout)
+    record_outputs(out, "test_ensemble_model", names, inputs=inputs)
+    print(f"\nreport written to {out}/ ({', '.join(names)})", file=stdout)
     return 0
 
 
+def _output_names(args):
+    """Every file this run writes into --out: the report, and the JSON files its options ask for."""
+    from fer_keras.ensemble import report_files
+
+    asked = {"weights.json": args.fit_weights, "temperatures.json": args.calibrate, "selection.json": args.select}
+    return [*report_files(worst=args.worst), *(name for name, given in asked.items() if given)]
+
+
 def _calibrate(ensemble, dataset, args, context, out, stdout):
-    """Fit temperatures on ``--calibrate``; write temperatures.json; returns its file name."""
+    """Fit temperatures on ``--calibrate``; write temperatures.json."""
     from fer_keras import ensemble as ens
     from fer_keras.calibration import expected_calibration_error
 
@@ -324,7 +340,6 @@ def _calibrate(ensemble, dataset, args, context, out, stdout):
     print(f"temperatures fitted on {args.calibrate}: " +
           ", ".join(f"{k} {v:.3f}" for k, v in ensemble.temperatures_dict().items()) +
           f" (ensemble ECE there {ece_before:.4f} → {ece_after:.4f})", file=stdout)
-    return path.name
 
 
 def _select(ensemble, dataset, select_on, args, context, out, stdout):

@@ -88,7 +88,7 @@ def build_parser(prog=None, description=None):
 
 def _options(args):
     """``(formats, variants, name)`` from the options; raises ConfigError for bad ones."""
-    from fer_keras.errors import ConfigError
+    from fer_keras.errors import ConfigError, check_seed
     from fer_keras.export import FORMATS, TFLITE_VARIANTS, _slug
 
     formats = list(dict.fromkeys(args.format or ["keras"]))
@@ -105,6 +105,7 @@ def _options(args):
         raise ConfigError("--representative must be at least 1")
     if args.latency_calls < 1:
         raise ConfigError("--latency-calls must be at least 1")
+    check_seed(args.seed)
     if args.models_dir and args.model:
         raise ConfigError("give --models-dir or --model, not both")
     name = args.name or (Path(args.model[0]).stem if len(args.model) == 1 else "fer_ensemble")
@@ -130,17 +131,26 @@ def run(args, *, stdout=None):
     """Export as ``args`` say; print the checks; write export_report.json. Returns 0."""
     from fer_keras import ensemble as ens
     from fer_keras import export as ex
-    from fer_keras.io_utils import write_json_atomic
+    from fer_keras.io_utils import check_writable_folder, refuse_inputs, write_json_atomic
 
     stdout = stdout or sys.stdout
     started = time.perf_counter()
     formats, variants, name = _options(args)
     out = Path(args.out)
     paths = ex.artefact_paths(out, name, formats, variants)
-    ex.check_free([*paths.values(), out / REPORT_FILE], overwrite=args.overwrite)  # before any slow work
+    check_writable_folder(out)  # before any slow work: the place, the names, the converters
+    ex.check_free([*paths.values(), out / REPORT_FILE], overwrite=args.overwrite)
+    refuse_inputs([*paths.values(), out / REPORT_FILE], [args.csv, args.weights, *args.model])
     ex.check_converters(formats, verify=not args.no_verify)
 
     weights, temperatures = (None, None) if not args.weights else ens.read_weights_file(args.weights)
+    # Every input is read (a bad --csv refused) before the models load and before anything is written.
+    representative, rep_source = None, None
+    if "tflite" in formats and "int8" in variants:
+        representative, rep_source = ex.representative_faces(args.representative, csv=args.csv, seed=args.seed)
+    val_source = None
+    if not args.no_verify:
+        faces, labels, val_source = ex.validation_faces(csv=args.csv, limit=args.limit)
     members, skipped = ens.load_members(_sources(args), safe_mode=not args.unsafe)
     model = ex.fuse(members, weights=weights, temperatures=temperatures, name=name)
     metadata = ex.fused_metadata(members, weights=weights, temperatures=temperatures,
@@ -152,9 +162,7 @@ def run(args, *, stdout=None):
     for s in skipped:
         print(f"  skipped {s}", file=stdout)
 
-    representative, rep_source = None, None
-    if "tflite" in formats and "int8" in variants:
-        representative, rep_source = ex.representative_faces(args.representative, csv=args.csv, seed=args.seed)
+    if rep_source:
         print(f"int8 calibration: {rep_source}", file=stdout)
 
     def written(fmt, variant, path):
@@ -164,9 +172,8 @@ def run(args, *, stdout=None):
     ex.export(model, out, name=name, formats=formats, variants=variants, metadata=metadata,
               representative=representative, overwrite=args.overwrite, on_written=written)
 
-    rows, val_source = [], None
+    rows = []
     if not args.no_verify:
-        faces, labels, val_source = ex.validation_faces(csv=args.csv, limit=args.limit)
         print(f"\nchecks on {val_source}; latency: median of {args.latency_calls} single-face calls", file=stdout)
         rows = ex.verify(model, paths, faces, labels, calls=args.latency_calls)
         print(ex.results_table(rows), file=stdout)

@@ -187,6 +187,13 @@ def load_predictor(args, *, stdout):
     from fer_keras.faces import FaceDetector
     from fer_keras.predict import FacePredictor
 
+    detect_side = args.detect_side
+    if detect_side is None:  # live video needs speed; pictures keep every small face
+        detect_side = 320 if any(str(i).startswith("webcam") for i in (args.input or [])) else 0
+    # The detector checks its flags: build it before the models load (seconds), not after.
+    detector = None if args.no_detect else FaceDetector(
+        min_face=args.min_face, scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, margin=args.margin,
+        detect_side=detect_side)
     sources, runtime_files = model_sources(args, stdout=stdout), runtime_sources(args)
     members, skipped = ens.load_members(sources, safe_mode=not args.unsafe,
                                          include_distilled=args.include_distilled) if sources else ([], [])
@@ -201,12 +208,6 @@ def load_predictor(args, *, stdout):
         raise ConfigError(f"--explain needs a Keras member; member {args.explain_member} ({member.name}) runs in "
                           f"{member.runtime}: pick a .h5/.keras member with --explain-member")
     ensemble = ens.Ensemble(members, method=args.method)
-    detect_side = args.detect_side
-    if detect_side is None:  # live video needs speed; pictures keep every small face
-        detect_side = 320 if any(str(i).startswith("webcam") for i in (args.input or [])) else 0
-    detector = None if args.no_detect else FaceDetector(
-        min_face=args.min_face, scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, margin=args.margin,
-        detect_side=detect_side)
     predictor = FacePredictor(ensemble, detector, detect=not args.no_detect, tta=args.tta,
                               explain_member=args.explain_member)
     return predictor, members, skipped

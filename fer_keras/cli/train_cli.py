@@ -13,7 +13,8 @@ import os
 import sys
 
 from fer_keras import augment
-from fer_keras.cli.common import run_cli
+from fer_keras.cli.common import SKIP_BAD_ROWS_HINT, run_cli
+from fer_keras.errors import BadRowError
 from fer_keras.train import DATASETS, DISTRIBUTE, FERPLUS_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 EPILOG = """\
@@ -209,4 +210,4 @@ def main(argv=None, *, prog=None, description="", defaults=None, choose_model=Fa
         else:
             train(config, verbose=verbose)
 
-    return run_cli(job)
+    return run_cli(job, hints={BadRowError: SKIP_BAD_ROWS_HINT})

@@ -8,6 +8,7 @@ the model so a saved file can say how to rebuild itself.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 from fer_keras.constants import CLASS_NAMES, CLASS_NAMES_8, NUM_CLASSES
@@ -44,14 +45,82 @@ def options_of(name):
 
 
 def check_options(name, options):
-    """Raise ConfigError for an unknown model or option (options are never ignored)."""
+    """Raise ConfigError for an unknown model or option (options are never ignored), or a value
+    a builder would choke on or silently misuse (:func:`_check_value`)."""
     known = options_of(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(
             f"model {name!r} has no option(s) {', '.join(unknown)}; options: {', '.join(known) or 'none'}"
         )
+    for key, value in options.items():
+        _check_value(name, key, value, known[key])
     return known
+
+
+def _check_value(name, key, value, default):
+    """A value of the default's type, and in range: a dropout in [0, 1), a size or width
+    above 0 (``width=-1`` builds a 919-parameter model without a word), a count >= 0."""
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    where = f"model {name!r} option {key}={value!r}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected True or False")
+        return
+    if key == "weights" and isinstance(value, str) and value != "imagenet":
+        _check_weights_file(value)
+    if not number(default):  # a name, a path or None: the builder checks it
+        return
+    if not number(value) or (isinstance(default, int) and value != int(value)):
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ConfigError(f"{where}: expected {kind} like the default {default!r}")
+    if "dropout" in key and not 0 <= value < 1:
+        raise ConfigError(f"{where}: a dropout rate must be in [0, 1)")
+    if "dropout" not in key and default > 0 and not value > 0:
+        raise ConfigError(f"{where}: must be above 0")
+    if default == 0 and value < 0:
+        raise ConfigError(f"{where}: must be 0 or more")
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_weights_file(path):
+    """A local keras.applications weights file must exist and be HDF5 (checked before any work)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(HDF5_SIGNATURE))
+    except OSError as exc:
+        raise ConfigError(f"weights {path}: cannot read ({exc.strerror or exc})") from None
+    if head != HDF5_SIGNATURE:
+        raise ConfigError(f"weights {path}: not an HDF5 weights file (.h5)")
+
+
+@contextlib.contextmanager
+def _pretrained_weights_errors(name, weights):
+    """One-line ConfigErrors for the ``weights`` of a model built on keras.applications.
+
+    Why: Keras reports a download that fails offline as a bare "URL fetch
+    failure", and a text file or another network's weights as a traceback
+    from deep inside h5py or the weight loader.
+    """
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        if not isinstance(weights, str) or weights == "imagenet":
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"weights {weights}: does not fit {name}'s ImageNet base ({reason})") from None
+    except Exception as exc:
+        if weights != "imagenet" or "URL fetch failure" not in str(exc):
+            raise
+        raise ConfigError(f"{name}: the ImageNet weights could not be downloaded (offline?); download the "
+                          "keras.applications *_notop.h5 file elsewhere and pass its path as the weights "
+                          "(train.py --weights FILE)") from None
 
 
 def _class_names(num_classes):
@@ -65,7 +134,8 @@ def _class_names(num_classes):
 def build(name, *, num_classes=NUM_CLASSES, **options):
     """Build registered model ``name``; unknown options are an error, not ignored."""
     known = check_options(name, options)
-    model = builder(name)(num_classes=num_classes, **options)
+    with _pretrained_weights_errors(name, options.get("weights", known.get("weights"))):
+        model = builder(name)(num_classes=num_classes, **options)
     resolved = {k: v for k, v in known.items() if k != "num_classes"}
     resolved.update(options)
     model.fer_metadata = {
