@@ -881,6 +881,42 @@ def read_weights_file(path):
     return weights, temps
 
 
+CALIBRATION_FILE = "temperatures.json"
+"""The calibration shipped beside the members of a folder (what ``--calibrate`` writes), applied by default."""
+
+
+def folder_temperatures(folder, members):
+    """``(temperatures, note)``: the calibration in ``folder/temperatures.json`` when it names exactly
+    ``members``, else ``(None, note)``; ``note`` says what was done, for the user (None without a file).
+
+    Why by default: an averaged ensemble is under-confident (its members disagree), so its raw
+    probabilities overstate doubt; the folder's own calibration makes the shipped models'
+    confidence honest unless the caller asks for ``uniform``. It is fitted for one set of
+    members: after a file is dropped in or removed it no longer applies, and is left out with
+    a note saying how to refit it rather than applied to members it never saw.
+    """
+    path = Path(folder) / CALIBRATION_FILE
+    if not path.is_file():
+        return None, None
+    _, temperatures = read_weights_file(path)
+    if temperatures is None:
+        return None, f"{path} holds no temperatures; not applied"
+    keys = set(member_keys(members))
+    if set(temperatures) != keys:
+        extra = sorted(set(temperatures) - keys)
+        missing = sorted(keys - set(temperatures))
+        differences = "; ".join(part for part in (
+            f"members it has no temperature for: {', '.join(missing)}" if missing else "",
+            f"files it names that are not members: {', '.join(extra)}" if extra else "") if part)
+        return None, (f"{path} was fitted for other members ({differences}); not applied. Refit it: "
+                      f"python test_ensemble_model.py --models-dir {folder} --calibrate PublicTest ...")
+    try:
+        fitted_on = json.loads(path.read_text(encoding="utf-8")).get("fitted_on", {}).get("usage")
+    except (OSError, ValueError, AttributeError):
+        fitted_on = None
+    return temperatures, f"calibrated by {path}" + (f" (fitted on {fitted_on})" if fitted_on else "")
+
+
 def read_weights(path):
     """Per-member weights from a JSON file: ``{"weights": {"model_1.h5": 0.6, ...}}``
     (a bare ``{name: weight}`` object is accepted too). None when the file holds
@@ -1516,6 +1552,6 @@ def write_temperatures(path, ensemble, **extra):
 __all__ = ["METHODS", "Ensemble", "EnsembleReport", "InputAdapter", "Member", "Skipped", "combine_probas",
            "evaluate", "find_model_files", "fit_weights", "load_members", "machine_info", "member_keys",
            "read_weights", "write_weights"]
-__all__ += ["analyse_probas", "faces_fingerprint", "read_temperatures", "read_weights_file", "report_files",
+__all__ += ["CALIBRATION_FILE", "analyse_probas", "faces_fingerprint", "folder_temperatures", "read_temperatures", "read_weights_file", "report_files",
             "write_temperatures"]
 

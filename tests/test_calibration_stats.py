@@ -333,3 +333,36 @@ def test_shared_scale_calibrates_the_mean_of_calibrated_members():
     assert mean.max(axis=1).mean() < (mean.argmax(axis=1) == y).mean()  # the under-confidence being fixed
     # Sharper members weigh their confident votes more: a few faces change class, accuracy barely.
     assert abs((sharpened.argmax(axis=1) == y).mean() - (mean.argmax(axis=1) == y).mean()) < 0.01
+
+
+def test_folder_calibration_applies_by_default_to_exactly_its_members(tiny_csv, models, tmp_path, capsys):
+    """Check that a temperatures.json shipped beside the members is applied by default (report says
+    which file), that --weights uniform turns it off, and that after a member is dropped in it is
+    left out with a note saying how to refit, never applied to members it was not fitted for."""
+    import shutil
+
+    folder = tmp_path / "shipped"
+    shutil.copytree(models, folder)
+    fitted = tmp_path / "fit"
+    assert run_cli(tiny_csv, folder, fitted, "--calibrate", "PublicTest", "--bootstrap", "0") == 0
+    shutil.copy(fitted / "temperatures.json", folder / "temperatures.json")
+    capsys.readouterr()
+
+    assert run_cli(tiny_csv, folder, tmp_path / "auto", "--bootstrap", "0") == 0
+    assert "calibrated by" in capsys.readouterr().out
+    auto = json.loads((tmp_path / "auto" / "report.json").read_text())
+    assert auto["temperature_scaling"]["file"] == str(folder / "temperatures.json")
+    assert run_cli(tiny_csv, folder, tmp_path / "uniform", "--weights", "uniform", "--bootstrap", "0") == 0
+    uniform = json.loads((tmp_path / "uniform" / "report.json").read_text())
+    assert "temperature_scaling" not in uniform
+    assert auto["ensemble"]["ece"] != pytest.approx(uniform["ensemble"]["ece"])
+    calibrated = json.loads((fitted / "report.json").read_text())
+    assert auto["ensemble"]["nll"] == pytest.approx(calibrated["ensemble"]["nll"])
+
+    shutil.copy(folder / "rand.h5", folder / "rand2.h5")
+    capsys.readouterr()
+    assert run_cli(tiny_csv, folder, tmp_path / "dropped", "--bootstrap", "0") == 0
+    printed = capsys.readouterr().out
+    assert "fitted for other members (members it has no temperature for: rand2.h5)" in printed
+    assert "--calibrate PublicTest" in printed
+    assert "temperature_scaling" not in json.loads((tmp_path / "dropped" / "report.json").read_text())

@@ -91,8 +91,11 @@ def build_parser(prog=None, description=None):
     g = p.add_argument_group("ensemble")
     g.add_argument("--method", choices=METHODS, default="mean",
                    help="mean of softmax, geometric mean, or majority vote (default: %(default)s)")
-    g.add_argument("--weights", default="uniform", metavar="uniform|FILE",
-                   help='per-member weights JSON {"weights": {"model_1.h5": 0.6, ...}} (default: %(default)s)')
+    g.add_argument("--weights", default="auto", metavar="auto|uniform|FILE",
+                   help="auto: the calibration shipped beside the members (temperatures.json in the models "
+                   "folder, when it names exactly the members loaded; the plain mean otherwise); uniform: the "
+                   'plain mean; FILE: weights and/or temperatures JSON {"weights": {"model_1.h5": 0.6, ...}} '
+                   "(default: %(default)s)")
     g.add_argument("--fit-weights", metavar="SPLIT", help="fit non-negative weights summing to 1 on this split "
                    "(minimum NLL of the weighted mean; e.g. PublicTest) and write weights.json to --out")
     add_tta_argument(g)
@@ -221,7 +224,8 @@ def run(args, *, stdout=None):
         raise ConfigError("--select and --fit-weights both set the weights; give one")
     if args.select_on and not args.select:
         raise ConfigError("--select-on needs --select greedy")
-    weights, temperatures = (None, None) if args.weights == "uniform" else ens.read_weights_file(args.weights)
+    given = args.weights not in ("auto", "uniform")
+    weights, temperatures = ens.read_weights_file(args.weights) if given else (None, None)
     if args.fit_weights and weights is not None:
         raise ConfigError("--weights and --fit-weights contradict each other; give one")
     if args.select and weights is not None:
@@ -249,7 +253,7 @@ def run(args, *, stdout=None):
         raise DataError(f"split {usage} is empty")
     out = Path(args.out or f"reports/ensemble-{usage}-{time.strftime('%Y%m%d-%H%M%S')}")
     names = _output_names(args)
-    inputs = [args.csv, getattr(args, "ferplus_labels", None), None if args.weights == "uniform" else args.weights]
+    inputs = [args.csv, getattr(args, "ferplus_labels", None), args.weights if given else None]
     prepare_output_dir(out, overwrite=args.overwrite, names=names, inputs=inputs)  # now, not after predicting
 
     sources = ([args.models_dir] if args.models_dir else ([] if args.model else ["models"])) + list(args.model)
@@ -276,9 +280,17 @@ def run(args, *, stdout=None):
     ensemble = ens.Ensemble(members, method=args.method, weights=weights, batch_size=args.batch_size,
                             verbose=0 if args.quiet else 1, temperatures=temperatures, class_map=class_map)
     weights_source = f"file {args.weights}" if weights is not None else "uniform"
-    if temperatures is not None:
+    calibration_file = args.weights if temperatures is not None else None
+    folder = args.models_dir or (None if args.model else "models")
+    if args.weights == "auto" and folder and not args.model and not args.calibrate:
+        ensemble.temperatures, note = ens.folder_temperatures(folder, members)
+        if note:
+            print(note, file=stdout)
+        if ensemble.temperatures is not None:
+            calibration_file = Path(folder) / ens.CALIBRATION_FILE
+    if calibration_file is not None:
         ensemble.temperatures_  # names every member, or fails now
-        context["temperature_scaling"] = {"file": str(args.weights)}
+        context["temperature_scaling"] = {"file": str(calibration_file)}
     if args.calibrate:
         _calibrate(ensemble, dataset, args, context, out, stdout)
     if args.fit_weights:

@@ -57,7 +57,9 @@ def build_parser(prog=None, description=None):
     g.add_argument("--model", action="append", default=[], metavar="FILE",
                    help="a member file, repeatable (one --model exports that model alone)")
     g.add_argument("--weights", metavar="FILE", help='member weights (and temperatures) as the ensemble tester '
-                   'writes them: {"weights": {"model_1.h5": 0.6, ...}} (default: uniform)')
+                   'writes them: {"weights": {"model_1.h5": 0.6, ...}}, or "uniform" for the plain mean '
+                   "(default: the folder's temperatures.json when it names exactly its members, as the tester "
+                   "and predict.py apply it; else uniform)")
     g.add_argument("--unsafe", action="store_true", help="allow member files that run code when loaded "
                    "(Lambda layers); only for files you trust")
 
@@ -140,10 +142,12 @@ def run(args, *, stdout=None):
     paths = ex.artefact_paths(out, name, formats, variants)
     check_writable_folder(out)  # before any slow work: the place, the names, the converters
     ex.check_free([*paths.values(), out / REPORT_FILE], overwrite=args.overwrite)
-    refuse_inputs([*paths.values(), out / REPORT_FILE], [args.csv, args.weights, *args.model])
+    weights_file = None if args.weights == "uniform" else args.weights
+    refuse_inputs([*paths.values(), out / REPORT_FILE], [args.csv, weights_file, *args.model])
     ex.check_converters(formats, verify=not args.no_verify)
 
-    weights, temperatures = (None, None) if not args.weights else ens.read_weights_file(args.weights)
+    given = args.weights not in (None, "uniform")
+    weights, temperatures = ens.read_weights_file(args.weights) if given else (None, None)
     # Every input is read (a bad --csv refused) before the models load and before anything is written.
     representative, rep_source = None, None
     if "tflite" in formats and "int8" in variants:
@@ -152,9 +156,17 @@ def run(args, *, stdout=None):
     if not args.no_verify:
         faces, labels, val_source = ex.validation_faces(csv=args.csv, limit=args.limit)
     members, skipped = ens.load_members(_sources(args), safe_mode=not args.unsafe)
+    source = args.weights if given else ("uniform" if len(members) > 1 else None)
+    if args.weights is None and not args.model:
+        folder = args.models_dir or "models"
+        temperatures, note = ens.folder_temperatures(folder, members)
+        if note:
+            print(note, file=stdout)
+        if temperatures is not None:
+            source = str(Path(folder) / ens.CALIBRATION_FILE)
     model = ex.fuse(members, weights=weights, temperatures=temperatures, name=name)
     metadata = ex.fused_metadata(members, weights=weights, temperatures=temperatures,
-                                 source=args.weights or ("uniform" if len(members) > 1 else None))
+                                 source=source)
     print(f"{len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else ""), file=stdout)
     for entry, member in zip(metadata["members"], members):
         temp = f", T={entry['temperature']:.3f}" if entry["temperature"] != 1 else ""

@@ -208,6 +208,11 @@ def load_predictor(args, *, stdout):
         raise ConfigError(f"--explain needs a Keras member; member {args.explain_member} ({member.name}) runs in "
                           f"{member.runtime}: pick a .h5/.keras member with --explain-member")
     ensemble = ens.Ensemble(members, method=args.method)
+    folder = args.models_dir or (None if args.model else "models")
+    if folder and not args.model and members:
+        ensemble.temperatures, note = ens.folder_temperatures(folder, members)
+        if note and (ensemble.temperatures is not None or len(sources) == 1 and sources[0] == folder):
+            print(note, file=stdout)  # silent when the webcam runs the distilled member alone
     predictor = FacePredictor(ensemble, detector, detect=not args.no_detect, tta=args.tta,
                               explain_member=args.explain_member)
     return predictor, members, skipped
