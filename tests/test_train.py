@@ -244,6 +244,28 @@ def test_collapse_warning_waits_while_the_ema_average_is_mostly_the_first_step(c
     assert len(warnings_after(0.0, 10)) == 1
 
 
+@pytest.mark.parametrize("share, warns", [(64 / 70, True), (63 / 70, False)])
+def test_collapse_warning_fires_above_90_percent_of_predictions(share, warns):
+    """Check that the one-class warning fires when more than 90% of validation predictions fall into one
+    class (64 of 70: 91.4%) and stays quiet at 90% (63 of 70), as the README documents."""
+    from types import SimpleNamespace
+
+    from fer_keras.train import _callbacks_module
+
+    Validation = _callbacks_module()[1]
+    n = 70
+    stuck = round(share * n)
+    predicted = np.array([3] * stuck + [k for k in range(7) if k != 3] * n)[:n]
+    labels = np.arange(n) % 7
+    model = SimpleNamespace(predict=lambda x, **kwargs: np.eye(7)[predicted],
+                            optimizer=SimpleNamespace(iterations=SimpleNamespace(numpy=lambda: 10**6)))
+    state = {}
+    callback = Validation(np.zeros((n, 48, 48, 1)), labels, 7, 256, state)
+    callback.set_model(model)
+    callback.on_epoch_end(0, {})
+    assert bool(state.get("warnings")) is warns
+
+
 def test_ema_decay_must_be_below_one(tiny_csv, tmp_path):
     """Check that --ema 1 (an average that never moves) is refused with a message naming the option."""
     with pytest.raises(FerError, match="--ema"):
@@ -343,20 +365,31 @@ def test_learning_rate_schedule_shapes():
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tiny_csv, tmp_path):
-    """Check that --distribute mirrored trains over two logical CPU devices."""
+    """Check that --distribute mirrored trains under the strategy it builds, with two replicas, and saves a
+    model that loads and predicts."""
     code = f"""
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
 from fer_keras.train import TrainConfig, train
+seen = []
+fit = keras.Model.fit
+def spying_fit(self, *args, **kwargs):  # the strategy the model is really trained under
+    seen.append(self.distribute_strategy)
+    return fit(self, *args, **kwargs)
+keras.Model.fit = spying_fit
 s = train(TrainConfig(model="vgg16", model_options={{"width": 0.125}}, csv={str(tiny_csv)!r}, epochs=1,
           batch_size=16, precision="float32", distribute="mirrored", models_dir={str(tmp_path / 'm')!r},
           run_dir={str(tmp_path / 'r')!r}), verbose=0)
-print("REPLICAS", tf.distribute.MirroredStrategy().num_replicas_in_sync, s["model_file"])
+print("TRAINED UNDER", [type(x).__name__ for x in seen], [x.num_replicas_in_sync for x in seen])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "REPLICAS 2" in out.stdout
+    assert "TRAINED UNDER ['MirroredStrategy'] [2]" in out.stdout
+    model = model_io.load_model(tmp_path / "m" / "model_1.h5")
+    probs = model.predict(np.zeros((2, 48, 48, 1), "float32"), verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
 
 
 def _free_port():
