@@ -631,3 +631,47 @@ for name, (seed, deterministic, augment) in {runs!r}.items():  # the determinist
         np.testing.assert_array_equal(got, want)
     assert _history(tmp_path / "d" / "r") == _history(tmp_path / "e" / "r")
 
+
+def test_ema_average_survives_a_resume(tiny_csv, tmp_path, monkeypatch):
+    """Check that a run with --ema interrupted after the backup of epoch 2 resumes with both the raw weights
+    and the optimizer's moving average as they were backed up (the average not restarted from the weights),
+    and carries on from epoch 2 (history rows 0, 1, 2)."""
+    import keras
+
+    def state(model):
+        optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+        average = [v.numpy().copy() for v in optimizer._model_variables_moving_average if v is not None]
+        return [v.numpy().copy() for v in model.trainable_variables], average
+
+    backed_up, restored = [], []
+    on_epoch_end = keras.callbacks.BackupAndRestore.on_epoch_end
+
+    def interrupt_after_backup(self, epoch, logs=None):
+        on_epoch_end(self, epoch, logs)
+        if epoch == 1:
+            backed_up.append(state(self.model))
+            raise KeyboardInterrupt
+
+    def record_first_step(self, batch, logs=None):  # after every callback's on_train_begin, before a step
+        if not restored:
+            restored.append(state(self.model))
+
+    config = tiny_config(tiny_csv, tmp_path, epochs=3, ema=0.9)
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", interrupt_after_backup)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, verbose=0)
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_train_batch_begin", record_first_step)
+    summary = train(config, verbose=0)
+    (raw, average), = backed_up
+    (raw_back, average_back), = restored
+    assert len(average) == len(raw) > 0
+    assert len(raw_back) == len(raw) and len(average_back) == len(average)
+    for i, (want, got) in enumerate(zip(raw, raw_back)):
+        np.testing.assert_array_equal(got, want, err_msg=f"weight {i}")
+    for i, (want, got) in enumerate(zip(average, average_back)):
+        np.testing.assert_array_equal(got, want, err_msg=f"moving average {i}")
+    assert any(not np.allclose(a, w) for a, w in zip(average, raw))  # the average is not the weights
+    assert [row.split(",")[0] for row in (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]] == \
+        ["0", "1", "2"]
+    assert summary["epochs_run"] == 3
