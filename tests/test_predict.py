@@ -383,3 +383,53 @@ def test_detecting_on_a_smaller_copy_finds_the_same_face():
     assert len(full) == len(small) == 1
     for a, b in zip(full[0].as_tuple(), small[0].as_tuple()):
         assert abs(a - b) <= 0.1 * full[0].w
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_video_through_an_exported_tflite_or_onnx_file(fmt, models_dir, grace, tmp_path, capsys, monkeypatch):
+    """Check that a video runs through a float32 .tflite / .onnx export of the tiny member in its own runtime
+    (LiteRT / onnxruntime: its backend is called once per analysed frame with faces) and gives the frames,
+    faces and probabilities the Keras member gives."""
+    from fer_keras import export
+
+    if fmt == "tflite":
+        pytest.importorskip("ai_edge_litert")
+    else:
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("tf2onnx")
+    members, _ = load_members(models_dir)
+    fused = export.fuse(members)
+    exported = tmp_path / f"fer.{fmt}"
+    if fmt == "tflite":
+        export.export_tflite(fused, exported, "float32")
+    else:
+        export.export_onnx(fused, exported)
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (grace.shape[1], grace.shape[0]))
+    for _ in range(4):
+        writer.write(grace)
+    writer.release()
+
+    backend = {"tflite": export._TFLiteBackend, "onnx": export._OnnxBackend}[fmt]
+    calls, run = [], backend.run
+
+    def counting_run(self, x):
+        calls.append(len(x))
+        return run(self, x)
+
+    monkeypatch.setattr(backend, "run", counting_run)
+    code, _, err = run_cli(["--model", exported, "--input", video, "--every", "2", "--out", tmp_path / "rt", "--quiet"],
+                           capsys)
+    assert code == 0, err
+    monkeypatch.undo()
+    code, _, err = run_cli(["--models-dir", models_dir, "--input", video, "--every", "2", "--out", tmp_path / "k",
+                            "--quiet"], capsys)
+    assert code == 0, err
+    got, want = read_rows(tmp_path / "rt" / "predictions.csv"), read_rows(tmp_path / "k" / "predictions.csv")
+    assert len(got) == len(want) >= 2 and sorted({int(r["frame"]) for r in got}) == [0, 2]
+    assert len(calls) >= 2 and sum(calls) >= len(got)  # the exported file answered, not a Keras fallback
+    for g, w in zip(got, want):
+        assert (g["frame"], g["face"], g["label"]) == (w["frame"], w["face"], w["label"])
+        for c in CLASS_NAMES:
+            assert float(g[f"p_{c}"]) == pytest.approx(float(w[f"p_{c}"]), abs=1e-4)
+    assert (tmp_path / "rt" / "clip.annotated.mp4").stat().st_size > 0
