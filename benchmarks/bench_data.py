@@ -3,6 +3,10 @@
 Times, as the median of --repeats runs each:
   (a) baseline  pandas.read_csv + per-row np.array(s.split(), dtype=np.uint8), stacked
   (b) cold      fer_keras.data.load_fer2013(path, cache=False)
+  (e) first     the first load_fer2013(path, cache=False) in a fresh Python
+                process, as right after an install: the import of fer_keras.data
+                and anything done once per process are timed too (each run
+                with an empty NUMBA_CACHE_DIR, so no JIT cache could help)
   (c) warm      load_fer2013 again with its .npz cache (in a temporary cache_dir)
   (d) folder    load_image_folder on a PNG tree of the first --folder-rows faces
 and prints a table with speed-ups over the baseline (per face for the folder),
@@ -23,6 +27,7 @@ import hashlib
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,8 +87,42 @@ def synthesise(source, rows, folder):
     return out
 
 
+FIRST_LOAD = """
+import sys, time
+wall, cpu = time.perf_counter(), time.process_time()
+from fer_keras import data
+data.load_fer2013(sys.argv[1], cache=False)
+print(time.perf_counter() - wall, time.process_time() - cpu)
+"""
+
+
+def first_load(path, repeats):
+    """Wall seconds of the first load in a fresh process (median of ``repeats``
+    processes), from importing ``fer_keras.data`` to the parsed arrays."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="bench_data-numba-") as empty:
+            env = {**os.environ, "NUMBA_CACHE_DIR": empty, "PYTHONPATH": str(REPO)}
+            out = subprocess.run([sys.executable, "-c", FIRST_LOAD, str(path)], env=env, cwd=REPO,
+                                 capture_output=True, text=True, check=True)
+        wall, cpu = map(float, out.stdout.strip().splitlines()[-1].split())
+        walls.append(wall)
+        cpus.append(cpu)
+    return {"median_s": statistics.median(walls), "min_s": min(walls), "cpu_s": statistics.median(cpus),
+            "runs_s": walls}
+
+
+def cpu_model():
+    """The CPU model as ``lscpu`` names it (None where lscpu is missing)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), None)
+
+
 def warm_up(folder):
-    """Parse a tiny CSV once so numba's compile (or cache load) is not timed."""
+    """Parse a tiny CSV once so one-time work (imports, tables) is not timed in (b)."""
     tiny = folder / "warmup.csv"
     pixels = " ".join(["0"] * PIXELS_PER_IMAGE)
     tiny.write_text(f"emotion,pixels,Usage\n0,{pixels},Training\n")
@@ -119,7 +158,7 @@ def breakdown(path, repeats):
     def scan():
         return kernel.scan_rows(buf, 2, 3, 0, 1, 2, kernel.pixel_buffer(len(body)))
 
-    parts["parse kernel (numba), whole text"] = timed(scan, repeats)[0]
+    parts["parse kernel (numpy), whole text"] = timed(scan, repeats)[0]
     n, _, _, meta = scan()
     spans = meta[:, 4:6].tolist()
 
@@ -158,17 +197,18 @@ def main(argv=None):
     from fer_keras.precision import machine_description
 
     info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "machine": machine_description(), "python": platform.python_version(),
+            "machine": machine_description(), "cpu_model": cpu_model(), "python": platform.python_version(),
             "numpy": np.__version__, "isal": data._igzip is not None, "reader_thread": data.PREFETCH,
             "load_average_start": os.getloadavg()}
     print(f"date     {info['date']}")
     print(f"machine  {info['machine']}")
+    print(f"cpu      {info['cpu_model']} (lscpu Model name)")
     print(f"load avg {' '.join(f'{v:.2f}' for v in info['load_average_start'])} (other processes share the CPU)")
     with tempfile.TemporaryDirectory(prefix="bench_data-") as tmp:
         tmp = Path(tmp)
         info["warmup_s"] = warm_up(tmp)
-        print(f"warm-up  {info['warmup_s']:.2f} s: one parse of a 1-row CSV first, so numba's compile/cache "
-              "load is not timed")
+        print(f"warm-up  {info['warmup_s']:.2f} s: one parse of a 1-row CSV first, so one-time work "
+              "is not timed in (b); (e) times it")
         path = synthesise(source, args.rows, tmp) if args.rows else source
         info["csv"], info["csv_bytes"] = str(path), path.stat().st_size
         results = {}
@@ -182,6 +222,8 @@ def main(argv=None):
             mask = busage == usage
             assert np.array_equal(ds[usage].x, bx[mask]) and np.array_equal(ds[usage].y, by[mask]), usage
         del bx
+        print("timing   (e) first load in a fresh process ...", flush=True)
+        results["first"] = first_load(path, args.repeats)
         print("timing   (c) warm (cache hit) ...", flush=True)
         data.load_fer2013(path, cache_dir=tmp / "cache")
         results["warm"], _ = timed(lambda: data.load_fer2013(path, cache_dir=tmp / "cache"), args.repeats)
@@ -199,9 +241,10 @@ def main(argv=None):
         parts = breakdown(path, args.repeats) if args.breakdown else None
     info["load_average_end"] = os.getloadavg()
 
-    sizes = {"baseline": rows, "cold": rows, "warm": rows, "folder": folder_rows}
+    sizes = {"baseline": rows, "cold": rows, "first": rows, "warm": rows, "folder": folder_rows}
     per_face = results["baseline"]["median_s"] / rows
     labels = {"baseline": "(a) pandas + str.split", "cold": "(b) load_fer2013, cold",
+              "first": "(e) first load, new process",
               "warm": "(c) load_fer2013, cached", "folder": "(d) load_image_folder, PNG"}
     print(f"\n{rows:,} faces from {path.name} ({info['csv_bytes'] / 1e6:.1f} MB); median of {args.repeats}")
     print(f"{'method':<28} {'faces':>7} {'median s':>9} {'min s':>7} {'CPU s':>7} {'faces/s':>10} {'speed-up':>9}")

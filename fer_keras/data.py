@@ -373,8 +373,8 @@ def _chunks(stream, first_size, size):
     then ``size``; a last line without one gets it added), then ``None``.
 
     A background thread reads (gunzips, hashes, cuts) the next piece while the
-    caller parses this one: isal/zlib, hashlib and the numba kernel all release
-    the GIL, so reading and parsing overlap on a second core.
+    caller parses this one: isal/zlib, hashlib and numpy's array operations
+    release the GIL, so reading and parsing overlap on a second core.
     """
 
     def pieces():

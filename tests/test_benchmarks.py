@@ -23,8 +23,10 @@ def test_bench_data_runs_and_writes_json(tmp_path):
     csv = synthetic.write_synthetic_csv(tmp_path / "tiny.csv", sizes=(("Training", 40), ("PublicTest", 10)))
     stdout = run(["benchmarks/bench_data.py", str(csv), "--folder-rows", "10", "--repeats", "1",
                   "--json", str(tmp_path / "data.json")], tmp_path)
-    assert "baseline" in stdout
-    assert json.loads((tmp_path / "data.json").read_text())
+    assert "baseline" in stdout and "(e) first load, new process" in stdout
+    written = json.loads((tmp_path / "data.json").read_text())
+    assert set(written["results"]) == {"baseline", "cold", "first", "warm", "folder"}
+    assert written["results"]["first"]["median_s"] > 0 and "cpu_model" in written
 
 
 def test_bench_train_runs_and_writes_json(tmp_path):

@@ -366,3 +366,42 @@ def test_folder_calibration_applies_by_default_to_exactly_its_members(tiny_csv, 
     assert "fitted for other members (members it has no temperature for: rand2.h5)" in printed
     assert "--calibrate PublicTest" in printed
     assert "temperature_scaling" not in json.loads((tmp_path / "dropped" / "report.json").read_text())
+
+
+def test_cli_worst_shows_the_most_confidently_wrong_faces_first(models, tmp_path, monkeypatch):
+    """Check that --worst 3 puts on the sheet exactly the 3 wrong faces the ensemble was surest of, surest
+    first: with one soft band-reading member and a flat background, a brighter band is a surer prediction."""
+    from fer_keras import report
+
+    # (label, band shown, band brightness): 7 right faces (the surest of all), then 4 wrong ones.
+    rows = [(k, k, 250) for k in range(7)] + [(0, 2, 130), (4, 6, 250), (5, 3, 170), (1, 5, 210)]
+    faces = []
+    lines = ["emotion,pixels,Usage"] + [f"{k},{' '.join(['10'] * 48 * 48)},Training" for k in range(7)]
+    for label, shown, brightness in rows:
+        face = np.full((48, 48), 10)
+        face[shown * 6: shown * 6 + 6] = brightness
+        faces.append(face)
+        lines.append(f"{label},{' '.join(map(str, face.ravel()))},PrivateTest")
+    csv_path = tmp_path / "worst.csv"
+    csv_path.write_text("\n".join(lines) + "\n")
+    member = tmp_path / "member"
+    member.mkdir()
+    (member / "soft.h5").write_bytes((models / "soft.h5").read_bytes())
+
+    sheets, original = [], report.faces_sheet_figure
+
+    def spy(sheet_faces, captions, **kwargs):
+        sheets.append((np.asarray(sheet_faces), list(captions)))
+        return original(sheet_faces, captions, **kwargs)
+
+    monkeypatch.setattr(report, "faces_sheet_figure", spy)
+    assert run_cli(csv_path, member, tmp_path / "r", "--worst", "3", "--bootstrap", "0") == 0
+    (sheet_faces, captions), = sheets
+    assert [c.split()[0] for c in captions] == ["#8", "#10", "#9"]  # brightness 250, 210, 170; not 130
+    assert [c.split("\n")[0] for c in captions] == ["#8 true sad", "#10 true disgust", "#9 true surprise"]
+    assert [c.split("\n")[1].split()[:2] for c in captions] == [["pred", "neutral"], ["pred", "surprise"],
+                                                                ["pred", "happy"]]
+    confidences = [float(c.split()[-1]) for c in captions]
+    assert confidences == sorted(confidences, reverse=True) and confidences[0] > confidences[-1]
+    np.testing.assert_array_equal(sheet_faces.reshape(3, 48, 48), np.array(faces)[[8, 10, 9]])
+    assert (tmp_path / "r" / "worst.png").is_file()

@@ -376,6 +376,38 @@ def test_any_bytes_parse_or_raise_data_error(tmp_path, body):
         assert split.y.min() >= 0 and split.y.max() < NUM_CLASSES
 
 
+def _one_row_each_way(line):
+    """The kernel's answer for ``line`` (meta row, face) from the array path and from the per-line reader."""
+    from fer_keras import _csv_kernel as kernel
+
+    body = b"0," + pixels_text(face(1)).encode() + b",Training\n" + line + b"\n"  # line 2: not the file's first
+    pixels = kernel.pixel_buffer(len(body))
+    _, ok_rows, _, meta = kernel.scan_rows(np.frombuffer(body, np.uint8), 1, 3, 0, 1, 2, pixels)
+    array_path = meta[1, :3].tolist(), (pixels[PIXELS_PER_IMAGE:2 * PIXELS_PER_IMAGE].tolist() if ok_rows == 2
+                                        else None)
+    offset = body.index(line)
+    code, detail, label, *_, one_face = kernel._scan_line(line, offset, (3, 0, 1, 2))
+    return array_path, ([code, detail, label], None if one_face is None else one_face.tolist())
+
+
+@pytest.mark.parametrize("pixels", [
+    b"1234",  # a fourth digit the 3-byte table cannot see
+    b"0012",  # leading zeros: valid, 12
+    b"256",  # one above the range
+    b"12  7",  # two spaces (a separator, not a number)
+    b"1x2",  # a stray byte inside a number
+    b"7\t8",  # a tab separator
+    b'"9"',  # quotes inside the field
+])
+def test_array_path_and_line_reader_agree_on_odd_numbers(pixels):
+    """Check that a row with one odd number gives the same status, detail, label and face whether the
+    array path or the per-line reader reads it (the array path must hand over what it cannot read)."""
+    values = pixels_text(face(2)[:PIXELS_PER_IMAGE - 2]).encode()
+    line = b"3," + values + b" " + pixels + b" 5,PublicTest"
+    array_path, line_reader = _one_row_each_way(line)
+    assert array_path == line_reader
+
+
 # --------------------------------------------------------------------------
 # Cache
 # --------------------------------------------------------------------------

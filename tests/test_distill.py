@@ -51,12 +51,51 @@ def teacher_dir(tiny_csv, tmp_path_factory):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def student(tiny_csv, teacher_dir, tmp_path_factory):  # noqa: F811
-    """A tiny student taught by ``teacher_dir``: its training folder and model file."""
+def student_run(tiny_csv, teacher_dir, tmp_path_factory):  # noqa: F811
+    """A tiny student taught by ``teacher_dir``, trained with a spy on ``Model.fit`` that reads one epoch of
+    the training dataset it is given: the target rows the loss is computed against."""
+    import keras
+
     tmp = tmp_path_factory.mktemp("student")
     config = tiny_config(tiny_csv, tmp, teacher=str(teacher_dir), distill_alpha=0.8, distill_temperature=2.0,
                          model_options={"width": 0.125, "dense_units": 64})
-    return tmp, Path(train(config, verbose=0)["model_file"])
+    fit, seen = keras.Model.fit, []
+
+    def spying_fit(self, *args, **kwargs):
+        dataset = args[0] if args else kwargs["x"]
+        seen.append(np.concatenate([np.asarray(targets) for _, targets in dataset]))
+        return fit(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(keras.Model, "fit", spying_fit)
+        model_file = Path(train(config, verbose=0)["model_file"])
+    return {"tmp": tmp, "model_file": model_file, "fit_targets": seen}
+
+
+@pytest.fixture(scope="module")
+def student(student_run):
+    """The student's training folder and model file."""
+    return student_run["tmp"], student_run["model_file"]
+
+
+def test_teacher_targets_reach_the_loss(tiny_csv, teacher_dir, student_run):  # noqa: F811
+    """Check that the rows fit() trains on are 0.8 x the teacher's probabilities (flip TTA) softened at T = 2
+    plus 0.2 x the one-hot label, worked out here from the teacher file, not the hard labels."""
+    from fer_keras.data import load_fer2013
+
+    (targets,) = student_run["fit_targets"]  # one fit() call, one epoch of its batches
+    split = load_fer2013(tiny_csv)["Training"]
+    members, _ = ens.load_members(teacher_dir)
+    teacher = ens.Ensemble(members).predict_proba(split.x, tta=True)
+    powered = teacher ** (1 / 2.0)
+    expected = 0.8 * powered / powered.sum(axis=1, keepdims=True) + 0.2 * np.eye(7)[split.y]
+    assert targets.shape[1] == 7 and len(targets) == len(split) // 16 * 16  # shuffled, last part-batch dropped
+    # Each row fit() saw is one face's expected target, each face at most once.
+    distance = np.abs(targets[:, None, :] - expected[None, :, :]).max(axis=2)
+    matched = distance.argmin(axis=1)
+    assert distance.min(axis=1).max() < 1e-5
+    assert len(set(matched.tolist())) == len(targets)
+    assert not np.isin(targets, (0.0, 1.0)).all()  # soft rows, not one-hot labels
 
 
 def test_student_learns_from_teacher_and_records_it(teacher_dir, student):

@@ -260,6 +260,54 @@ def test_gradcam_map_shape_and_range(conv_model_file, grace, predictor):
     assert cam.min() >= 0.0 and cam.max() <= 1.0 and fer_class == 3
 
 
+@pytest.fixture(scope="module")
+def planted_model_file(tmp_path_factory):
+    """A hand-set classifier: "happy" (3) is the brightness of the face's top-left quadrant only, "surprise" (5)
+    the brightness anywhere. Its last conv layer ("conv", 1x1, 48x48) has one channel per rule."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((48, 48, 1))
+    x = layers.Rescaling(1 / 255)(inputs)
+    top_left = layers.ZeroPadding2D(((0, 24), (0, 24)))(layers.Cropping2D(((0, 24), (0, 24)))(x))
+    conv = layers.Conv2D(2, 1, activation="relu", name="conv")
+    features = conv(layers.Concatenate()([top_left, x]))
+    dense = layers.Dense(7, activation="softmax")
+    model = keras.Model(inputs, dense(layers.GlobalAveragePooling2D()(features)))
+    conv.set_weights([np.eye(2, dtype="float32").reshape(1, 1, 2, 2), np.full(2, -0.5, "float32")])
+    kernel = np.zeros((2, 7), "float32")
+    kernel[0, 3] = kernel[1, 5] = 40.0
+    dense.set_weights([kernel, np.zeros(7, "float32")])
+    return model_io.save_model(model, tmp_path_factory.mktemp("planted") / "planted.h5")
+
+
+def planted_face():
+    """Dim noise, a bright square in the top-left quadrant and a larger, brighter one at the bottom right."""
+    face = np.random.default_rng(0).integers(0, 60, (48, 48), dtype=np.uint8)
+    face[6:14, 6:14] = 200
+    face[30:44, 30:44] = 250
+    return face
+
+
+def test_gradcam_peaks_on_the_region_that_drives_the_class(planted_model_file):
+    """Check that Grad-CAM of "happy" on the planted classifier is non-zero and lies on the top-left square
+    (what drives that class), not on the brighter square, and that "surprise" (the top class) lights both."""
+    (member,), _ = load_members(planted_model_file)
+    face = planted_face()
+    assert member.predict_proba(face[None, :, :, None]).argmax() == 5  # the explained class is not the top one
+    cam, fer_class = face_gradcam(member, face, class_index=3)
+    assert fer_class == 3 and cam.shape == (48, 48) and cam.max() == pytest.approx(1.0)
+    peak = np.unravel_index(cam.argmax(), cam.shape)
+    assert 6 <= peak[0] < 14 and 6 <= peak[1] < 14, peak
+    assert cam[6:14, 6:14].min() > 0.5
+    outside = cam.copy()
+    outside[6:14, 6:14] = 0
+    assert outside.max() < 0.05  # the bright square at the bottom right does not drive "happy"
+    cam, fer_class = face_gradcam(member, face)  # default: the top class, "surprise"
+    assert fer_class == 5
+    assert cam[6:14, 6:14].min() > 0.2 and cam[30:44, 30:44].min() > 0.9 and cam[20:28, 0:48].max() < 0.05
+
+
 def test_gradcam_descends_into_nested_models():
     """Check that the layer rule finds the last spatial layer inside a nested base model, and gradients flow."""
     import keras
@@ -335,3 +383,53 @@ def test_detecting_on_a_smaller_copy_finds_the_same_face():
     assert len(full) == len(small) == 1
     for a, b in zip(full[0].as_tuple(), small[0].as_tuple()):
         assert abs(a - b) <= 0.1 * full[0].w
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_video_through_an_exported_tflite_or_onnx_file(fmt, models_dir, grace, tmp_path, capsys, monkeypatch):
+    """Check that a video runs through a float32 .tflite / .onnx export of the tiny member in its own runtime
+    (LiteRT / onnxruntime: its backend is called once per analysed frame with faces) and gives the frames,
+    faces and probabilities the Keras member gives."""
+    from fer_keras import export
+
+    if fmt == "tflite":
+        pytest.importorskip("ai_edge_litert")
+    else:
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("tf2onnx")
+    members, _ = load_members(models_dir)
+    fused = export.fuse(members)
+    exported = tmp_path / f"fer.{fmt}"
+    if fmt == "tflite":
+        export.export_tflite(fused, exported, "float32")
+    else:
+        export.export_onnx(fused, exported)
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (grace.shape[1], grace.shape[0]))
+    for _ in range(4):
+        writer.write(grace)
+    writer.release()
+
+    backend = {"tflite": export._TFLiteBackend, "onnx": export._OnnxBackend}[fmt]
+    calls, run = [], backend.run
+
+    def counting_run(self, x):
+        calls.append(len(x))
+        return run(self, x)
+
+    monkeypatch.setattr(backend, "run", counting_run)
+    code, _, err = run_cli(["--model", exported, "--input", video, "--every", "2", "--out", tmp_path / "rt", "--quiet"],
+                           capsys)
+    assert code == 0, err
+    monkeypatch.undo()
+    code, _, err = run_cli(["--models-dir", models_dir, "--input", video, "--every", "2", "--out", tmp_path / "k",
+                            "--quiet"], capsys)
+    assert code == 0, err
+    got, want = read_rows(tmp_path / "rt" / "predictions.csv"), read_rows(tmp_path / "k" / "predictions.csv")
+    assert len(got) == len(want) >= 2 and sorted({int(r["frame"]) for r in got}) == [0, 2]
+    assert len(calls) >= 2 and sum(calls) >= len(got)  # the exported file answered, not a Keras fallback
+    for g, w in zip(got, want):
+        assert (g["frame"], g["face"], g["label"]) == (w["frame"], w["face"], w["label"])
+        for c in CLASS_NAMES:
+            assert float(g[f"p_{c}"]) == pytest.approx(float(w[f"p_{c}"]), abs=1e-4)
+    assert (tmp_path / "rt" / "clip.annotated.mp4").stat().st_size > 0

@@ -175,23 +175,54 @@ def _interrupt_in_epoch(monkeypatch, epoch_index):
     monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", interrupt)
 
 
+def _kill_while_writing_backup(monkeypatch, write_number):
+    """Make the ``write_number``-th (1-based) write of the epoch backup stop half way with KeyboardInterrupt:
+    the file Keras writes in place is left cut in half, as a kill during the write leaves it."""
+    import keras
+
+    original, writes = keras.Model.save_weights, []
+
+    def save_weights(self, filepath, *args, **kwargs):
+        original(self, filepath, *args, **kwargs)
+        if Path(filepath).name == "latest.weights.h5":
+            writes.append(filepath)
+            if len(writes) == write_number:
+                content = Path(filepath).read_bytes()
+                Path(filepath).write_bytes(content[: len(content) // 2])
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+
+
 def test_backup_damaged_by_a_kill_while_it_was_written(tiny_csv, tmp_path, monkeypatch, capsys):
-    """Check that a rerun after a kill that cut the epoch backup in half (Keras writes it in place) still
-    ends in a model or a one-line error, never a traceback."""
-    config = tiny_config(tiny_csv, tmp_path, epochs=3)
-    _interrupt_in_epoch(monkeypatch, 1)
+    """Check RELIABILITY.md's promise: after a kill that cut the backup of epoch 2 in half, the rerun restores
+    the backup's second copy (epoch 1) and resumes at epoch 2 (history rows 0, 1, then 1 again, 2), not at 0;
+    with both copies damaged, one error line names the backup folder and best.weights.h5 is still there."""
+    import shutil
+
+    _kill_while_writing_backup(monkeypatch, 2)  # the backup after epoch index 1
     with pytest.raises(KeyboardInterrupt):
-        train(config, verbose=0)
+        train(tiny_config(tiny_csv, tmp_path, epochs=3), verbose=0)
     monkeypatch.undo()
-    backup = tmp_path / "run" / "backup" / "latest.weights.h5"
-    content = backup.read_bytes()
-    backup.write_bytes(content[: len(content) // 2])
-    code = run_cli(lambda: train(tiny_config(tiny_csv, tmp_path, epochs=3), verbose=0))
-    err = capsys.readouterr().err
-    if code == 2:
-        one_error_line(err, "backup")
-    else:
-        assert code == 0 and find_model_files(tmp_path / "models")
+    backup = tmp_path / "run" / "backup"
+    assert history_epochs(tmp_path / "run") == [0, 1]
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1  # written after the weights
+    assert (backup / "latest.weights.h5.bkp").is_file()  # the intact copy double_checkpoint keeps
+    both_damaged = tmp_path / "both"
+    shutil.copytree(tmp_path, both_damaged, ignore=shutil.ignore_patterns("both"))
+
+    summary = train(tiny_config(tiny_csv, tmp_path, epochs=3), verbose=0)
+    assert history_epochs(tmp_path / "run") == [0, 1, 1, 2], "the rerun did not resume from the intact backup"
+    assert Path(summary["model_file"]).is_file()
+
+    copy = both_damaged / "run" / "backup" / "latest.weights.h5.bkp"
+    copy.write_bytes(copy.read_bytes()[: copy.stat().st_size // 2])
+    code = run_cli(lambda: train(tiny_config(tiny_csv, both_damaged, epochs=3), verbose=0))
+    assert code == 2
+    one_error_line(capsys.readouterr().err, str(both_damaged / "run" / "backup"), "damaged", "delete")
+    assert (both_damaged / "run" / "best.weights.h5").is_file()
+    assert history_epochs(both_damaged / "run") == [0, 1]
+    assert not list((both_damaged / "models").glob("*.h5"))
 
 
 def test_kill_after_the_last_epoch_before_the_model_is_saved(tiny_csv, tmp_path, monkeypatch):

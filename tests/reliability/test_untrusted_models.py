@@ -115,11 +115,26 @@ def _layers(config):
 
 @pytest.mark.parametrize("module, name", [("os", "system"), ("subprocess", "getoutput"), ("builtins", "exec"),
                                           ("keras.utils", "get_file")])
-def test_keras_config_naming_a_python_function_is_refused(module, name, tmp_path):
+def test_keras_config_naming_a_python_function_is_refused(module, name, tmp_path, monkeypatch):
     """Check that a .keras file whose config points an activation (a function Keras would call) at
-    os.system, subprocess, exec or get_file is refused in safe mode."""
+    os.system, subprocess, exec or get_file is refused in safe mode, and the function never ran: it is
+    replaced by one that writes a marker file when called, wherever Keras could look it up."""
+    import importlib
+
     import keras
     from keras import layers
+
+    marker = tmp_path / "marker.txt"
+
+    def payload(*args, **kwargs):
+        marker.write_text(f"{module}.{name} ran")
+        return args[0] if args else None
+
+    for where in {importlib.import_module(module), keras.activations}:
+        monkeypatch.setattr(where, name, payload, raising=False)
+    getattr(importlib.import_module(module), name)("probe")
+    assert marker.exists()  # the payload is live where the name resolves
+    marker.unlink()
 
     plain = keras.Sequential([keras.Input((48, 48, 1)), layers.Flatten(), layers.Dense(7, activation="softmax")])
     source = model_io.save_model(plain, tmp_path / "plain.keras")
@@ -130,8 +145,13 @@ def test_keras_config_naming_a_python_function_is_refused(module, name, tmp_path
                                          "registered_name": name}
 
     path = _with_config(source, tmp_path / f"{name}.keras", point_activation)
-    with pytest.raises(ModelFileError, match=rf"{path.name}: cannot load"):
+    try:
         model_io.load_model(path)
+        refusal = "loaded"
+    except ModelFileError as exc:
+        refusal = str(exc)
+    assert not marker.exists(), "the function named in the file ran"
+    assert f"{path.name}: cannot load" in refusal
 
 
 def test_pickle_disguised_as_a_model_is_never_unpickled(tmp_path):
