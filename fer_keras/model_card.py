@@ -197,6 +197,29 @@ def ensemble_section(report):
     return "\n".join(lines)
 
 
+def calibration_section(models_dir):
+    """Lines saying how the default ensemble's probabilities are calibrated (none without a
+    ``temperatures.json``): the file, where it was fitted and what it changed."""
+    path = Path(models_dir) / "temperatures.json"
+    if not path.is_file():
+        return []
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    fitted = doc.get("fitted_on", {})
+    temps = ", ".join(f"{name} {t:.3f}" for name, t in doc.get("temperatures", {}).items())
+    lines = ["## Calibration", "",
+             f"`{path.name}` is applied by default (the tester, `predict.py` and `export.py`; "
+             "`--weights uniform` turns it off): one temperature per member, fitted on "
+             f"**{fitted.get('usage', '?')}** ({fitted.get('n_samples', '?')} faces, "
+             f"TTA {fitted.get('tta', 'none')}), then one shared factor "
+             f"({doc.get('shared_scale', 1.0):.3f}) that calibrates their average. Temperatures: {temps}.", ""]
+    if "ece" in doc:
+        ece = doc["ece"]
+        lines += [f"Ensemble ECE on {fitted.get('usage', '?')}: {ece['before']:.3f} before, {ece['after']:.3f} "
+                  f"after (fitted and judged on the same faces); fitted on one half and judged on the other: "
+                  f"{ece['held_out_before']:.3f} → {ece['held_out_after']:.3f}.", ""]
+    return lines
+
+
 def _same_scoring(meta, report):
     """Whether a report's member row scores what the member's metadata does: same split and
     dataset and class count, no TTA (flipped faces are another prediction)."""
@@ -248,8 +271,10 @@ def render(models_dir, reports=()):
            + "; do not edit by hand.", "",
            "Every file takes raw 48x48x1 grey faces (0..255) and returns float32 softmax over "
            "angry, disgust, fear, happy, sad, surprise, neutral. Trained on FER2013 `Training`; "
-           "the best epoch was chosen on `PublicTest`, so PublicTest figures are optimistic by "
-           "selection; the withheld `PrivateTest` is the final judge.", ""]
+           "the best epoch was chosen on `PublicTest`, and the members were kept or removed by what "
+           "they add to the ensemble's PublicTest score, so PublicTest figures are optimistic by both "
+           "selections; the withheld `PrivateTest` is the final judge.", ""]
+    out += calibration_section(models_dir)
     out += [ensemble_section(report) for report in reports]
     out += ["## Members", ""]
     for path in files:

@@ -166,3 +166,19 @@ def test_shipped_card_is_what_the_generator_writes():
     shipped = Path(__file__).resolve().parents[1] / "models"
     reports = [json.loads((shipped / name).read_text()) for name in ("ensemble_report.json", "ensemble_report_tta.json")]
     assert model_card.render(shipped, reports) == (shipped / "README.md").read_text()
+
+
+def test_card_says_where_the_default_calibration_was_fitted(tmp_path):
+    """Check that a temperatures.json beside the members gets a Calibration section naming the split it was
+    fitted on, the shared factor, every temperature and the ECE before/after; none without the file."""
+    from pathlib import Path
+
+    assert model_card.calibration_section(tmp_path) == []
+    (tmp_path / "temperatures.json").write_text(json.dumps({
+        "temperatures": {"model_1.h5": 0.81, "model_2.h5": 0.77}, "shared_scale": 0.8,
+        "fitted_on": {"usage": "PublicTest", "n_samples": 3589, "tta": "none"},
+        "ece": {"before": 0.072, "after": 0.012, "held_out_before": 0.073, "held_out_after": 0.031}}))
+    text = "\n".join(model_card.calibration_section(Path(tmp_path)))
+    assert "fitted on **PublicTest** (3589 faces" in text and "(0.800)" in text
+    assert "model_1.h5 0.810, model_2.h5 0.770" in text
+    assert "0.072 before, 0.012 after" in text and "0.073 → 0.031" in text
