@@ -193,7 +193,7 @@ def main(argv=None):
     source = Path(args.csv)
     if not source.is_file():
         p.error(f"{source}: no such file (pass a FER2013 CSV)")
-    from fer_keras.precision import machine_description
+    from fer_keras.machine import machine_description
 
     info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "machine": machine_description(), "cpu_model": cpu_model(), "python": platform.python_version(),

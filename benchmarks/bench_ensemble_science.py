@@ -43,11 +43,11 @@ from fer_keras.cli.common import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()  # machine_description() imports TensorFlow to look for a GPU
 
-from fer_keras import calibration, report, selection, stats  # noqa: E402
+from fer_keras import calibration, plots, selection, stats  # noqa: E402
 from fer_keras.constants import CLASS_NAMES, NUM_CLASSES  # noqa: E402
 from fer_keras.ensemble import analyse_probas, combine_probas  # noqa: E402
 from fer_keras.html_report import write_html  # noqa: E402
-from fer_keras.precision import machine_description  # noqa: E402
+from fer_keras.machine import machine_description  # noqa: E402
 
 TARGET_S = 5.0
 FER_TEST_PRIOR = np.array([491, 55, 528, 879, 594, 416, 626]) / 3589  # PrivateTest class shares
@@ -121,15 +121,15 @@ def main(argv=None):
         cal = science["calibration"]
         bins = {nm: cal["members"][nm]["bins"] for nm in names}
         bins["ensemble"] = cal["ensemble"]["bins"]
-        report.save_figure(report.reliability_figure(bins, title="reliability (synthetic)"),
+        plots.save_figure(plots.reliability_figure(bins, title="reliability (synthetic)"),
                            out_dir / "reliability.png")
-        report.save_figure(report.disagreement_figure(science["diversity"]["disagreement"], names),
+        plots.save_figure(plots.disagreement_figure(science["diversity"]["disagreement"], names),
                            out_dir / "disagreement.png")
         wrong = np.flatnonzero(probas.argmax(1) != y)
         worst = wrong[np.argsort(-probas.max(1)[wrong])[:24]]
         captions = [f"true {CLASS_NAMES[y[i]]}\npred {CLASS_NAMES[probas[i].argmax()]} {probas[i].max():.2f}"
                     for i in worst]
-        report.save_figure(report.faces_sheet_figure(faces[worst], captions, title="most confidently wrong"),
+        plots.save_figure(plots.faces_sheet_figure(faces[worst], captions, title="most confidently wrong"),
                            out_dir / "worst.png")
         pngs = [(name, out_dir / f"{name}.png") for name in ("reliability", "disagreement", "worst")]
         rows_ = [[nm, science["calibration"]["members"][nm]["ece"]] for nm in names]

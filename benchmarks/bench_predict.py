@@ -98,7 +98,7 @@ def main(argv=None):
     quiet_tensorflow()
     from fer_keras import ensemble
     from fer_keras.faces import FaceDetector
-    from fer_keras.precision import machine_description
+    from fer_keras.machine import machine_description
     from fer_keras.predict import FacePredictor
 
     frame = frame_640x480()

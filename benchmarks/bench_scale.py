@@ -100,7 +100,7 @@ def main(argv=None):
         print(json.dumps(measure(*args._child)))
         return 0
 
-    from fer_keras.precision import machine_description
+    from fer_keras.machine import machine_description
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

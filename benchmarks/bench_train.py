@@ -166,7 +166,7 @@ def main(argv=None):
         return 0
 
     from fer_keras import models
-    from fer_keras.precision import machine_description
+    from fer_keras.machine import machine_description
 
     names = args.models or models.available()
     options = {k: dict(v) for k, v in DEFAULT_OPTIONS.items()}

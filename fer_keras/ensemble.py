@@ -1081,7 +1081,7 @@ class EnsembleReport:
         return headers, rows
 
     def summary_table(self, *, markdown=False):
-        from fer_keras.report import format_table
+        from fer_keras.tables import format_table
 
         headers, rows = self._summary_rows()
         return format_table(headers, rows, markdown=markdown)
@@ -1169,7 +1169,7 @@ class EnsembleReport:
         """What the CLI prints: member table, confusion matrix, per-class report, the analysis tables."""
         import textwrap
 
-        from fer_keras.report import confusion_table, format_table, per_class_table
+        from fer_keras.tables import confusion_table, format_table, per_class_table
 
         ctx = self.context
         where = ctx.get("csv") or ctx.get("images") or ctx.get("data_root") or "faces"
@@ -1193,7 +1193,7 @@ class EnsembleReport:
         return "\n".join(lines)
 
     def to_markdown(self):
-        from fer_keras.report import confusion_table, format_table, per_class_table
+        from fer_keras.tables import confusion_table, format_table, per_class_table
 
         ctx = self.context
         where = ctx.get("csv") or ctx.get("images") or ctx.get("data_root") or "faces"
@@ -1249,7 +1249,7 @@ class EnsembleReport:
         ``worst``: also write ``worst.png``, a contact sheet of the ``worst`` most
         confidently wrong faces (needs the faces: ``evaluate(..., keep_faces=True)``).
         """
-        from fer_keras import report as figures
+        from fer_keras import plots as figures
 
         out = prepare_output_dir(out_dir, overwrite=overwrite, names=report_files(worst=worst))
         title = f"ensemble of {len(self.member_names)} ({self.method}{self._tta_suffix})"
@@ -1275,7 +1275,7 @@ class EnsembleReport:
 
     def _save_science_figures(self, out, *, worst=0):
         """reliability.png, disagreement.png and (``worst`` > 0) worst.png; returns ``[(caption, path)]``."""
-        from fer_keras import report as figures
+        from fer_keras import plots as figures
         from fer_keras.calibration import reliability_bins
 
         written = []
@@ -1320,7 +1320,7 @@ class EnsembleReport:
 
     def _save_html(self, path, pngs):
         from fer_keras.html_report import write_html
-        from fer_keras.report import confusion_rows, per_class_rows
+        from fer_keras.tables import confusion_rows, per_class_rows
 
         ctx = self.context
         where = ctx.get("csv") or ctx.get("images") or ctx.get("data_root") or "faces"
@@ -1506,32 +1506,6 @@ def evaluate(ensemble, faces, y, *, tta=False, skipped=(), context=None, class_n
         temperatures=ensemble.temperatures_ if calibrated else None)
 
 
-def machine_info():
-    """CPU, core count, TensorFlow/Keras versions and accelerators, for reports."""
-    import os
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
-    try:
-        import keras
-        import tensorflow as tf
-
-        info.update(tensorflow=tf.__version__, keras=keras.__version__,
-                    gpus=[d.name for d in tf.config.list_physical_devices("GPU")])
-    except Exception:  # versions are a courtesy, never a failure
-        pass
-    return info
-
-
 def write_weights(path, ensemble, **extra):
     """Write the ensemble's normalised weights (and its temperatures, when it has
     any) as a weights file (atomic)."""
@@ -1550,7 +1524,7 @@ def write_temperatures(path, ensemble, **extra):
 
 
 __all__ = ["METHODS", "Ensemble", "EnsembleReport", "InputAdapter", "Member", "Skipped", "combine_probas",
-           "evaluate", "find_model_files", "fit_weights", "load_members", "machine_info", "member_keys",
+           "evaluate", "find_model_files", "fit_weights", "load_members", "member_keys",
            "read_weights", "write_weights"]
 __all__ += ["CALIBRATION_FILE", "analyse_probas", "faces_fingerprint", "folder_temperatures", "read_temperatures", "read_weights_file", "report_files",
             "write_temperatures"]

@@ -1,8 +1,11 @@
-"""The toolkit's own error types.
+"""The toolkit's own error types: one hierarchy, in one place.
 
 Scripts catch :class:`FerError` and print its message as one line with a
-non-zero exit code; anything else is a bug and keeps its traceback.
+non-zero exit code; anything else is a bug and keeps its traceback. Every
+error a user can fix derives from it, whichever stage raises it.
 """
+
+import os
 
 
 class FerError(Exception):
@@ -27,6 +30,35 @@ class ModelFileError(FerError):
 
 class ConfigError(FerError, ValueError):
     """Options that contradict each other or name something that does not exist."""
+
+
+class InputError(FerError):
+    """An image, video or camera that cannot be read."""
+
+
+class OutputExistsError(FerError):
+    """An output file exists and ``overwrite`` was not given."""
+
+
+class MissingPackageError(FerError):
+    """An optional converter or runtime is not installed."""
+
+
+class WriteError(FerError, OSError):
+    """A file could not be written (disk full, read-only folder, no permission ...).
+
+    Both a :class:`FerError` (scripts print it as one line, exit code 2) and an
+    :class:`OSError` (callers that catch OSError keep working). Names the final
+    file, never the temporary one.
+    """
+
+    def __init__(self, path, exc):
+        reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else "") or str(exc).strip()
+        reason = (reason.splitlines() or [type(exc).__name__])[0][:300]
+        super().__init__(exc.errno, reason, str(path))
+
+    def __str__(self):
+        return f"cannot write {self.filename}: {self.strerror}"
 
 
 SEED_MAX = 2**32 - 1

@@ -55,7 +55,7 @@ import numpy as np
 
 from fer_keras import tta as tta_views
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, INPUT_SCALES, INPUT_SHAPE, NUM_CLASSES, PIXEL_MAX
-from fer_keras.errors import ConfigError, FerError, ModelFileError
+from fer_keras.errors import ConfigError, FerError, MissingPackageError, ModelFileError
 from fer_keras.io_utils import atomic_path
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")
@@ -90,10 +90,6 @@ PACKAGES = {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime", 
 EXTRA_HINT = "pip install -r requirements-export.txt, or pip install 'fer_keras[export]'"
 
 BATCH_SIZE = 256
-
-
-class MissingPackageError(FerError):
-    """An optional converter or runtime is not installed."""
 
 
 def require(module, *, purpose):
@@ -856,7 +852,7 @@ def _accuracy(probs, labels):
 
 def results_table(rows):
     """The verification rows as a plain-text table."""
-    from fer_keras.report import format_table
+    from fer_keras.tables import format_table
 
     headers = ["artefact", "runtime", "size MB", "accuracy", "agreement", "max |dp|", "p50 ms", "target"]
     body = []

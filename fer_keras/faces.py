@@ -20,17 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from fer_keras.constants import IMAGE_SIZE, PIXEL_MAX
-from fer_keras.errors import ConfigError, FerError
+from fer_keras.errors import ConfigError, FerError, InputError
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 """The cascade used: OpenCV's default frontal-face model."""
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".gif")
 """File name endings read as images."""
-
-
-class InputError(FerError):
-    """An image, video or camera that cannot be read."""
 
 
 @dataclasses.dataclass(frozen=True)

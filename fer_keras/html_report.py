@@ -33,7 +33,7 @@ def png_data_uri(path):
 
 def html_table(headers, rows, *, align=None):
     """An HTML table; cells formatted as in the text tables (4 decimals, None as '-')."""
-    from fer_keras.report import format_cell
+    from fer_keras.tables import format_cell
 
     align = align or ["<"] + [">"] * (len(headers) - 1)
     cls = [' class="l"' if a == "<" else "" for a in align]

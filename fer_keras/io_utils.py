@@ -17,24 +17,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from fer_keras.errors import FerError
-
-
-class WriteError(FerError, OSError):
-    """A file could not be written (disk full, read-only folder, no permission ...).
-
-    Both a :class:`FerError` (scripts print it as one line, exit code 2) and an
-    :class:`OSError` (callers that catch OSError keep working). Names the final
-    file, never the temporary one.
-    """
-
-    def __init__(self, path, exc):
-        reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else "") or str(exc).strip()
-        reason = (reason.splitlines() or [type(exc).__name__])[0][:300]
-        super().__init__(exc.errno, reason, str(path))
-
-    def __str__(self):
-        return f"cannot write {self.filename}: {self.strerror}"
+from fer_keras.errors import FerError, WriteError
 
 
 @contextlib.contextmanager

@@ -21,8 +21,8 @@ import zipfile
 from pathlib import Path
 
 from fer_keras.constants import CLASS_NAMES, INPUT_SHAPE
-from fer_keras.errors import ModelFileError
-from fer_keras.io_utils import WriteError, atomic_path
+from fer_keras.errors import ModelFileError, WriteError
+from fer_keras.io_utils import atomic_path
 
 METADATA_KEY = "fer_keras"
 KERAS_ZIP_ENTRY = "fer_keras.json"

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from fer_keras.constants import CLASS_NAMES
-from fer_keras.errors import ConfigError, FerError
-from fer_keras.faces import (IMAGE_SUFFIXES, Box, FaceDetector, InputError, expand_box, read_image, to_bgr,
+from fer_keras.errors import ConfigError, FerError, InputError, OutputExistsError
+from fer_keras.faces import (IMAGE_SUFFIXES, Box, FaceDetector, expand_box, read_image, to_bgr,
                              whole_image_face)
 from fer_keras.io_utils import atomic_path, natural_key, write_json_atomic, write_text_atomic
 
@@ -49,10 +49,6 @@ OUTPUT_MARKERS = ("predictions.json", "predictions.csv")
 
 DEFAULT_VIDEO_FPS = 25.0
 """Frame rate assumed for a video that does not state one."""
-
-
-class OutputExistsError(FerError):
-    """An output file exists and ``overwrite`` was not given."""
 
 
 # --------------------------------------------------------------------------
@@ -665,7 +661,7 @@ class OutputFolder:
 
     def timeline(self, stem, frames, *, title="", class_names=CLASS_NAMES):
         """``<stem>.timeline.png``: each class's probability for the largest face of each frame."""
-        from fer_keras import report
+        from fer_keras import plots
         from fer_keras.annotate import CLASS_COLOURS_RGB
 
         path = self.claim(stem, ".timeline.png")
@@ -675,8 +671,8 @@ class OutputFolder:
             face = f.largest_face()
             if face is not None:
                 probas[i] = face.probs
-        fig = report.timeline_figure(times, probas, class_names, colors=CLASS_COLOURS_RGB, title=title)
-        report.save_figure(fig, path)
+        fig = plots.timeline_figure(times, probas, class_names, colors=CLASS_COLOURS_RGB, title=title)
+        plots.save_figure(fig, path)
         return self._written(path)
 
     def add(self, frame_result):

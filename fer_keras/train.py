@@ -29,6 +29,7 @@ import numpy as np
 from fer_keras.constants import CLASS_NAMES_8, IMAGE_SIZE, TRAIN_SPLIT, VALIDATION_SPLIT
 from fer_keras.errors import ConfigError, FerError, check_seed
 from fer_keras.io_utils import write_json_atomic
+from fer_keras.machine import machine_description, tensorflow_backend
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -218,7 +219,7 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mix
         raise ConfigError(f"soft targets have {y.shape[1]} columns; the model has {num_classes} classes")
     augmenter = build_augmenter(augment, seed=seed, crop_margin=crop_margin) if training else None
     mixer = build_mixer(mixup, seed=seed) if training else None
-    if not _tensorflow_backend():
+    if not tensorflow_backend():
         return array_batches(x, y, batch_size=batch_size, num_classes=num_classes, training=training,
                             augmenter=augmenter, mixer=mixer, seed=seed)
 
@@ -562,7 +563,7 @@ def make_optimizer(config):
 
 
 def _strategy(config):
-    if not _tensorflow_backend():
+    if not tensorflow_backend():
         if config.distribute != "none":
             raise ConfigError(f"--distribute {config.distribute} needs the TensorFlow backend")
         return _NoStrategy()
@@ -573,14 +574,6 @@ def _strategy(config):
     if config.distribute == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def _tensorflow_backend():
-    """Whether Keras runs on TensorFlow; the JAX backend (a GPU machine without
-    TensorFlow) has no tf.data, tf.distribute, tf.summary or op determinism."""
-    import keras
-
-    return keras.backend.backend() == "tensorflow"
 
 
 class _NoStrategy:
@@ -830,7 +823,7 @@ def _train(config, *, verbose):
     import keras
 
     from fer_keras import data as fer_data
-    from fer_keras import model_io, precision, report
+    from fer_keras import model_io, plots, precision
     from fer_keras.metrics import classification_metrics, prediction_collapse
 
     config.validate()
@@ -857,7 +850,7 @@ def _train(config, *, verbose):
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
-        if not _tensorflow_backend():
+        if not tensorflow_backend():
             raise ConfigError("--deterministic needs the TensorFlow backend")
         import tensorflow as tf
 
@@ -939,7 +932,7 @@ def _train(config, *, verbose):
         SafeBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
         Budget(config, state, run_dir),
     ]
-    if _tensorflow_backend():  # Keras writes TensorBoard logs through tf.summary
+    if tensorflow_backend():  # Keras writes TensorBoard logs through tf.summary
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0))
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max",
@@ -950,7 +943,7 @@ def _train(config, *, verbose):
     if config.dataset != "fer2013" or num_classes != 7:
         targets = "soft (vote distributions)" if config.soft_targets else "hard labels"
         print(f"data: {config.dataset}, {num_classes} classes, {targets}: {dataset.source}")
-    print(f"machine: {precision.machine_description()}")
+    print(f"machine: {machine_description()}")
     print(f"run folder: {run_dir}{' (resuming)' if resumed else ''}", flush=True)
 
     started = time.monotonic()
@@ -989,8 +982,8 @@ def _train(config, *, verbose):
     collapse = prediction_collapse(probs)
 
     history = _read_history(run_dir / "history.csv")
-    report.save_figure(report.curves_figure(history), run_dir / "curves.png")
-    report.save_figure(report.confusion_figure(val_metrics["confusion_matrix"], class_names,
+    plots.save_figure(plots.curves_figure(history), run_dir / "curves.png")
+    plots.save_figure(plots.confusion_figure(val_metrics["confusion_matrix"], class_names,
                                                title=f"{config.model} on {val_name}"),
                        run_dir / "confusion_matrix.png")
 
@@ -1001,7 +994,7 @@ def _train(config, *, verbose):
         "epochs_run": state.get("epochs_done", 0),
         "best_epoch": state.get("best_epoch"),
         "train_seconds": round(state.get("train_seconds", wall), 1),
-        "machine": precision.machine_description(),
+        "machine": machine_description(),
         "class_names": list(class_names),
         "dataset": {**dataset_metadata(config, dataset), "train_split": TRAIN_SPLIT, "validation_split": val_name},
         "validation": {"split": val_name, "accuracy": val_metrics["accuracy"],
@@ -1042,7 +1035,7 @@ def _train(config, *, verbose):
         "num_classes": num_classes,
         "frozen_layers": sum(1 for layer in model.layers if layer.weights and not layer.trainable),
         "warnings": state.get("warnings", []),
-        "machine": precision.machine_description(),
+        "machine": machine_description(),
     }
     write_json_atomic(summary_file, summary)
     _print_summary(summary, val_name)

@@ -170,7 +170,7 @@ def _short_labels(keys):
 
 def markdown_table(results):
     """The models x datasets table, best value per column in bold."""
-    from fer_keras.report import format_table
+    from fer_keras.tables import format_table
 
     best = {}
     for d in results.datasets:
@@ -193,7 +193,7 @@ def markdown_table(results):
 
 def to_markdown(results):
     """``results.md``: the table, the chart, then where each column came from."""
-    from fer_keras.report import format_table
+    from fer_keras.tables import format_table
 
     metric = results.metric.replace("_", "-")
     lines = [f"# Results: {metric}", "",
@@ -248,7 +248,7 @@ def write(results, out_dir, *, overwrite=False):
     Existing ones are replaced only with ``overwrite``: the default folder is
     the repository's own ``results/``, which may hold tables worth keeping.
     """
-    from fer_keras.report import save_figure
+    from fer_keras.plots import save_figure
 
     reports = [source["report"] for source in results.sources]
     out = prepare_output_dir(out_dir, overwrite=overwrite, names=OUTPUT_FILES, inputs=reports)

@@ -371,7 +371,7 @@ def test_folder_calibration_applies_by_default_to_exactly_its_members(tiny_csv, 
 def test_cli_worst_shows_the_most_confidently_wrong_faces_first(models, tmp_path, monkeypatch):
     """Check that --worst 3 puts on the sheet exactly the 3 wrong faces the ensemble was surest of, surest
     first: with one soft band-reading member and a flat background, a brighter band is a surer prediction."""
-    from fer_keras import report
+    from fer_keras import plots as report
 
     # (label, band shown, band brightness): 7 right faces (the surest of all), then 4 wrong ones.
     rows = [(k, k, 250) for k in range(7)] + [(0, 2, 130), (4, 6, 250), (5, 3, 170), (1, 5, 210)]

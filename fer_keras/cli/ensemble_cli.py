@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
+from fer_keras.machine import machine_info
 
 EPILOG = """\
 examples:
@@ -316,7 +317,7 @@ def run(args, *, stdout=None):
     if args.select:
         report.context["selection"]["evaluated"] = _selected_vs_all(report, all_weights)
     report.seconds["total"] = round(time.perf_counter() - started, 3)
-    report.context["machine"] = ens.machine_info()
+    report.context["machine"] = machine_info()
     print("", file=stdout)
     print(report.to_text(), file=stdout)
     report.save(out, overwrite=args.overwrite, worst=args.worst)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from fer_keras.cli.common import run_cli
+from fer_keras.machine import machine_info
 
 EPILOG = """\
 examples:
@@ -192,8 +193,6 @@ def run(args, *, stdout=None):
         missed = [Path(r["file"]).name for r in rows if r["passed"] is False]
         if missed:
             print(f"note: target missed by {', '.join(missed)} (see {REPORT_FILE})", file=stdout)
-
-    from fer_keras.ensemble import machine_info
 
     report = {"name": name, "formats": formats, "tflite_variants": variants if "tflite" in formats else None,
               "files": {f"{fmt}" + (f"/{v}" if v else ""): str(p) for (fmt, v), p in paths.items()},

@@ -335,7 +335,7 @@ def _print_stream(result, class_names, stdout):
 
 
 def _print_faces(results, predictor, stdout):
-    from fer_keras.report import format_table
+    from fer_keras.tables import format_table
 
     if not results:
         return

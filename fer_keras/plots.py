@@ -1,7 +1,9 @@
 """Figures: training curves, confusion matrices, reliability diagrams (matplotlib, Agg backend).
 
-Plot functions take ``ax=None`` and return the axes; ``save_figure`` writes
-PNGs atomically. matplotlib is imported lazily so importing fer_keras stays fast.
+Shared by the stages that draw: training (curves, confusion matrix), the
+ensemble report and the video timeline. Plot functions take ``ax=None`` and
+return the axes; ``save_figure`` writes PNGs atomically. matplotlib is
+imported lazily so importing fer_keras stays fast.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import numpy as np
 
 from fer_keras.constants import CLASS_NAMES
 from fer_keras.io_utils import atomic_path
-from fer_keras.metrics import MACRO_AVERAGE
 
 
 def _plt():
@@ -114,67 +115,6 @@ def per_class_f1_figure(f1_by_name, class_names=CLASS_NAMES, title=""):
     ax = plot_per_class_f1(f1_by_name, class_names, title=title or None)
     ax.figure.tight_layout()
     return ax.figure
-
-
-def format_cell(value):
-    """How a table shows a value: floats with 4 decimals, None as '-'."""
-    if value is None:
-        return "-"
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.4f}"
-    return str(value)
-
-
-def format_table(headers, rows, *, markdown=False, align=None):
-    """Plain-text (or Markdown) table. Floats are shown with 4 decimals, None as '-'.
-
-    ``align``: one of ``"<"``/``">"`` per column (default: first column left,
-    the others right).
-    """
-    text_rows = [[format_cell(v) for v in row] for row in rows]
-    align = align or ["<"] + [">"] * (len(headers) - 1)
-    if markdown:
-        rule = ["---" if a == "<" else "---:" for a in align]
-        lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
-        lines += ["| " + " | ".join(r) + " |" for r in text_rows]
-        return "\n".join(lines)
-    widths = [max(len(str(h)), *(len(r[i]) for r in text_rows)) if text_rows else len(str(h))
-              for i, h in enumerate(headers)]
-    def line(values):
-        return "  ".join(f"{v:{a}{w}}" for v, a, w in zip(values, align, widths)).rstrip()
-    return "\n".join([line(headers)] + [line(r) for r in text_rows])
-
-
-def confusion_rows(matrix, class_names=CLASS_NAMES):
-    """``(headers, rows)`` of :func:`confusion_table`."""
-    matrix = np.asarray(matrix)
-    headers = ["true \\ predicted", *class_names]
-    rows = [[name, *(int(v) for v in matrix[i])] for i, name in enumerate(class_names)]
-    return headers, rows
-
-
-def confusion_table(matrix, class_names=CLASS_NAMES, *, markdown=False):
-    """A confusion matrix as a table: rows true class, columns predicted."""
-    headers, rows = confusion_rows(matrix, class_names)
-    return format_table(headers, rows, markdown=markdown)
-
-
-def per_class_rows(metrics, class_names=CLASS_NAMES):
-    """``(headers, rows)`` of :func:`per_class_table`."""
-    rows = []
-    for name in class_names:
-        c = metrics["per_class"][name]
-        rows.append([name, c["precision"], c["recall"], c["f1"], c["support"]])
-    rows.append(["macro avg", metrics["precision_macro"], metrics["recall_macro"], metrics["macro_f1"],
-                 sum(metrics["per_class"][n]["support"] for n in class_names)])
-    return ["class", "precision", "recall", "f1", "support"], rows
-
-
-def per_class_table(metrics, class_names=CLASS_NAMES, *, markdown=False):
-    """Precision, recall, F1 and support per class from ``classification_metrics`` output,
-    then how the macro averages were taken (:data:`fer_keras.metrics.MACRO_AVERAGE`)."""
-    headers, rows = per_class_rows(metrics, class_names)
-    return format_table(headers, rows, markdown=markdown) + ("\n\n" if markdown else "\n") + MACRO_AVERAGE
 
 
 def plot_emotion_timeline(times, probas, class_names=CLASS_NAMES, *, colors=None, ax=None, title=None,
