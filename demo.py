@@ -13,8 +13,9 @@ from fer_keras.cli.common import quiet_tensorflow
 
 quiet_tensorflow()
 
-from fer_keras import model_io, synthetic  # noqa: E402
 from fer_keras.cli import train_cli  # noqa: E402
+from fer_keras.data import synthetic  # noqa: E402
+from fer_keras.models import model_io  # noqa: E402
 
 if __name__ == "__main__":
     work = Path(tempfile.mkdtemp(prefix="fer_keras_demo_"))

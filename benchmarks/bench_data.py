@@ -42,8 +42,9 @@ from fer_keras.cli.common import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()  # machine_description() imports TensorFlow to look for a GPU
 
-from fer_keras import data, preprocess  # noqa: E402
+from fer_keras import data  # noqa: E402
 from fer_keras.constants import CLASS_NAMES, PIXELS_PER_IMAGE  # noqa: E402
+from fer_keras.data import convert, fer2013  # noqa: E402
 
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "fer2013" / "fer2013_train_publictest.csv.gz"
 
@@ -127,13 +128,13 @@ def warm_up(folder):
     tiny.write_text(f"emotion,pixels,Usage\n0,{pixels},Training\n")
     start = time.perf_counter()
     data.load_fer2013(tiny, cache=False)
-    preprocess.csv_lines(np.zeros((1, PIXELS_PER_IMAGE), np.uint8), [0]).__next__()
+    convert.csv_lines(np.zeros((1, PIXELS_PER_IMAGE), np.uint8), [0]).__next__()
     return time.perf_counter() - start
 
 
 def breakdown(path, repeats):
     """Where a cold load's time goes: decompression, hashing, the kernel, the rest."""
-    from fer_keras import _csv_kernel as kernel
+    from fer_keras.data import _csv_kernel as kernel
 
     parts = {}
     raw = path.read_bytes()
@@ -142,7 +143,7 @@ def breakdown(path, repeats):
         import zlib
 
         parts["gunzip, zlib (stdlib gzip)"] = timed(lambda: zlib.decompress(raw, 31), repeats)[0]
-        if data._igzip is not None:
+        if fer2013._igzip is not None:
             from isal import isal_zlib
 
             parts["gunzip, isal (used when installed)"] = timed(lambda: isal_zlib.decompress(raw, 31), repeats)[0]
@@ -166,15 +167,15 @@ def breakdown(path, repeats):
         for start, end in spans:
             t = body[start:end]
             if t not in known:
-                known[t] = data._usage_code(t)
+                known[t] = fer2013._usage_code(t)
         return len(known)
 
     parts["Usage decoding"] = timed(usages, repeats)[0]
     for prefetch in (False, True):
-        data.PREFETCH = prefetch
+        fer2013.PREFETCH = prefetch
         parts[f"cold load, reader thread {'on' if prefetch else 'off'}"] = timed(
             lambda: data.load_fer2013(path, cache=False), repeats)[0]
-    data.PREFETCH = True
+    fer2013.PREFETCH = True
     return parts
 
 
@@ -197,7 +198,7 @@ def main(argv=None):
 
     info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "machine": machine_description(), "cpu_model": cpu_model(), "python": platform.python_version(),
-            "numpy": np.__version__, "isal": data._igzip is not None, "reader_thread": data.PREFETCH,
+            "numpy": np.__version__, "isal": fer2013._igzip is not None, "reader_thread": fer2013.PREFETCH,
             "load_average_start": os.getloadavg()}
     print(f"date     {info['date']}")
     print(f"machine  {info['machine']}")
@@ -234,7 +235,7 @@ def main(argv=None):
             for i in range(min(len(split), folder_rows - written)):
                 target = tree / usage / CLASS_NAMES[int(split.y[i])] / f"{usage}_{i}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                preprocess.save_png(split.x[i], target)
+                convert.save_png(split.x[i], target)
                 written += 1
         results["folder"], _ = timed(lambda: data.load_image_folder(tree), args.repeats)
         parts = breakdown(path, args.repeats) if args.breakdown else None

@@ -107,7 +107,7 @@ def main(argv=None):
     voters = [m for m in members if not m.is_distilled]  # the ensemble leaves students out
     if len(voters) > 1:
         candidates.append((f"ensemble of {len(voters)}", voters))
-    from fer_keras.synthetic import synthetic_faces
+    from fer_keras.data import synthetic_faces
 
     faces, _ = synthetic_faces(256)
     speed_rows = []

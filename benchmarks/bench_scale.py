@@ -34,7 +34,8 @@ def write_csv(path, rows, source):
     """A CSV of ``rows`` rows, cycling through the rows of ``source`` (or generated faces)."""
     import numpy as np
 
-    from fer_keras import data, synthetic
+    from fer_keras import data
+    from fer_keras.data import synthetic
 
     if source and Path(source).exists():
         ds = data.load_fer2013(source, cache_dir=Path(path).parent / "cache")

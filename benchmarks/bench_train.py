@@ -62,7 +62,8 @@ def measure(model_name, options, policy, *, batch, steps, repeats):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from fer_keras import models, synthetic
+    from fer_keras import models
+    from fer_keras.data import synthetic
     from fer_keras.train import make_dataset
 
     keras.mixed_precision.set_global_policy(policy)
@@ -114,7 +115,8 @@ def measure_fit(model_name, options, policy, *, batch, steps, repeats, mirrored)
     import keras
     import tensorflow as tf
 
-    from fer_keras import models, synthetic
+    from fer_keras import models
+    from fer_keras.data import synthetic
     from fer_keras.train import make_dataset
 
     if mirrored:

@@ -54,7 +54,8 @@ from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, CLASS_NAMES_8, IMAGE
 from fer_keras.errors import ConfigError, FerError, ModelFileError
 from fer_keras.io_utils import natural_key, prepare_output_dir, write_json_atomic, write_text_atomic
 from fer_keras.metrics import MACRO_AVERAGE
-from fer_keras.model_io import MODEL_SUFFIXES
+from fer_keras.models import crop_margin
+from fer_keras.models.model_io import MODEL_SUFFIXES
 from fer_keras.tta import describe as tta_describe
 from fer_keras.tta import tta_mode
 
@@ -184,7 +185,7 @@ class Member:
         """Load ``path`` and work out its adapter. Raises :class:`ModelFileError`.
 
         ``class_counts``: the output sizes accepted (``CLASS_COUNTS`` admits 8-way models)."""
-        from fer_keras import model_io
+        from fer_keras.models import model_io
 
         path = Path(path)
         try:
@@ -203,10 +204,7 @@ class Member:
         """Pixels the model's own centre crop drops on each side of the 48 px face (0: none);
         what the ten-crop views shift by. A fused ensemble (export.py) crops inside its
         members and records their common margin in its metadata."""
-        from fer_keras.models import input_crop
-
-        crop = input_crop(self.model)
-        return (IMAGE_SIZE - crop) // 2 if crop else int(self.metadata.get("crop_margin", 0))
+        return crop_margin(self.model) or int(self.metadata.get("crop_margin", 0))
 
     def predict_proba(self, faces, *, tta=False, batch_size=BATCH_SIZE, verbose=0):
         """Probabilities (N, 7) in FER2013 order for raw faces, batched ((N, 8),

@@ -311,7 +311,7 @@ def check_free(paths, *, overwrite=False):
 
 def export_keras(model, path, *, metadata=None, overwrite=False):
     """Save ``model`` as ``path`` (``.keras`` or ``.h5``) with metadata, atomically."""
-    from fer_keras import model_io
+    from fer_keras.models import model_io
 
     return model_io.save_model(model, path, metadata, overwrite=overwrite)
 
@@ -744,7 +744,7 @@ def representative_faces(n=REPRESENTATIVE_FACES, *, csv=None, seed=0):
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(len(split), size=min(n, len(split)), replace=False))
         return split.x[idx], f"{csv} [{TRAIN_SPLIT}], {len(idx)} faces, seed {seed}"
-    from fer_keras.synthetic import synthetic_faces
+    from fer_keras.data import synthetic_faces
 
     x, _ = synthetic_faces(n, seed=seed)
     return x, f"synthetic faces, {n}, seed {seed}"
@@ -762,7 +762,7 @@ def validation_faces(*, csv=None, limit=None, n_synthetic=200, seed=1):
         if limit:
             x, y = x[:limit], y[:limit]
         return x, y, f"{csv} [{VALIDATION_SPLIT}], {len(y)} faces"
-    from fer_keras.synthetic import synthetic_faces
+    from fer_keras.data import synthetic_faces
 
     x, y = synthetic_faces(limit or n_synthetic, seed=seed)
     return x, y, f"synthetic faces, {len(y)}, seed {seed} (labels are the synthetic band classes)"

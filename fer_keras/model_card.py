@@ -259,7 +259,7 @@ def check_one_figure_per_file(metas, reports):
 
 def render(models_dir, reports=()):
     """The Markdown of ``models/README.md``; raises :class:`FerError` where figures disagree."""
-    from fer_keras.model_io import MODEL_SUFFIXES, read_metadata
+    from fer_keras.models.model_io import MODEL_SUFFIXES, read_metadata
 
     files = sorted((p for p in Path(models_dir).iterdir() if p.suffix in MODEL_SUFFIXES and not p.name.startswith(".")),
                    key=natural_key)

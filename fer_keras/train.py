@@ -26,17 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras.constants import CLASS_NAMES_8, IMAGE_SIZE, TRAIN_SPLIT, VALIDATION_SPLIT
+from fer_keras.constants import CLASS_NAMES_8, TRAIN_SPLIT, VALIDATION_SPLIT
+from fer_keras.data import DATASETS, balanced, load_dataset
 from fer_keras.errors import ConfigError, FerError, check_seed
 from fer_keras.io_utils import write_json_atomic
 from fer_keras.machine import machine_description, tensorflow_backend
+from fer_keras.models import crop_margin
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "onecycle")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
-DATASETS = ("fer2013", "ferplus", "rafdb", "affectnet", "ckplus")
-"""Training data ``--dataset`` can name (readers in :mod:`fer_keras.datasets`)."""
 FERPLUS_MODES = ("majority", "probability")
 CLASSIFIER_LAYER = "predictions_logits"
 """The final Dense of every registered model (``models.preprocessing.classifier``):
@@ -603,44 +603,6 @@ def load_training_data(config):
                         ckplus_folds=config.ckplus_folds, on_bad="skip" if config.skip_bad_rows else "error")
 
 
-def load_dataset(name, *, csv="", ferplus_labels="", ferplus_mode="majority", data_root="", num_classes=7,
-                 ckplus_fold=0, ckplus_folds=10, on_bad="error"):
-    """One place that turns a ``--dataset`` name and its arguments into a dataset.
-
-    fer2013: ``csv``. ferplus: ``ferplus_labels`` (fer2013new.csv) on the
-    faces of ``csv`` (the original fer2013.csv), ``ferplus_mode`` majority or
-    probability (SoftSplit s with the vote distributions). rafdb, affectnet,
-    ckplus: ``data_root`` in the official layout (see
-    :mod:`fer_keras.datasets`); ckplus holds out fold ``ckplus_fold`` of
-    ``ckplus_folds`` subject-independent folds as PublicTest. ``num_classes``
-    8 keeps contempt (ferplus, affectnet, ckplus).
-    """
-    from fer_keras import data, datasets
-
-    if name not in DATASETS:
-        raise ConfigError(f"--dataset must be one of {', '.join(DATASETS)}, not {name!r}")
-    if num_classes not in (7, 8):
-        raise ConfigError("--num-classes must be 7 (FER2013 classes) or 8 (plus contempt)")
-    if num_classes == 8 and name in ("fer2013", "rafdb"):
-        raise ConfigError(f"--dataset {name} has 7 classes, no contempt; --num-classes 8 needs ferplus, "
-                          "affectnet or ckplus")
-    if name == "ferplus" and not ferplus_labels:
-        raise ConfigError("--dataset ferplus needs --ferplus-labels FILE (fer2013new.csv) and --csv "
-                          "(the original fer2013.csv the labels refer to, by row)")
-    if name in ("rafdb", "affectnet", "ckplus") and not data_root:
-        raise ConfigError(f"--dataset {name} needs --data-root DIR (see --help for the layout)")
-    if name == "fer2013":
-        return data.load_fer2013(csv, on_bad_rows=on_bad)
-    if name == "ferplus":
-        return datasets.load_ferplus(ferplus_labels, csv, mode=ferplus_mode, num_classes=num_classes)
-    if name == "rafdb":
-        return datasets.load_rafdb(data_root, on_bad_images=on_bad)
-    if name == "affectnet":
-        return datasets.load_affectnet(data_root, num_classes=num_classes, on_bad_images=on_bad)
-    return datasets.load_ckplus(data_root, folds=ckplus_folds, fold=ckplus_fold, num_classes=num_classes,
-                                on_bad_images=on_bad)
-
-
 def dataset_metadata(config, dataset):
     """The ``dataset`` entry of a saved model's metadata: which data, which file(s), checksum."""
     files = {"fer2013": config.csv, "ferplus": config.ferplus_labels}.get(config.dataset, config.data_root)
@@ -661,17 +623,9 @@ def dataset_metadata(config, dataset):
 # --------------------------------------------------------------------------
 
 
-def _crop_margin(model):
-    """Pixels the model's central crop drops on each side of the 48 px face (0: no crop)."""
-    from fer_keras import models
-
-    crop = models.input_crop(model)
-    return (IMAGE_SIZE - crop) // 2 if crop else 0
-
-
 def check_crop_recipe(config, model):
     """``--augment crop`` shifts faces for the model's central crop: a model without one cannot use it."""
-    if config.augment == "crop" and not _crop_margin(model):
+    if config.augment == "crop" and not crop_margin(model):
         raise ConfigError(f"--augment crop needs a model that crops its input: add -o crop=44 "
                           f"(or 40..46) to --model {config.model}")
 
@@ -685,7 +639,8 @@ def build_model(config, num_classes):
 
 
 def _build_or_init(config, num_classes):
-    from fer_keras import model_io, models
+    from fer_keras import models
+    from fer_keras.models import model_io
 
     options = dict(config.model_options)
     if config.weights:
@@ -729,7 +684,7 @@ def init_lineage(path):
     which file (or which version of ``model_4.h5``) to start from. Nested
     ``init_from`` keeps a chain of fine-tunes complete.
     """
-    from fer_keras import model_io
+    from fer_keras.models import model_io
 
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -822,8 +777,8 @@ def train(config, *, verbose=1):
 def _train(config, *, verbose):
     import keras
 
-    from fer_keras import data as fer_data
-    from fer_keras import model_io, plots, precision
+    from fer_keras import plots, precision
+    from fer_keras.models import model_io
     from fer_keras.metrics import classification_metrics, prediction_collapse
 
     config.validate()
@@ -869,7 +824,7 @@ def _train(config, *, verbose):
         raise FerError(f"{dataset.source}: no {VALIDATION_SPLIT} split to validate on")
     val_split = dataset[val_name]
     if config.balanced_data:
-        train_split = fer_data.balanced(train_split, seed=config.seed, num_classes=num_classes)
+        train_split = balanced(train_split, seed=config.seed, num_classes=num_classes)
     # Soft targets (FER+ probability mode) are the loss target; hard labels are one-hot encoded.
     train_targets = train_split.soft if config.soft_targets else train_split.y
     teacher_info = None
@@ -913,7 +868,7 @@ def _train(config, *, verbose):
     check_crop_recipe(config, model)
     train_ds = make_dataset(train_split.x, train_targets, batch_size=config.batch_size,
                             num_classes=num_classes, training=True, augment=config.augment, mixup=config.mixup,
-                            seed=config.seed, crop_margin=_crop_margin(model))
+                            seed=config.seed, crop_margin=crop_margin(model))
 
     LearningRateSchedule, Validation, BestKeeper, Budget, NaNGuard, SafeBackupAndRestore, SwapEMAWeights = (
         _callbacks_module())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_keras import synthetic
+from fer_keras.data import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,8 @@ def test_bench_ensemble_science_runs_small(tmp_path):
 def test_bench_predict_times_members_the_ensemble_and_a_student_alone(tmp_path):
     """Check that the inference benchmark times classification and detection for each member, the
     ensemble without the distilled member, and each member's speed as a multiple of the ensemble's."""
-    from fer_keras import model_io, models
+    from fer_keras import models
+    from fer_keras.models import model_io
 
     for i in (1, 2):
         model_io.save_model(models.build("vgg16", width=0.125), tmp_path / f"model_{i}.h5")

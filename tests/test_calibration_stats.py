@@ -8,9 +8,9 @@ import pytest
 
 from fer_keras import calibration, selection, stats
 from fer_keras import ensemble as ens
-from fer_keras import model_io
 from fer_keras.cli import ensemble_cli
 from fer_keras.errors import ConfigError
+from fer_keras.models import model_io
 
 
 def softmax(z):

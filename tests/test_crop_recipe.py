@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_keras import model_io
 from fer_keras.ensemble import Member
-from fer_keras.models import input_crop
+from fer_keras.models import input_crop, model_io
 from fer_keras.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]

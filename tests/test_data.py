@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings
 
 from fer_keras import data
 from fer_keras.constants import CLASS_NAMES, INPUT_SHAPE, NUM_CLASSES, PIXELS_PER_IMAGE, USAGES
+from fer_keras.data import fer2013
 from fer_keras.errors import DataError
 
 REAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013" / "fer2013_train_publictest.csv.gz"
@@ -156,8 +157,8 @@ def test_non_utf8_bytes(tmp_path, where, raw, problem):
 
 def test_error_line_numbers_count_blank_lines_and_chunks(tmp_path, monkeypatch):
     """Check that line numbers stay exact across blank lines, a stray quote and chunk borders."""
-    monkeypatch.setattr(data, "FIRST_CHUNK_BYTES", 20_000)
-    monkeypatch.setattr(data, "CHUNK_BYTES", 30_000)
+    monkeypatch.setattr(fer2013, "FIRST_CHUNK_BYTES", 20_000)
+    monkeypatch.setattr(fer2013, "CHUNK_BYTES", 30_000)
     lines = [row(i=i) for i in range(20)]
     lines[5:5] = ["", "   "]
     lines.append(row(label=9))  # line 1 + 23 = 24
@@ -179,9 +180,9 @@ def test_chunk_borders_do_not_change_the_result(tmp_path, monkeypatch, first, si
     lines[4:4] = ["", " \r"]
     path = write_csv(tmp_path / "chunks.csv", lines, newline="\r\n")
     expected = data.load_fer2013(path, cache=False)
-    monkeypatch.setattr(data, "FIRST_CHUNK_BYTES", first)
-    monkeypatch.setattr(data, "CHUNK_BYTES", size)
-    monkeypatch.setattr(data, "PREFETCH", prefetch)
+    monkeypatch.setattr(fer2013, "FIRST_CHUNK_BYTES", first)
+    monkeypatch.setattr(fer2013, "CHUNK_BYTES", size)
+    monkeypatch.setattr(fer2013, "PREFETCH", prefetch)
     _assert_same(expected, data.load_fer2013(path, cache=False))
     write_csv(path, lines + [row(label=8)])
     with raises_at(path, 16, "field 'emotion' is 8"):
@@ -242,7 +243,7 @@ def test_no_final_newline_and_blank_lines(tmp_path):
 def test_gzip_csv(tmp_path, monkeypatch, isal):
     """Check that a .csv.gz gives the same arrays and the file's checksum, with or without isal."""
     if not isal:
-        monkeypatch.setattr(data, "_igzip", None)
+        monkeypatch.setattr(fer2013, "_igzip", None)
     plain = write_csv(tmp_path / "plain.csv", _two_rows())
     packed = tmp_path / "packed.csv.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes()))
@@ -317,11 +318,11 @@ def test_random_bytes_stop_early(tmp_path, monkeypatch, on_bad_rows, problem):
     """Check that megabytes of random bytes after a valid header fail after the first chunk."""
     path = _junk_file(tmp_path)
     calls = []
-    scan = data._scan_chunk
-    monkeypatch.setattr(data, "_scan_chunk", lambda *a, **k: calls.append(len(a[0])) or scan(*a, **k))
+    scan = fer2013._scan_chunk
+    monkeypatch.setattr(fer2013, "_scan_chunk", lambda *a, **k: calls.append(len(a[0])) or scan(*a, **k))
     with pytest.raises(DataError, match=re.escape(str(path)) + problem):
         data.load_fer2013(path, cache=False, on_bad_rows=on_bad_rows)
-    assert len(calls) == 1 and calls[0] <= data.FIRST_CHUNK_BYTES
+    assert len(calls) == 1 and calls[0] <= fer2013.FIRST_CHUNK_BYTES
 
 
 def test_no_line_break(tmp_path):
@@ -378,7 +379,7 @@ def test_any_bytes_parse_or_raise_data_error(tmp_path, body):
 
 def _one_row_each_way(line):
     """The kernel's answer for ``line`` (meta row, face) from the array path and from the per-line reader."""
-    from fer_keras import _csv_kernel as kernel
+    from fer_keras.data import _csv_kernel as kernel
 
     body = b"0," + pixels_text(face(1)).encode() + b",Training\n" + line + b"\n"  # line 2: not the file's first
     pixels = kernel.pixel_buffer(len(body))
@@ -429,7 +430,7 @@ def test_cache_written_then_reused_without_parsing(tmp_path, monkeypatch):
     def no_parse(*args, **kwargs):
         raise AssertionError("the CSV was parsed again")
 
-    monkeypatch.setattr(data, "_parse_csv", no_parse)
+    monkeypatch.setattr(fer2013, "parse_csv", no_parse)
     second = data.load_fer2013(path)
     _assert_same(first, second)
     _assert_two_rows(second)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_keras import datasets
+from fer_keras import data as datasets
 from fer_keras.constants import CLASS_NAMES, CLASS_NAMES_8, INPUT_SHAPE, PIXELS_PER_IMAGE
+from fer_keras.data import labels
 from fer_keras.errors import ConfigError, DataError
 
 # --------------------------------------------------------------------------
@@ -85,7 +86,7 @@ RAF_IMAGES = {"train_00001_aligned.jpg": 40, "train_00002_aligned.jpg": 80, "tra
 
 def test_label_map_table_is_documented():
     """Check that the module docstring shows the label maps exactly as the dicts define them."""
-    assert datasets.label_map_table() in datasets.__doc__
+    assert labels.label_map_table() in labels.__doc__
     assert CLASS_NAMES_8 == CLASS_NAMES + ("contempt",)
     assert datasets.CONTEMPT == 7
 

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_train import tiny_config, tiny_csv
 
-from fer_keras import distill, model_io
 from fer_keras import ensemble as ens
+from fer_keras import distill
 from fer_keras.constants import CLASS_NAMES
 from fer_keras.errors import ConfigError
+from fer_keras.models import model_io
 from fer_keras.train import train
-from test_train import tiny_config, tiny_csv  # noqa: F401  (tiny_csv is a fixture)
 
 
 def test_soften_flattens_and_keeps_the_ranking():

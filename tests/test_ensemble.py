@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from fer_keras import ensemble as ens
-from fer_keras import model_io
 from fer_keras.cli import ensemble_cli
 from fer_keras.constants import CLASS_NAMES
 from fer_keras.errors import ConfigError, ModelFileError
+from fer_keras.models import model_io
 
 # PrivateTest: 3 correct faces per class, plus faces whose band shows another
 # class (true → shown): the oracle model's confusion matrix is known exactly.

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_keras import export as ex
-from fer_keras import model_io, models
-from fer_keras.cli import export_cli, predict_cli
 from fer_keras import ensemble as ens
+from fer_keras import export as ex
+from fer_keras import models
+from fer_keras.cli import export_cli, predict_cli
+from fer_keras.data import synthetic_faces
 from fer_keras.ensemble import Ensemble, InputAdapter, load_members
 from fer_keras.errors import FerError
-from fer_keras.synthetic import synthetic_faces
+from fer_keras.models import model_io
 
 RGB_CLASSES = ["happy", "angry", "disgust", "fear", "sad", "surprise", "neutral"]
 """The foreign member's class order (FER2013's with happy first)."""

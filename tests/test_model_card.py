@@ -2,7 +2,8 @@
 
 import json
 
-from fer_keras import model_card, model_io, models
+from fer_keras import model_card, models
+from fer_keras.models import model_io
 
 
 def test_card_lists_each_member_with_its_command_and_scores(tmp_path):

@@ -11,9 +11,10 @@ import keras
 import numpy as np
 import pytest
 
-from fer_keras import model_io, models
+from fer_keras import models
 from fer_keras.constants import INPUT_SHAPE, NUM_CLASSES
 from fer_keras.errors import ConfigError
+from fer_keras.models import model_io
 
 SMALL_OPTIONS = {
     "vgg16": {"width": 0.125},

@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_keras import model_io
 from fer_keras.cli import predict_cli
 from fer_keras.constants import CLASS_NAMES
 from fer_keras.ensemble import Ensemble, load_members
 from fer_keras.faces import Box, FaceDetector, crop_faces, expand_box
 from fer_keras.gradcam import GradCAM, face_gradcam, find_target_layer
-from fer_keras.predict import FacePredictor, OutputFolder, OutputExistsError, demo_image
+from fer_keras.models import model_io
+from fer_keras.predict import FacePredictor, OutputExistsError, OutputFolder, demo_image
 
 
 class FakeCapture:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_keras import data, preprocess
+from fer_keras import data
 from fer_keras.cli import preprocess_cli
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, INPUT_SHAPE
+from fer_keras.data import convert, pictures
 from fer_keras.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,13 +64,13 @@ def test_csv_to_images_to_csv_round_trip(tmp_path, suffix):
     x, y = random_faces(40)
     usage = ["Training", "PublicTest", "Training", "PrivateTest"] * 10  # interleaved on purpose
     source = write_fer_csv(tmp_path / "fer.csv", x, y, usage)
-    summary = preprocess.csv_to_images(source, tmp_path / "tree", progress=False)
+    summary = data.csv_to_images(source, tmp_path / "tree", progress=False)
     assert summary["written"] == 40 and summary["per_usage"] == {"Training": 20, "PublicTest": 10, "PrivateTest": 10}
     first = tmp_path / "tree" / "Training" / CLASS_NAMES[y[0]] / "Training_0.png"
     with Image.open(first) as img:
         assert img.mode == "L" and img.size == (IMAGE_SIZE, IMAGE_SIZE) and img.format == "PNG"
     back = tmp_path / f"again{suffix}"
-    preprocess.images_to_csv(tmp_path / "tree", back, progress=False)
+    data.images_to_csv(tmp_path / "tree", back, progress=False)
     if suffix == ".csv.gz":
         assert back.read_bytes()[:2] == b"\x1f\x8b"
     same_arrays(data.load_fer2013(source, cache=False), data.load_fer2013(back, cache=False))
@@ -79,9 +80,9 @@ def test_round_trip_without_usage(tmp_path):
     """Check that a CSV without Usage becomes a class-only tree and comes back without Usage."""
     x, y = random_faces(25, seed=1)
     source = write_fer_csv(tmp_path / "custom.csv", x, y)
-    preprocess.csv_to_images(source, tmp_path / "tree", progress=False)
+    data.csv_to_images(source, tmp_path / "tree", progress=False)
     assert visible(tmp_path / "tree") == sorted({CLASS_NAMES[i] for i in y})
-    preprocess.images_to_csv(tmp_path / "tree", tmp_path / "back.csv", progress=False)
+    data.images_to_csv(tmp_path / "tree", tmp_path / "back.csv", progress=False)
     assert (tmp_path / "back.csv").read_text().splitlines()[0] == "emotion,pixels"
     same_arrays(data.load_fer2013(source, cache=False), data.load_fer2013(tmp_path / "back.csv", cache=False))
 
@@ -94,8 +95,8 @@ def test_real_fer2013_round_trip_of_a_slice(tmp_path):
         head = [next(fh) for _ in range(301)]
     source = tmp_path / "slice.csv"
     source.write_text("".join(head))
-    preprocess.csv_to_images(source, tmp_path / "tree", progress=False)
-    preprocess.images_to_csv(tmp_path / "tree", tmp_path / "back.csv", progress=False)
+    data.csv_to_images(source, tmp_path / "tree", progress=False)
+    data.images_to_csv(tmp_path / "tree", tmp_path / "back.csv", progress=False)
     assert (tmp_path / "back.csv").read_bytes() == source.read_bytes().replace(b"\r\n", b"\n")
 
 
@@ -105,8 +106,8 @@ def test_csv_lines_match_the_plain_python_format():
     x[0] = 0
     x[1] = 255
     expected = "".join(f"{y[i]},{' '.join(map(str, x[i].ravel().tolist()))},PublicTest\n" for i in range(5))
-    assert b"".join(preprocess.csv_lines(x, y, "PublicTest", rows_per_block=2)) == expected.encode()
-    no_usage = b"".join(preprocess.csv_lines(x[:1], np.array([12])))
+    assert b"".join(data.csv_lines(x, y, "PublicTest", rows_per_block=2)) == expected.encode()
+    no_usage = b"".join(data.csv_lines(x[:1], np.array([12])))
     assert no_usage == ("12," + " ".join(map(str, x[0].ravel().tolist())) + "\n").encode()
 
 
@@ -118,14 +119,14 @@ def test_outputs_are_never_overwritten_without_permission(tmp_path):
     out.mkdir()
     (out / "stale.txt").write_text("old")
     with pytest.raises(DataError, match="already exists; use --overwrite"):
-        preprocess.csv_to_images(source, out, progress=False)
+        data.csv_to_images(source, out, progress=False)
     assert (out / "stale.txt").exists()
-    preprocess.csv_to_images(source, out, overwrite=True, progress=False)
+    data.csv_to_images(source, out, overwrite=True, progress=False)
     assert (out / "stale.txt").read_text() == "old" and (out / "Training").is_dir()
     target = tmp_path / "back.csv"
     target.write_text("keep me")
     with pytest.raises(DataError, match="already exists"):
-        preprocess.images_to_csv(out, target, progress=False)
+        data.images_to_csv(out, target, progress=False)
     assert target.read_text() == "keep me"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith((".tmp-", ".old-"))]
 
@@ -142,9 +143,9 @@ def test_failed_conversion_leaves_nothing(tmp_path, monkeypatch):
             raise OSError("disk full")
         Image.fromarray(face[..., 0]).save(path)
 
-    monkeypatch.setattr(preprocess, "save_png", failing_save)
+    monkeypatch.setattr(convert, "save_png", failing_save)
     with pytest.raises(OSError, match="disk full"):
-        preprocess.csv_to_images(source, tmp_path / "tree", progress=False)
+        data.csv_to_images(source, tmp_path / "tree", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fer.csv"]
 
 
@@ -154,7 +155,7 @@ def test_images_to_csv_maps_split_folders(tmp_path):
     picture(root / "train" / "happiness" / "a.jpg", size=(96, 96))
     picture(root / "val" / "anger" / "b.png", mode="L")
     picture(root / "test" / "sad" / "c.png", mode="L")
-    preprocess.images_to_csv(root, tmp_path / "out.csv", progress=False)
+    data.images_to_csv(root, tmp_path / "out.csv", progress=False)
     ds = data.load_fer2013(tmp_path / "out.csv", cache=False)
     assert list(ds.splits) == ["Training", "PublicTest"]
     assert ds["Training"].y.tolist() == [3] and sorted(ds["PublicTest"].y.tolist()) == [0, 4]
@@ -166,7 +167,7 @@ def test_images_to_csv_class_only_with_usage_and_unreadable(tmp_path):
     picture(src / "fear" / "a.png", mode="L", size=(48, 48))
     (src / "fear" / "broken.png").write_bytes(b"")
     with pytest.warns(UserWarning, match=r"skipped 1 unreadable file\(s\)"):
-        summary = preprocess.images_to_csv(src, tmp_path / "out.csv", usage="PrivateTest", progress=False)
+        summary = data.images_to_csv(src, tmp_path / "out.csv", usage="PrivateTest", progress=False)
     assert summary["written"] == 1 and summary["unreadable"] == 1
     ds = data.load_fer2013(tmp_path / "out.csv", cache=False)
     assert list(ds.splits) == ["PrivateTest"] and ds["PrivateTest"].y.tolist() == [2]
@@ -176,7 +177,7 @@ def test_images_to_csv_rejects_flat_folder(tmp_path):
     """Check that a folder of unlabelled pictures cannot become a CSV."""
     picture(tmp_path / "src" / "a.png")
     with pytest.raises(DataError, match="has no class folders"):
-        preprocess.images_to_csv(tmp_path / "src", tmp_path / "out.csv", progress=False)
+        data.images_to_csv(tmp_path / "src", tmp_path / "out.csv", progress=False)
 
 
 # --------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def custom_pictures(root):
 def test_resize_folder_to_tree(tmp_path):
     """Check that any pictures become 48x48 grey PNGs in a mirrored tree."""
     src = custom_pictures(tmp_path / "src")
-    summary = preprocess.resize_folder(src, tmp_path / "out", progress=False)
+    summary = data.resize_folder(src, tmp_path / "out", progress=False)
     assert summary["written"] == 4 and summary["per_class"] == {"angry": 1, "happy": 2, "sad": 1}
     files = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png"))
     assert files == ["anger/rgba.png", "happy/big.png", "happy/big_png.png", "sad/sub/nested.png"]
@@ -210,13 +211,13 @@ def test_resize_folder_to_tree(tmp_path):
 def test_resize_folder_to_csv(tmp_path):
     """Check --format csv: class tree → CSV without Usage; split tree → with Usage."""
     src = custom_pictures(tmp_path / "src")
-    preprocess.resize_folder(src, tmp_path / "faces.csv", fmt="csv", progress=False)
+    data.resize_folder(src, tmp_path / "faces.csv", fmt="csv", progress=False)
     assert (tmp_path / "faces.csv").read_text().splitlines()[0] == "emotion,pixels"
     ds = data.load_fer2013(tmp_path / "faces.csv", cache=False)
     assert sum(len(s) for s in ds.splits.values()) == 4
     picture(tmp_path / "split" / "train" / "happy" / "a.jpg")
     picture(tmp_path / "split" / "test" / "surprised" / "b.jpg")
-    preprocess.resize_folder(tmp_path / "split", tmp_path / "split.csv.gz", fmt="csv", progress=False)
+    data.resize_folder(tmp_path / "split", tmp_path / "split.csv.gz", fmt="csv", progress=False)
     ds = data.load_fer2013(tmp_path / "split.csv.gz", cache=False)
     assert ds["Training"].y.tolist() == [3] and ds["PublicTest"].y.tolist() == [5]
 
@@ -226,14 +227,14 @@ def test_resize_flat_folder(tmp_path):
     picture(tmp_path / "src" / "one.jpg")
     picture(tmp_path / "src" / "two.png", mode="L")
     with pytest.raises(DataError, match="pass --label CLASS"):
-        preprocess.resize_folder(tmp_path / "src", tmp_path / "a.csv", fmt="csv", progress=False)
-    preprocess.resize_folder(tmp_path / "src", tmp_path / "a.csv", fmt="csv", label="happiness",
+        data.resize_folder(tmp_path / "src", tmp_path / "a.csv", fmt="csv", progress=False)
+    data.resize_folder(tmp_path / "src", tmp_path / "a.csv", fmt="csv", label="happiness",
                              usage="PublicTest", progress=False)
     ds = data.load_fer2013(tmp_path / "a.csv", cache=False)
     assert ds["PublicTest"].y.tolist() == [3, 3]
-    preprocess.resize_folder(tmp_path / "src", tmp_path / "flat", progress=False)
+    data.resize_folder(tmp_path / "src", tmp_path / "flat", progress=False)
     assert visible(tmp_path / "flat") == ["one.png", "two.png"]
-    preprocess.resize_folder(tmp_path / "src", tmp_path / "labelled", label="sad", progress=False)
+    data.resize_folder(tmp_path / "src", tmp_path / "labelled", label="sad", progress=False)
     assert data.load_image_folder(tmp_path / "labelled")["PrivateTest"].y.tolist() == [4, 4]
 
 
@@ -244,33 +245,33 @@ def test_resize_skips_unreadable_and_refuses_existing_output(tmp_path):
     (src / "happy" / "zero.jpg").write_bytes(b"")
     (src / "happy" / "text.jpg").write_text("not a picture")
     with pytest.warns(UserWarning, match=r"skipped 2 unreadable"):
-        summary = preprocess.resize_folder(src, tmp_path / "out", progress=False)
+        summary = data.resize_folder(src, tmp_path / "out", progress=False)
     assert summary["written"] == 1 and summary["unreadable"] == 2
-    assert "skipped 2 unreadable" in preprocess.format_summary(summary)
+    assert "skipped 2 unreadable" in preprocess_cli.format_summary(summary)
     with pytest.raises(DataError, match="already exists"):
-        preprocess.resize_folder(src, tmp_path / "out", progress=False)
+        data.resize_folder(src, tmp_path / "out", progress=False)
     with pytest.raises(DataError, match="must not be"):
-        preprocess.resize_folder(src, src / "out", progress=False)
+        data.resize_folder(src, src / "out", progress=False)
 
 
 def test_fit_modes():
     """Check centre crop, black padding and stretching of a wide picture."""
     wide = np.full((40, 100), 200, np.uint8)
     wide[:, :30] = 10
-    assert preprocess.fit_square(wide, "crop").shape == (40, 40)
-    assert preprocess.fit_square(wide, "crop").min() == 200  # the dark left edge is cut off
-    padded = preprocess.fit_square(wide, "pad")
+    assert pictures.fit_square(wide, "crop").shape == (40, 40)
+    assert pictures.fit_square(wide, "crop").min() == 200  # the dark left edge is cut off
+    padded = pictures.fit_square(wide, "pad")
     assert padded.shape == (100, 100) and padded[0, 0] == 0 and padded[50, 50] == 200
-    assert preprocess.fit_square(wide, "stretch").shape == (40, 100)
-    assert preprocess.to_face(wide).shape == (IMAGE_SIZE, IMAGE_SIZE)
+    assert pictures.fit_square(wide, "stretch").shape == (40, 100)
+    assert pictures.to_face(wide).shape == (IMAGE_SIZE, IMAGE_SIZE)
 
 
 def test_square_box_margin_and_clamping():
     """Check that the face square grows by the margin and stays inside the picture."""
-    assert preprocess.square_box(200, 300, (100, 50, 40, 40), margin=0.25) == (40, 90, 60)
-    assert preprocess.square_box(200, 300, (0, 0, 40, 40), margin=0.25) == (0, 0, 60)  # shifted in
-    assert preprocess.square_box(100, 300, (100, 10, 90, 90), margin=0.5) == (0, 95, 100)  # shrunk to fit
-    assert preprocess.square_box(100, 300) == (0, 100, 100)
+    assert pictures.square_box(200, 300, (100, 50, 40, 40), margin=0.25) == (40, 90, 60)
+    assert pictures.square_box(200, 300, (0, 0, 40, 40), margin=0.25) == (0, 0, 60)  # shifted in
+    assert pictures.square_box(100, 300, (100, 10, 90, 90), margin=0.5) == (0, 95, 100)  # shrunk to fit
+    assert pictures.square_box(100, 300) == (0, 100, 100)
 
 
 def test_detect_faces_crops_the_largest_face(tmp_path):
@@ -283,21 +284,21 @@ def test_detect_faces_crops_the_largest_face(tmp_path):
     def detect(grey):
         return [(160, 50, 80, 80), (10, 10, 20, 20)] if grey.max() == 250 else []
 
-    finder = preprocess.FaceFinder(margin=0.0, detect=detect)
-    summary = preprocess.resize_folder(tmp_path / "src", tmp_path / "keep", detect_faces=True, finder=finder,
+    finder = data.FaceFinder(margin=0.0, detect=detect)
+    summary = data.resize_folder(tmp_path / "src", tmp_path / "keep", detect_faces=True, finder=finder,
                                        progress=False)
     assert (summary["faces_found"], summary["no_face_kept"], summary["written"]) == (1, 1, 2)
     with Image.open(tmp_path / "keep" / "happy" / "face.png") as face:
         assert np.asarray(face).min() == 250  # only the face, no background
-    summary = preprocess.resize_folder(tmp_path / "src", tmp_path / "skip", detect_faces=True, finder=finder,
+    summary = data.resize_folder(tmp_path / "src", tmp_path / "skip", detect_faces=True, finder=finder,
                                        no_face="skip", progress=False)
     assert (summary["faces_found"], summary["no_face_skipped"], summary["written"]) == (1, 1, 1)
-    assert "no face (skipped): 1" in preprocess.format_summary(summary)
+    assert "no face (skipped): 1" in preprocess_cli.format_summary(summary)
 
 
 def test_haar_cascade_on_a_blank_picture(tmp_path):
     """Check that OpenCV's bundled cascade loads and finds no face in a flat grey picture."""
-    finder = preprocess.FaceFinder()
+    finder = data.FaceFinder()
     assert finder.crop(np.full((120, 160), 128, np.uint8)) is None
 
 
@@ -311,10 +312,10 @@ def test_haar_cascade_finds_a_real_face(tmp_path):
     canvas = np.full((300, 400), 128, np.uint8)
     canvas[60:204, 200:344] = np.asarray(Image.fromarray(face).resize((144, 144), Image.Resampling.BICUBIC))
     Image.fromarray(canvas).save(picture(tmp_path / "src" / "face.jpg"), quality=95)
-    summary = preprocess.resize_folder(tmp_path / "src", tmp_path / "out", detect_faces=True, margin=0.0,
+    summary = data.resize_folder(tmp_path / "src", tmp_path / "out", detect_faces=True, margin=0.0,
                                        progress=False)
     assert summary["faces_found"] == 1
-    x, y, w, h = max(preprocess.FaceFinder().boxes(canvas), key=lambda b: b[2] * b[3])
+    x, y, w, h = max(data.FaceFinder().boxes(canvas), key=lambda b: b[2] * b[3])
     overlap = max(0, min(x + w, 344) - max(x, 200)) * max(0, min(y + h, 204) - max(y, 60))
     assert overlap / (w * h + 144 * 144 - overlap) > 0.7  # IoU with where the face was pasted
     with Image.open(tmp_path / "out" / "face.png") as out:
@@ -367,7 +368,7 @@ def test_data_resize_main_in_process(tmp_path, capsys):
 def test_pack_dataset_script_packs_and_refuses_to_overwrite(tmp_path, capsys):
     """pack_dataset.py writes a file load_fer2013 reads back identically; a second run
     with the same OUT, or an OUT without the packed suffix, is a one-line error (exit 2)."""
-    from fer_keras.synthetic import write_synthetic_csv
+    from fer_keras.data import write_synthetic_csv
 
     csv = tmp_path / "faces.csv"
     write_synthetic_csv(csv)

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_keras import model_io, precision
+from fer_keras import precision
 from fer_keras.cli import train_cli
 from fer_keras.errors import ConfigError, FerError
+from fer_keras.models import model_io
 from fer_keras.train import TrainConfig, lr_at, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -530,7 +531,7 @@ runpy.run_path("train.py", run_name="__main__")
     faces = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
     check = NO_TENSORFLOW + f"""
 import numpy as np
-from fer_keras import model_io
+from fer_keras.models import model_io
 faces = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
 np.save({str(tmp_path / 'jax.npy')!r}, model_io.load_model({str(model_file)!r}).predict(faces, verbose=0))
 """

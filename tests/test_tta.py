@@ -55,7 +55,7 @@ def test_member_tencrop_is_the_mean_over_the_ten_crops(tmp_path):
     import keras
 
     from fer_keras.ensemble import Member
-    from fer_keras.model_io import save_model
+    from fer_keras.models.model_io import save_model
     from fer_keras.models import build, input_crop
 
     def confident(model):

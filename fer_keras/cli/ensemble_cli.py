@@ -51,7 +51,7 @@ exit codes: 0 done, 2 a problem to fix (message on stderr), 130 interrupted.
 
 def build_parser(prog=None, description=None):
     from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS
-    from fer_keras.train import DATASETS
+    from fer_keras.data import DATASETS
 
     p = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,7 +133,7 @@ def _load_dataset(args):
     """``(dataset, context)``: the faces to evaluate and what report.json says about them."""
     from fer_keras import data
     from fer_keras.errors import ConfigError
-    from fer_keras.train import load_dataset
+    from fer_keras.data import load_dataset
 
     name = getattr(args, "dataset", None)
     if args.images:

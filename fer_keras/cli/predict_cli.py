@@ -156,7 +156,7 @@ def _distilled_member(folder):
     """The newest member of ``folder`` trained by distillation (``--teacher``), or None."""
     from fer_keras.ensemble import find_model_files
     from fer_keras.errors import FerError
-    from fer_keras.model_io import read_metadata
+    from fer_keras.models.model_io import read_metadata
 
     if folder is None or not Path(folder).is_dir():
         return None

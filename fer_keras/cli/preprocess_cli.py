@@ -1,7 +1,9 @@
 """Command lines of ``preprocess/*.py``: data_resize, csv_to_images, images_to_csv, pack_dataset.
 
-The work is in :mod:`fer_keras.preprocess`; here are the flags, the help
-texts and what a flag adds to an error (``--skip-bad-rows``).
+The work is in :mod:`fer_keras.data` (``resize_folder``, ``csv_to_images``,
+``images_to_csv``, ``pack_dataset``); here are the flags, the help texts,
+what a flag adds to an error (``--skip-bad-rows``), and the short summary
+each run prints of what it wrote.
 """
 
 from __future__ import annotations
@@ -11,10 +13,27 @@ import contextlib
 import warnings
 from pathlib import Path
 
-from fer_keras import data, preprocess
+from fer_keras import data
 from fer_keras.cli.common import SKIP_BAD_ROWS_HINT, run_cli
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, USAGES
+from fer_keras.data.pictures import FITS
 from fer_keras.errors import BadRowError
+
+
+def format_summary(summary):
+    """A short human report of a summary dict."""
+    lines = [f"wrote {summary['written']} face(s) to {summary['output']}"]
+    for key in ("per_class", "per_usage"):
+        if summary.get(key):
+            lines.append("  " + ", ".join(f"{k}: {v}" for k, v in summary[key].items()))
+    if summary.get("faces_found") or summary.get("no_face_kept") or summary.get("no_face_skipped"):
+        lines.append(f"  faces found: {summary['faces_found']}, no face (whole picture kept): "
+                     f"{summary['no_face_kept']}, no face (skipped): {summary['no_face_skipped']}")
+    if summary.get("unreadable"):
+        lines.append(f"  skipped {summary['unreadable']} unreadable file(s), e.g. {summary['problems'][0]}")
+    if summary.get("skipped_rows"):
+        lines.append(f"  {summary['skipped_rows']}")
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -63,7 +82,7 @@ def data_resize_main(argv=None, *, prog=None):
     g.add_argument("--no-face", choices=("keep", "skip"), default="keep",
                    help="with --detect-faces, a picture without a face is kept whole or skipped "
                    "(default: %(default)s)")
-    g.add_argument("--fit", choices=preprocess.FITS, default="crop",
+    g.add_argument("--fit", choices=FITS, default="crop",
                    help="how a whole non-square picture becomes square: centre crop, pad with black, "
                    "or stretch (default: %(default)s)")
     g = p.add_argument_group("labels")
@@ -80,10 +99,10 @@ def data_resize_main(argv=None, *, prog=None):
 
     def job():
         with _summary_reports_problems():
-            summary = preprocess.resize_folder(args.src, args.dst, fmt=fmt, detect_faces=args.detect_faces,
+            summary = data.resize_folder(args.src, args.dst, fmt=fmt, detect_faces=args.detect_faces,
                                     margin=args.margin, no_face=args.no_face, fit=args.fit, label=args.label,
                                     usage=args.usage, overwrite=args.overwrite, progress=not args.quiet)
-        print(preprocess.format_summary(summary))
+        print(format_summary(summary))
 
     return run_cli(job)
 
@@ -113,9 +132,9 @@ def csv_to_images_main(argv=None, *, prog=None):
 
     def job():
         with _summary_reports_problems():
-            summary = preprocess.csv_to_images(args.csv, args.out, overwrite=args.overwrite,
+            summary = data.csv_to_images(args.csv, args.out, overwrite=args.overwrite,
                                     on_bad_rows="skip" if args.skip_bad_rows else "error", progress=not args.quiet)
-        print(preprocess.format_summary(summary))
+        print(format_summary(summary))
 
     return run_cli(job, hints={BadRowError: SKIP_BAD_ROWS_HINT})
 
@@ -140,7 +159,7 @@ def pack_dataset_main(argv=None, *, prog=None):
     args = p.parse_args(argv)
 
     def job():
-        dataset = preprocess.pack_dataset(args.csv, args.out, overwrite=args.overwrite)
+        dataset = data.pack_dataset(args.csv, args.out, overwrite=args.overwrite)
         print(f"{args.out}: {Path(args.out).stat().st_size / 1e6:.1f} MB\n{dataset.summary()}")
 
     return run_cli(job)
@@ -172,8 +191,8 @@ def images_to_csv_main(argv=None, *, prog=None):
 
     def job():
         with _summary_reports_problems():
-            summary = preprocess.images_to_csv(args.root, args.csv, usage=args.usage, overwrite=args.overwrite,
+            summary = data.images_to_csv(args.root, args.csv, usage=args.usage, overwrite=args.overwrite,
                                     progress=not args.quiet)
-        print(preprocess.format_summary(summary))
+        print(format_summary(summary))
 
     return run_cli(job)

@@ -14,8 +14,9 @@ import sys
 
 from fer_keras import augment
 from fer_keras.cli.common import SKIP_BAD_ROWS_HINT, run_cli
+from fer_keras.data import DATASETS
 from fer_keras.errors import BadRowError
-from fer_keras.train import DATASETS, DISTRIBUTE, FERPLUS_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
+from fer_keras.train import DISTRIBUTE, FERPLUS_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 EPILOG = """\
 examples:

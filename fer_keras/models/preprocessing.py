@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from fer_keras.constants import IMAGE_SIZE
+from fer_keras.constants import IMAGE_SIZE, INPUT_SHAPE
 from fer_keras.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -84,10 +84,15 @@ def input_crop(model):
     return None
 
 
+def crop_margin(model):
+    """Pixels ``model``'s central crop drops on each side of the 48 px face (0: no crop):
+    what ``--augment crop`` shifts training faces by, and what the ten-crop views shift by."""
+    crop = input_crop(model)
+    return (IMAGE_SIZE - crop) // 2 if crop else 0
+
+
 def face_input(name="face"):
     """The shared model input: raw grey faces, 48x48x1, values 0..255."""
-    from fer_keras.constants import INPUT_SHAPE
-
     return keras.Input(shape=INPUT_SHAPE, name=name)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_keras.synthetic import write_synthetic_csv
+from fer_keras.data import write_synthetic_csv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,8 @@ def good_models(tmp_path_factory):
     """A models folder holding one valid member: a tiny VGG-16 saved by fer_keras."""
     import keras
 
-    from fer_keras import model_io, models
+    from fer_keras import models
+    from fer_keras.models import model_io
 
     keras.utils.set_random_seed(0)
     folder = tmp_path_factory.mktemp("good_models")

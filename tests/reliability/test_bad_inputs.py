@@ -16,23 +16,17 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import (
-    REPO,
-    one_error_line,
-    pickle_payload,
-    png_bomb,
-    png_bytes,
-    random_bytes,
-    wide_bmp,
-)
+from conftest import REPO, one_error_line, pickle_payload, png_bomb, png_bytes, random_bytes, wide_bmp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fer_keras import data, model_io
+from fer_keras import data
 from fer_keras.cli import ensemble_cli, predict_cli, train_cli
 from fer_keras.constants import INPUT_SHAPE, PIXELS_PER_IMAGE
+from fer_keras.data import fer2013
 from fer_keras.errors import DataError, FerError
 from fer_keras.faces import read_image
+from fer_keras.models import model_io
 
 HEADER = b"emotion,pixels,Usage"
 
@@ -173,7 +167,7 @@ def test_200_mb_of_junk_after_a_valid_header_stops_early(skip_bad_rows, tmp_path
         fh.writelines(block for _ in range(25))
     size = path.stat().st_size
     scanned, read = [], []
-    scan_chunk, readinto = data._scan_chunk, data._HashingRaw.readinto
+    scan_chunk, readinto = fer2013._scan_chunk, fer2013._HashingRaw.readinto
 
     def counting_scan(chunk, *args, **kwargs):
         scanned.append(len(chunk))
@@ -184,8 +178,8 @@ def test_200_mb_of_junk_after_a_valid_header_stops_early(skip_bad_rows, tmp_path
         read.append(n or 0)
         return n
 
-    monkeypatch.setattr(data, "_scan_chunk", counting_scan)
-    monkeypatch.setattr(data._HashingRaw, "readinto", counting_readinto)
+    monkeypatch.setattr(fer2013, "_scan_chunk", counting_scan)
+    monkeypatch.setattr(fer2013._HashingRaw, "readinto", counting_readinto)
     try:
         before = _read_bytes_so_far()
         if skip_bad_rows:
@@ -201,7 +195,7 @@ def test_200_mb_of_junk_after_a_valid_header_stops_early(skip_bad_rows, tmp_path
     expected = "none of the first" if skip_bad_rows else f"{path}:2: "
     one_error_line(capsys.readouterr().err, str(path), expected)
     assert len(scanned) == 1 and scanned[0] <= 1 << 20, scanned  # the documented first 1 MiB, no more
-    limit = data.FIRST_CHUNK_BYTES + 2 * data.CHUNK_BYTES + (1 << 20)  # + the reader's read-ahead and its buffer
+    limit = fer2013.FIRST_CHUNK_BYTES + 2 * fer2013.CHUNK_BYTES + (1 << 20)  # + the reader's read-ahead and its buffer
     assert 0 < sum(read) <= limit < size // 2, f"read {sum(read):,} of {size:,} bytes"
     if before is not None and after is not None:
         assert after - before < size // 2, f"read {after - before:,} of {size:,} bytes"

@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 from conftest import REPO, one_error_line
 
-from fer_keras import data, io_utils, model_io, models
+from fer_keras import data, io_utils, models
 from fer_keras.cli import train_cli
 from fer_keras.cli.common import run_cli
+from fer_keras.data import fer2013, synthetic_faces, write_synthetic_csv
 from fer_keras.ensemble import find_model_files, load_members
 from fer_keras.errors import FerError, ModelFileError
-from fer_keras.synthetic import synthetic_faces, write_synthetic_csv
+from fer_keras.models import model_io
 from fer_keras.train import TrainConfig, train
 
 
@@ -124,7 +125,8 @@ def test_sigkill_mid_epoch_then_same_command_resumes(tmp_path):
 KILLED_SAVE = """
 import sys, time
 import keras
-from fer_keras import model_io, models
+from fer_keras import models
+from fer_keras.models import model_io
 
 model = models.build("vgg16", width=0.125, dense_units=32)
 real_save = keras.Model.save
@@ -335,7 +337,7 @@ def test_csv_cache_that_cannot_be_written_is_only_a_warning(tiny_csv, tmp_path, 
     neither a cache nor a temporary file."""
     copy = tmp_path / "faces.csv"
     copy.write_bytes(tiny_csv.read_bytes())
-    monkeypatch.setattr(data.np, "savez", _raise(errno.ENOSPC))
+    monkeypatch.setattr(fer2013.np, "savez", _raise(errno.ENOSPC))
     with caplog.at_level(logging.WARNING, logger="fer_keras.data"):
         ds = data.load_fer2013(copy)
     assert len(ds["Training"]) == 280

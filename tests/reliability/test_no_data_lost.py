@@ -15,7 +15,7 @@ from conftest import REPO, one_error_line, png_bytes
 from fer_keras import io_utils
 from fer_keras.cli import ensemble_cli
 from fer_keras.cli.preprocess_cli import csv_to_images_main, data_resize_main, images_to_csv_main
-from fer_keras.synthetic import write_synthetic_csv
+from fer_keras.data import write_synthetic_csv
 
 
 def _snapshot(folder):

@@ -12,8 +12,9 @@ import os
 import numpy as np
 import pytest
 
-from fer_keras import data, datasets
+from fer_keras import data
 from fer_keras.cli.preprocess_cli import data_resize_main, images_to_csv_main
+from fer_keras.data import _items as datasets
 from fer_keras.metrics import MACRO_AVERAGE, classification_metrics
 from fer_keras.stats import macro_f1_from_confusion
 
@@ -73,7 +74,7 @@ def test_dataset_reader_goes_through_read_face():
 
 def test_csv_cache_notices_a_same_size_edit_that_kept_the_mtime(tmp_path):
     """Check that the parsed-CSV cache is keyed on content: cp -p of an edited file is not served stale."""
-    from fer_keras.synthetic import write_synthetic_csv
+    from fer_keras.data import write_synthetic_csv
 
     path = write_synthetic_csv(tmp_path / "faces.csv", sizes=(("Training", 14),))
     first = data.load_fer2013(path)

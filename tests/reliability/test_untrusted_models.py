@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from conftest import lambda_payload_model, one_error_line, pickle_payload, png_bytes
 
-from fer_keras import data, model_io
+from fer_keras import data
 from fer_keras.cli import ensemble_cli, predict_cli
 from fer_keras.ensemble import load_members
 from fer_keras.errors import ModelFileError
+from fer_keras.models import model_io
 
 
 @pytest.fixture(params=[".h5", ".keras"])

@@ -24,16 +24,16 @@ import numpy as np
 
 from fer_keras.constants import PIXEL_MAX, PIXELS_PER_IMAGE
 
-# Row status codes written by the kernel; data.py turns them into messages.
+# Row status codes written by the kernel; fer2013.py turns them into messages.
 ROW_OK = 0
 ROW_FIELD_COUNT = 1  # detail: number of fields found
 ROW_BAD_LABEL = 2  # detail: offending byte (or -1 when the label is empty)
 ROW_BAD_PIXEL_CHAR = 3  # detail: offending byte
 ROW_PIXEL_COUNT = 4  # detail: number of pixel values found
 ROW_PIXEL_RANGE = 5  # detail: the out-of-range value
-# Set by data.py after the kernel, not by the kernel itself.
+# Set by fer2013.py after the kernel, not by the kernel itself.
 ROW_LABEL_RANGE = 6  # detail: the label
-ROW_BAD_USAGE = 7  # detail: unused (data.py keeps the text aside)
+ROW_BAD_USAGE = 7  # detail: unused (fer2013.py keeps the text aside)
 
 MIN_ROW_BYTES = 2 * PIXELS_PER_IMAGE - 1
 """A valid row holds 2304 numbers of at least one digit, each pair separated

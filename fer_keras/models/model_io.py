@@ -20,9 +20,12 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from fer_keras import __version__
 from fer_keras.constants import CLASS_NAMES, INPUT_SHAPE
 from fer_keras.errors import ModelFileError, WriteError
-from fer_keras.io_utils import atomic_path
+from fer_keras.io_utils import atomic_path, next_model_path
+from fer_keras.models import layers  # noqa: F401  (registers fer_keras' own layers, so files holding one load)
+from fer_keras.models._registry import build
 
 METADATA_KEY = "fer_keras"
 KERAS_ZIP_ENTRY = "fer_keras.json"
@@ -34,8 +37,6 @@ INPUT_CONTRACT = {"shape": list(INPUT_SHAPE), "dtype": "uint8 values as float", 
 
 def default_metadata(model):
     """Metadata for a model built by ``fer_keras.models.build``."""
-    from fer_keras import __version__
-
     meta = dict(getattr(model, "fer_metadata", {}) or {})
     meta.setdefault("class_names", list(CLASS_NAMES))
     meta.setdefault("input_scale", "0-255")
@@ -54,12 +55,10 @@ def as_float32(model):
     meta = getattr(model, "fer_metadata", None)
     if not meta or "architecture" not in meta:
         raise ModelFileError("cannot convert a mixed-precision model without fer_keras metadata to float32")
-    from fer_keras import models
-
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        twin = models.build(meta["architecture"], num_classes=meta["num_classes"], **meta["options"])
+        twin = build(meta["architecture"], num_classes=meta["num_classes"], **meta["options"])
     finally:
         keras.mixed_precision.set_global_policy(previous)
     twin.set_weights(model.get_weights())
@@ -108,8 +107,6 @@ def save_new_model(model, models_dir, metadata=None, *, suffix=".h5", attempts=1
     one that loses the race takes the next index instead of overwriting.
     Returns the path written.
     """
-    from fer_keras.io_utils import next_model_path
-
     for _ in range(attempts):
         path = next_model_path(models_dir, suffix)
         try:
@@ -213,8 +210,6 @@ def load_model(path, *, safe_mode=True):
     """Load a Keras model file (no compile). Never runs code from the file unless
     ``safe_mode=False``. Attaches its metadata as ``model.fer_metadata``."""
     import keras
-
-    from fer_keras import augment  # noqa: F401  (registers fer_keras custom layers)
 
     path = Path(path)
     if not path.is_file():

@@ -1,16 +1,13 @@
-"""FER2013 data: the Kaggle CSV, image-folder datasets, balanced copies.
+"""The FER2013 CSV (Kaggle's ``emotion,pixels,Usage`` layout): read, validated, cached.
 
-Everything returns a :class:`FERDataset`: a ``splits`` dict keyed by FER2013
-Usage (``Training``, ``PublicTest``, ``PrivateTest``; only those present), each
-a :class:`Split` with ``x`` uint8 ``(N, 48, 48, 1)`` and ``y`` int ``(N,)``.
-
-Parsing the CSV is the slow part of every run (74M numbers), so the parsed
+:func:`load_fer2013` returns a :class:`~fer_keras.data.dataset.FERDataset`
+keyed by Usage. Every row is checked and a bad one is named by file, line and
+field. Parsing is the slow part of every run (74M numbers), so the parsed
 arrays are cached as ``.npz`` and reused until the CSV's size or mtime changes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import io
@@ -25,16 +22,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fer_keras import _csv_kernel as kernel
-from fer_keras.constants import (
-    CLASS_ALIASES,
-    CLASS_NAMES,
-    IMAGE_SIZE,
-    INPUT_SHAPE,
-    PIXEL_MAX,
-    PIXELS_PER_IMAGE,
-    USAGES,
-)
+from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, INPUT_SHAPE, PIXEL_MAX, PIXELS_PER_IMAGE, USAGES
+from fer_keras.data import _csv_kernel as kernel
+from fer_keras.data.dataset import FERDataset, Split, stratified_split
+from fer_keras.data.folders import FOLDER_SPLITS
+from fer_keras.data.packed import PACKED_SUFFIX, load_packed
 from fer_keras.errors import BadRowError, DataError
 from fer_keras.io_utils import atomic_path
 
@@ -63,66 +55,6 @@ JUNK_ROWS = 1000
 
 PREFETCH = True
 """Read (gunzip, hash) the next chunk in a thread while this one is parsed."""
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-# Image-folder split names → FER2013 Usage (the FER2013 image release uses
-# train/ and test/, where test is PublicTest).
-FOLDER_SPLITS = {
-    "train": "Training", "training": "Training",
-    "test": "PublicTest", "publictest": "PublicTest",
-    "val": "PublicTest", "valid": "PublicTest", "validation": "PublicTest",
-    "privatetest": "PrivateTest",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """One split: faces ``x`` (uint8, N x 48 x 48 x 1) and labels ``y`` (int64)."""
-
-    x: np.ndarray
-    y: np.ndarray
-
-    def __len__(self):
-        return len(self.y)
-
-    def class_counts(self, num_classes=len(CLASS_NAMES)):
-        """Number of faces per class, in FER2013 order."""
-        return np.bincount(self.y, minlength=num_classes)
-
-
-@dataclasses.dataclass
-class FERDataset:
-    """Splits keyed by Usage, plus where they came from."""
-
-    splits: dict
-    source: str
-    checksum: str = ""
-    class_names: tuple = CLASS_NAMES
-
-    def __getitem__(self, usage):
-        try:
-            return self.splits[usage]
-        except KeyError:
-            raise DataError(
-                f"{self.source}: no {usage!r} split (present: {', '.join(self.splits)})"
-            ) from None
-
-    def __contains__(self, usage):
-        return usage in self.splits
-
-    def summary(self):
-        """One line per split: size and class counts."""
-        lines = []
-        for usage, split in self.splits.items():
-            counts = " ".join(str(c) for c in split.class_counts(len(self.class_names)))
-            lines.append(f"{usage:<12} {len(split):>6} faces  per class: {counts}")
-        return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------
-# FER2013 CSV
-# --------------------------------------------------------------------------
 
 
 def load_fer2013(
@@ -165,11 +97,12 @@ def load_fer2013(
                 warnings.warn(skipped, stacklevel=2)
             return dataset
 
-    x, y, usage, checksum, skipped = _parse_csv(path, on_bad_rows=on_bad_rows, num_classes=num_classes)
+    x, y, usage, checksum, skipped = parse_csv(path, on_bad_rows=on_bad_rows, num_classes=num_classes)
     if skipped:
         warnings.warn(skipped, stacklevel=2)
     if usage is None:
-        splits = _stratified_splits(x, y, seed=split_seed)
+        splits = {name: Split(x[idx], y[idx]) for name, idx in stratified_split(y, seed=split_seed).items()
+                  if len(idx)}
     else:
         splits = {}
         for code, name in enumerate(USAGES):
@@ -180,46 +113,6 @@ def load_fer2013(
     if cache_file is not None:
         _write_cache(cache_file, _cache_key(checksum, *options), dataset, skipped)
     return dataset
-
-
-PACKED_SUFFIX = ".npz.xz"
-
-
-def save_packed(dataset, path):
-    """Write ``dataset`` as a packed file that :func:`load_fer2013` reads.
-
-    Why: a GPU machine that only receives a size-capped copy of the repo
-    needs the data small and lossless. Each image row is stored as
-    differences between neighbouring pixels, which LZMA squeezes far better
-    than raw pixels: FER2013 Training + PublicTest, 85 MB as the gzipped CSV
-    and 74 MB as raw pixels, packs into about 54 MB. The source CSV's checksum
-    travels along, so models trained from the packed file record the same
-    dataset identity.
-    """
-    import lzma
-
-    arrays = {"checksum": np.array(dataset.checksum), "usages": np.array(list(dataset.splits))}
-    for name, split in dataset.splits.items():
-        arrays[f"dx_{name}"] = np.diff(split.x, axis=2, prepend=np.uint8(0))  # uint8 wraps around: lossless
-        arrays[f"y_{name}"] = split.y
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    with atomic_path(Path(path)) as tmp:
-        Path(tmp).write_bytes(lzma.compress(buffer.getvalue(), preset=9 | lzma.PRESET_EXTREME))
-
-
-def load_packed(path):
-    """Read a file written by :func:`save_packed` back into a :class:`FERDataset`."""
-    import lzma
-
-    try:
-        with np.load(io.BytesIO(lzma.decompress(Path(path).read_bytes())), allow_pickle=False) as npz:
-            splits = {str(n): Split(np.cumsum(npz[f"dx_{n}"], axis=2, dtype=np.uint8), npz[f"y_{n}"])
-                      for n in npz["usages"]}
-            checksum = str(npz["checksum"])
-    except (lzma.LZMAError, OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path}: not a packed fer_keras dataset ({exc})") from None
-    return FERDataset(splits=splits, source=str(path), checksum=checksum)
 
 
 def require_file(path):
@@ -442,7 +335,7 @@ def _chunks(stream, first_size, size):
         worker.join()
 
 
-def _parse_csv(path, *, on_bad_rows, num_classes):
+def parse_csv(path, *, on_bad_rows, num_classes):
     """Parse the whole file in chunks.
 
     Returns x, y, usage codes (index into USAGES; None without a Usage
@@ -591,227 +484,3 @@ def _row_message(piece, i, path, header, num_classes):
 def _raise_row_error(piece, i, path, header, num_classes):
     raise BadRowError(_row_message(piece, i, path, header, num_classes))
 
-
-def _stratified_splits(x, y, *, seed, fractions=(0.8, 0.1, 0.1)):
-    """Split custom data (no Usage column) 80/10/10 per class, seeded."""
-    rng = np.random.default_rng(seed)
-    parts = {name: [] for name in USAGES}
-    for label in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == label))
-        n_val = int(round(len(idx) * fractions[1]))
-        n_test = int(round(len(idx) * fractions[2]))
-        parts[USAGES[1]].append(idx[:n_val])
-        parts[USAGES[2]].append(idx[n_val: n_val + n_test])
-        parts[USAGES[0]].append(idx[n_val + n_test:])
-    splits = {}
-    for name, chunks in parts.items():
-        idx = np.sort(np.concatenate(chunks))
-        if len(idx):
-            splits[name] = Split(x[idx], y[idx])
-    return splits
-
-
-# --------------------------------------------------------------------------
-# Image folders
-# --------------------------------------------------------------------------
-
-
-def class_index(name):
-    """FER2013 index of a class folder name, accepting common spellings."""
-    key = name.strip().lower()
-    if key.isdigit() and int(key) < len(CLASS_NAMES):
-        return int(key)
-    if key not in CLASS_ALIASES:
-        raise DataError(
-            f"unknown class folder {name!r}; expected one of {', '.join(CLASS_NAMES)} (or a common spelling)"
-        )
-    return CLASS_ALIASES[key]
-
-
-def read_grey(path, *, draft=None, box=None):
-    """Any picture → 2-D uint8 grey array, as a person sees it. Raises DataError.
-
-    The one reader of pictures for training and evaluation data, so every
-    entry point sees the same pixels:
-
-    * EXIF orientation is applied (a phone photo stored on its side is upright);
-    * 16-bit pictures are scaled, not clipped: ``convert("L")`` clips every
-      value above 255 to white;
-    * transparent pixels are composited onto white.
-
-    ``draft``: a ``(w, h)`` the picture may be decoded down to (JPEG decodes
-    at 1/2, 1/4 or 1/8 size, much faster). ``box = (x, y, w, h)``: crop to it
-    (clipped to the upright picture) before anything else.
-    """
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as img:
-            if draft is not None and box is None:
-                img.draft("L", draft)
-            img = ImageOps.exif_transpose(img)
-            if box is not None:
-                img = img.crop(_clipped(box, img.size))
-            return _to_grey(img)
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
-
-
-def _clipped(box, size):
-    """``(x, y, w, h)`` → a Pillow crop box inside an image of ``size``; the whole image if none is left."""
-    x, y, w, h = box
-    left, top = max(0, x), max(0, y)
-    right, bottom = min(size[0], x + w), min(size[1], y + h)
-    return (left, top, right, bottom) if right > left and bottom > top else (0, 0, *size)
-
-
-def _to_grey(img):
-    from PIL import Image
-
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img)
-    if img.mode.startswith("I"):  # I;16, I;16B, I;16L, I (32-bit integer)
-        values = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if values.max() > 255 else 255.0
-        return np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
-    return np.asarray(img.convert("L"), dtype=np.uint8).copy()
-
-
-def read_face(path, size=IMAGE_SIZE, *, box=None):
-    """One image file → uint8 (size, size, 1) grey array (stretched to a square). Raises DataError.
-
-    Reads through :func:`read_grey`; ``box`` crops to a face first.
-    """
-    from PIL import Image
-
-    grey = read_grey(path, draft=(size, size), box=box)
-    if grey.shape != (size, size):
-        img = Image.fromarray(grey).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        grey = np.asarray(img, dtype=np.uint8)
-    return grey[..., None]
-
-
-def load_image_folder(root):
-    """Read a ``<split>/<class_name>/*.jpg|png`` tree (or ``<class_name>/*`` alone).
-
-    Faces are converted to 48x48 grey; class folders are mapped to FER2013
-    indices (``angry``/``anger``, ``happy``/``happiness`` ...). Split folders
-    map to Usage names (``train`` → Training, ``test``/``val`` → PublicTest);
-    a tree of class folders only becomes one ``PrivateTest`` split (the split
-    an evaluation reads by default). Unreadable files are skipped with a
-    warning that counts them; a folder that is neither a known class nor a
-    known split is an error. Hidden folders (``.git``, ``__MACOSX``) are ignored.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
-    subdirs = image_subfolders(root)
-    if not subdirs:
-        raise DataError(f"{root}: no class folders inside (expected <split>/<class>/*.jpg or <class>/*.jpg)")
-    splits, skipped = {}, []
-    for usage, folder in folder_layout(root, subdirs):
-        xs, ys = [], []
-        for class_dir in image_subfolders(folder):
-            label = _class_folder_index(class_dir)
-            for file in sorted(class_dir.rglob("*")):
-                if not file.is_file() or file.suffix.lower() not in IMAGE_EXTENSIONS:
-                    continue
-                try:
-                    xs.append(read_face(file))
-                    ys.append(label)
-                except DataError as exc:
-                    skipped.append(str(exc))
-        if xs:
-            split = Split(np.stack(xs), np.array(ys, np.int64))
-            if usage in splits:  # e.g. both val/ and test/ → PublicTest
-                prev = splits[usage]
-                split = Split(np.concatenate([prev.x, split.x]), np.concatenate([prev.y, split.y]))
-            splits[usage] = split
-    if skipped:
-        warnings.warn(f"{root}: skipped {len(skipped)} unreadable file(s); first: {skipped[0]}", stacklevel=2)
-    if not splits:
-        raise DataError(f"{root}: no readable images found")
-    ordered = {u: splits[u] for u in USAGES if u in splits}
-    return FERDataset(splits=ordered, source=str(root))
-
-
-def image_subfolders(folder):
-    """Sub-folders of ``folder``, sorted, without hidden ones (``.x``, ``__x``)."""
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_dir() and not p.name.startswith((".", "__")))
-
-
-def folder_layout(root, subdirs=None):
-    """``[(usage, folder), ...]`` for an image tree: ``[("PrivateTest", root)]``
-    when ``root`` holds class folders, else one entry per split folder."""
-    subdirs = image_subfolders(root) if subdirs is None else subdirs
-    if any(_is_class_name(p.name) for p in subdirs):
-        return [("PrivateTest", root)]
-    layout = []
-    for folder in subdirs:
-        usage = FOLDER_SPLITS.get(folder.name.lower())
-        if usage is None:
-            raise DataError(
-                f"{folder}: unknown folder {folder.name!r}; expected class folders "
-                f"({', '.join(CLASS_NAMES)}) or split folders ({', '.join(sorted(FOLDER_SPLITS))}) "
-                "holding class folders"
-            )
-        layout.append((usage, folder))
-    return layout
-
-
-def _class_folder_index(folder):
-    try:
-        return class_index(folder.name)
-    except DataError as exc:
-        raise DataError(f"{folder}: {exc}") from None
-
-
-def _is_class_name(name):
-    try:
-        class_index(name)
-        return True
-    except DataError:
-        return False
-
-
-# --------------------------------------------------------------------------
-# Balanced copies
-# --------------------------------------------------------------------------
-
-
-def balanced(split, *, mode="mean", seed=0, num_classes=len(CLASS_NAMES)):
-    """A class-balanced copy of ``split`` (the balanced FER2013 variant).
-
-    ``mode``: ``"undersample"`` cuts every class to the smallest class's size,
-    ``"oversample"`` repeats faces (drawn with replacement) up to the largest,
-    ``"mean"`` brings every class to the mean class size (undersampling large
-    classes and oversampling small ones). Seeded; faces are shuffled.
-    """
-    counts = split.class_counts(num_classes)
-    present = counts[counts > 0]
-    target = {"undersample": present.min(), "oversample": present.max(),
-              "mean": int(round(present.mean()))}.get(mode)
-    if target is None:
-        raise ValueError("mode must be 'undersample', 'oversample' or 'mean'")
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for label in np.flatnonzero(counts):
-        idx = np.flatnonzero(split.y == label)
-        take = rng.permutation(idx)[:target]
-        if len(take) < target:
-            take = np.concatenate([take, rng.choice(idx, target - len(take), replace=True)])
-        chosen.append(take)
-    order = rng.permutation(np.concatenate(chosen))
-    return Split(split.x[order], split.y[order])
-
-
-def to_csv_bytes(dataset):
-    """FER2013-layout CSV text for a dataset (see :mod:`fer_keras.preprocess`)."""
-    from fer_keras.preprocess import csv_lines
-
-    parts = [b"emotion,pixels,Usage\n"]
-    for usage, split in dataset.splits.items():
-        parts.extend(csv_lines(split.x, split.y, usage))
-    return b"".join(parts)
