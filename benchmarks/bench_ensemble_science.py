@@ -43,10 +43,10 @@ from fer_keras.cli.common import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()  # machine_description() imports TensorFlow to look for a GPU
 
-from fer_keras import calibration, plots, selection, stats  # noqa: E402
+from fer_keras import plots  # noqa: E402
 from fer_keras.constants import CLASS_NAMES, NUM_CLASSES  # noqa: E402
-from fer_keras.ensemble import analyse_probas, combine_probas  # noqa: E402
-from fer_keras.html_report import write_html  # noqa: E402
+from fer_keras.ensemble import analyse_probas, calibration, combine_probas, selection, stats  # noqa: E402
+from fer_keras.ensemble.html import write_html  # noqa: E402
 from fer_keras.machine import machine_description  # noqa: E402
 
 TARGET_S = 5.0

@@ -64,7 +64,7 @@ def measure(model_name, options, policy, *, batch, steps, repeats):
 
     from fer_keras import models
     from fer_keras.data import synthetic
-    from fer_keras.train import make_dataset
+    from fer_keras.training import make_dataset
 
     keras.mixed_precision.set_global_policy(policy)
     model = models.build(model_name, **options)
@@ -117,7 +117,7 @@ def measure_fit(model_name, options, policy, *, batch, steps, repeats, mirrored)
 
     from fer_keras import models
     from fer_keras.data import synthetic
-    from fer_keras.train import make_dataset
+    from fer_keras.training import make_dataset
 
     if mirrored:
         cpu = tf.config.list_physical_devices("CPU")[0]

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras import tta as tta_views
+from fer_keras.ensemble import tta as tta_views
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, INPUT_SCALES, INPUT_SHAPE, NUM_CLASSES, PIXEL_MAX
 from fer_keras.errors import ConfigError, FerError, MissingPackageError, ModelFileError
 from fer_keras.io_utils import atomic_path
@@ -669,7 +669,7 @@ class RuntimeModel:
     @classmethod
     def from_file(cls, path, *, weight=1.0):
         """Open ``path`` in its runtime. Raises :class:`ModelFileError` / :class:`MissingPackageError`."""
-        from fer_keras.ensemble import InputAdapter, _class_order, _read_sidecar
+        from fer_keras.ensemble.members import InputAdapter, class_order, read_sidecar
 
         path = Path(path)
         try:
@@ -686,12 +686,12 @@ class RuntimeModel:
         if len(shape) != 3 or shape[-1] not in (1, 3):
             raise ModelFileError(f"{path}: input shape {shape} is not an image (expected (H, W, 1) or (H, W, 3))")
         height, width, channels = (d or IMAGE_SIZE for d in shape)
-        _, sidecar = _read_sidecar(path) if path.is_file() else (None, {})
+        _, sidecar = read_sidecar(path) if path.is_file() else (None, {})
         scale = meta.get("input_scale") or sidecar.get("input_scale", "0-255")
         if scale not in INPUT_SCALES:
             raise ModelFileError(f"{path}: input_scale {scale!r} is not one of {', '.join(INPUT_SCALES)}")
         names = meta.get("class_names") or sidecar.get("class_names")
-        order = _class_order(names, path) if names else None
+        order = class_order(names, path) if names else None
         source = f"{backend.runtime}, {backend.input_dtype} input"
         adapter = InputAdapter(height=int(height), width=int(width), channels=int(channels), scale=scale,
                                class_order=order, source=source)

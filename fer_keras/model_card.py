@@ -44,7 +44,7 @@ NOT_FLAGS = {"model_options", "phases", "model", "models_dir", "run_dir"}
 
 def training_command(meta):
     """The command line that reproduces a member, from its stored recipe."""
-    from fer_keras.train import TrainConfig
+    from fer_keras.training import TrainConfig
 
     recipe = dict(meta.get("recipe", {}))
     arch = meta.get("architecture", recipe.get("model", "?"))

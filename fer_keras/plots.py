@@ -154,7 +154,7 @@ def timeline_figure(times, probas, class_names=CLASS_NAMES, *, colors=None, titl
 def plot_reliability(bins_by_name, *, ax=None, count_ax=None, title=None, highlight="ensemble"):
     """Reliability diagram: accuracy against mean confidence per bin, with the diagonal.
 
-    ``bins_by_name`` maps a label to :func:`fer_keras.calibration.reliability_bins`
+    ``bins_by_name`` maps a label to :func:`fer_keras.ensemble.calibration.reliability_bins`
     output; the ``highlight`` entry is drawn thick. ``count_ax``, when given,
     gets the per-bin face counts of every entry (the highlighted one as bars).
     """

@@ -246,7 +246,7 @@ class FacePredictor:
       detector: a :class:`~fer_keras.faces.FaceDetector` (default: its defaults).
       detect: False treats every picture (or frame) as one already-cropped
         face, as FER2013's are.
-      tta: a test-time augmentation mode of :mod:`fer_keras.tta` (``True`` = ``flip``).
+      tta: a test-time augmentation mode of :mod:`fer_keras.ensemble.tta` (``True`` = ``flip``).
       explain_member: index of the member Grad-CAM explains.
     """
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fer_keras.augment import LEVELS, RandomErasing, build_augmenter
+from fer_keras.training.augment import LEVELS, RandomErasing, build_augmenter
 
 
 def layer_names(level):

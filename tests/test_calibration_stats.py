@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from fer_keras import calibration, selection, stats
 from fer_keras import ensemble as ens
 from fer_keras.cli import ensemble_cli
+from fer_keras.ensemble import calibration, selection, stats
 from fer_keras.errors import ConfigError
 from fer_keras.models import model_io
 
@@ -306,8 +306,8 @@ def test_shared_scale_calibrates_the_mean_of_calibrated_members():
     """Check that members calibrated one by one average into an under-confident ensemble, and
     that the shared factor (s < 1: sharper) lowers the ensemble's NLL and ECE, its accuracy
     barely moved."""
-    from fer_keras.calibration import (apply_temperatures, expected_calibration_error, fit_shared_scale,
-                                       fit_temperatures)
+    from fer_keras.ensemble.calibration import (apply_temperatures, expected_calibration_error,
+                                                fit_shared_scale, fit_temperatures)
 
     rng = np.random.default_rng(0)
     n, members = 4000, 5

@@ -10,7 +10,7 @@ import pytest
 
 from fer_keras.ensemble import Member
 from fer_keras.models import input_crop, model_io
-from fer_keras.train import TrainConfig, train
+from fer_keras.training import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_keras import train as fer_train
 from fer_keras import models
 from fer_keras.cli import ensemble_cli, train_cli
 from fer_keras.constants import CLASS_NAMES, CLASS_NAMES_8, PIXELS_PER_IMAGE
 from fer_keras.errors import ConfigError, FerError
 from fer_keras.models import model_io
+from fer_keras.training import engine as fer_train
 
 TINY = ["-o", "width=0.125", "-o", "dense_units=32", "--batch-size", "8", "--epochs", "1", "--augment", "none",
         "--precision", "float32", "--warmup-steps", "0", "--lr", "0.01", "--quiet"]

@@ -8,11 +8,10 @@ import pytest
 from test_train import tiny_config, tiny_csv
 
 from fer_keras import ensemble as ens
-from fer_keras import distill
 from fer_keras.constants import CLASS_NAMES
 from fer_keras.errors import ConfigError
 from fer_keras.models import model_io
-from fer_keras.train import train
+from fer_keras.training import distill, train
 
 
 def test_soften_flattens_and_keeps_the_ranking():

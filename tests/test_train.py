@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_keras import precision
 from fer_keras.cli import train_cli
 from fer_keras.errors import ConfigError, FerError
 from fer_keras.models import model_io
-from fer_keras.train import TrainConfig, lr_at, train
+from fer_keras.training import TrainConfig, lr_at, precision, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -172,7 +171,7 @@ def test_ema_validates_and_saves_the_moving_average(tiny_csv, tmp_path, monkeypa
     Each epoch swaps the average in (validation, best checkpoint) and back out
     (training, backup): the spy records the weights on both sides of the swap-in.
     """
-    from fer_keras import train as train_module
+    from fer_keras.training import callbacks as train_module
 
     original_swap = train_module.swap_ema_weights
     raw, averaged, calls = [], [], []
@@ -200,7 +199,7 @@ def test_swap_ema_weights_exchanges_weights_and_average():
     """Check that the swap puts the optimizer's moving average into the model and the weights into the average."""
     import keras
 
-    from fer_keras.train import swap_ema_weights
+    from fer_keras.training.callbacks import swap_ema_weights
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), loss="mse")
@@ -224,9 +223,8 @@ def test_collapse_warning_waits_while_the_ema_average_is_mostly_the_first_step(c
     """Check that one-class predictions early in an --ema run print a note, not a warning, and later warn."""
     from types import SimpleNamespace
 
-    from fer_keras.train import _callbacks_module
+    from fer_keras.training.callbacks import Validation
 
-    Validation = _callbacks_module()[1]
     labels = np.arange(70) % 7
     all_happy = np.tile(np.eye(7)[3], (70, 1))
 
@@ -251,9 +249,8 @@ def test_collapse_warning_fires_above_90_percent_of_predictions(share, warns):
     class (64 of 70: 91.4%) and stays quiet at 90% (63 of 70), as the README documents."""
     from types import SimpleNamespace
 
-    from fer_keras.train import _callbacks_module
+    from fer_keras.training.callbacks import Validation
 
-    Validation = _callbacks_module()[1]
     n = 70
     stuck = round(share * n)
     predicted = np.array([3] * stuck + [k for k in range(7) if k != 3] * n)[:n]
@@ -373,7 +370,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from fer_keras.train import TrainConfig, train
+from fer_keras.training import TrainConfig, train
 seen = []
 fit = keras.Model.fit
 def spying_fit(self, *args, **kwargs):  # the strategy the model is really trained under
@@ -407,7 +404,7 @@ def test_multiworker_two_processes_on_loopback(tiny_csv, tmp_path):
 
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     code = f"""
-from fer_keras.train import TrainConfig, train
+from fer_keras.training import TrainConfig, train
 s = train(TrainConfig(model="vgg16", model_options={{"width": 0.125}}, csv={str(tiny_csv)!r}, epochs=1,
           batch_size=16, precision="float32", distribute="multiworker", augment="none",
           models_dir={str(tmp_path / 'm')!r}, run_dir={str(tmp_path / 'r')!r}), verbose=0)
@@ -434,7 +431,7 @@ print("MODEL", s["model_file"])
 
 def test_budget_plan_shrinks_to_fit_and_regrows_only_early():
     """Check that slow first epochs shrink the plan, faster ones regrow it early, and never late."""
-    from fer_keras.train import plan_epochs
+    from fer_keras.training import plan_epochs
 
     # 100 min budget, first epoch 266 s (tracing + a busy machine): 22 epochs fit.
     first = plan_epochs(epochs_done=1, planned=60, max_epochs=60, epoch_seconds=[266], seconds_left=6000 - 266)
@@ -471,7 +468,7 @@ def test_budget_plan_shrinks_to_fit_and_regrows_only_early():
 def test_array_batches_match_the_tf_data_contract():
     """The PyDataset used under non-TensorFlow backends: float images, one-hot rows,
     whole batches in training (reshuffled each epoch), every face once in evaluation."""
-    from fer_keras.train import array_batches
+    from fer_keras.training import array_batches
 
     x = np.arange(10, dtype="uint8").reshape(10, 1, 1, 1) * np.ones((1, 48, 48, 1), "uint8")
     y = np.arange(10) % 7
@@ -548,8 +545,8 @@ def test_mixup_blends_each_face_and_its_target_by_the_same_weight(pipeline):
 
     Face k is a flat image of value 10 * class, so a mixed face's value must be
     10 x the class-weighted sum of its mixed target row."""
-    from fer_keras.augment import build_mixer
-    from fer_keras.train import array_batches, make_dataset
+    from fer_keras.training.augment import build_mixer
+    from fer_keras.training import array_batches, make_dataset
 
     y = np.arange(64) % 7
     x = (10 * y).astype("uint8").reshape(-1, 1, 1, 1) * np.ones((1, 48, 48, 1), "uint8")
@@ -569,7 +566,7 @@ def test_mixup_blends_each_face_and_its_target_by_the_same_weight(pipeline):
 
 def test_mixup_off_and_negative_alpha():
     """Check that --mixup 0 leaves batches unmixed and a negative alpha is refused by name."""
-    from fer_keras.augment import build_mixer
+    from fer_keras.training.augment import build_mixer
 
     assert build_mixer(0.0) is None
     with pytest.raises(ConfigError, match="--mixup"):
@@ -579,7 +576,7 @@ def test_mixup_off_and_negative_alpha():
 def test_options_added_later_leave_old_run_folders_where_they_were():
     """Check that every option kept out of the run-folder hash at its default really defaults to
     that value, and that setting one (e.g. --mixup) names a new run folder."""
-    from fer_keras.train import _HASHED_ONLY_WHEN_SET
+    from fer_keras.training.config import _HASHED_ONLY_WHEN_SET
 
     defaults = dataclasses.asdict(TrainConfig())
     for key, value in _HASHED_ONLY_WHEN_SET.items():
@@ -615,7 +612,7 @@ def test_seed_reproduces_a_run_and_deterministic_bit_for_bit(tiny_csv, tmp_path)
     runs = {"a": (0, False, "none"), "b": (0, False, "none"), "c": (1, False, "none"), "d": (0, True, "light"),
             "e": (0, True, "light")}
     code = f"""
-from fer_keras.train import TrainConfig, train
+from fer_keras.training import TrainConfig, train
 for name, (seed, deterministic, augment) in {runs!r}.items():  # the deterministic runs last
     train(TrainConfig(model="vgg16", model_options={{"width": 0.125, "dense_units": 32}}, csv={str(tiny_csv)!r},
                       epochs=1, batch_size=16, lr=0.01, warmup_steps=2, augment=augment, precision="float32",

@@ -4,7 +4,7 @@ and a member averages its predictions on exactly those pixels."""
 import numpy as np
 import pytest
 
-from fer_keras import tta
+from fer_keras.ensemble import tta
 from fer_keras.errors import ConfigError
 
 

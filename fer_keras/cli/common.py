@@ -93,7 +93,7 @@ def plain_warnings():
 
 def add_tta_argument(group):
     """``--tta [MODE]``: plain ``--tta`` is the mirror image, as before; ``--tta tencrop`` the crop recipe's."""
-    from fer_keras.tta import MODES
+    from fer_keras.ensemble.tta import MODES
 
     group.add_argument("--tta", nargs="?", const="flip", default="none", choices=MODES, metavar="MODE",
                        help="test-time augmentation: average each member over views of the face. flip (what a "

@@ -337,7 +337,7 @@ def _output_names(args):
 def _calibrate(ensemble, dataset, args, context, out, stdout):
     """Fit temperatures on ``--calibrate``; write temperatures.json."""
     from fer_keras import ensemble as ens
-    from fer_keras.calibration import expected_calibration_error
+    from fer_keras.ensemble.calibration import expected_calibration_error
 
     cal = dataset[args.calibrate]
     raw = ensemble.member_probas(cal.x, tta=args.tta)
@@ -359,7 +359,7 @@ def _select(ensemble, dataset, select_on, args, context, out, stdout):
     """Greedy selection on ``select_on``; sets the ensemble's weights, writes selection.json;
     returns the weights' description."""
     from fer_keras import ensemble as ens
-    from fer_keras.selection import greedy_selection
+    from fer_keras.ensemble.selection import greedy_selection
 
     val = dataset[select_on]
     stack = ensemble.calibrated(ensemble.member_probas(val.x, tta=args.tta))

@@ -12,11 +12,10 @@ import dataclasses
 import os
 import sys
 
-from fer_keras import augment
 from fer_keras.cli.common import SKIP_BAD_ROWS_HINT, run_cli
 from fer_keras.data import DATASETS
 from fer_keras.errors import BadRowError
-from fer_keras.train import DISTRIBUTE, FERPLUS_MODES, OPTIMIZERS, SCHEDULES, TrainConfig
+from fer_keras.training import DISTRIBUTE, FERPLUS_MODES, OPTIMIZERS, SCHEDULES, TrainConfig, augment
 
 EPILOG = """\
 examples:
@@ -200,7 +199,7 @@ def main(argv=None, *, prog=None, description="", defaults=None, choose_model=Fa
     args = parser.parse_args(argv)
 
     def job():
-        from fer_keras.train import train, train_two_phase
+        from fer_keras.training import train, train_two_phase
 
         config = config_from_args(args, defaults)
         # A progress bar redrawn into a log file is noise: one line per epoch there.

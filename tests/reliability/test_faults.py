@@ -27,7 +27,7 @@ from fer_keras.data import fer2013, synthetic_faces, write_synthetic_csv
 from fer_keras.ensemble import find_model_files, load_members
 from fer_keras.errors import FerError, ModelFileError
 from fer_keras.models import model_io
-from fer_keras.train import TrainConfig, train
+from fer_keras.training import TrainConfig, train
 
 
 def tiny_config(csv_path, tmp_path, **overrides):
@@ -398,23 +398,17 @@ def test_nan_from_the_first_step_is_exit_2_and_writes_no_model(tiny_csv, tmp_pat
 def test_nan_in_epoch_2_keeps_epoch_1_model(tiny_csv, tmp_path, monkeypatch, capsys):
     """Check that when an absurd learning rate makes the loss NaN in epoch 2 after a good epoch 1, training
     stops, says so, and saves epoch 1's finite model (summary and metadata say best epoch 1)."""
-    from fer_keras import train as train_module
+    from fer_keras.training import engine
 
     steps_per_epoch = 280 // 16
-    original = train_module._callbacks_module
 
-    def with_blow_up():
-        schedule, *others = original()
+    class BlowUpInEpochTwo(engine.LearningRateSchedule):
+        def on_train_batch_begin(self, batch, logs=None):
+            super().on_train_batch_begin(batch, logs)
+            if int(self.model.optimizer.iterations.numpy()) >= steps_per_epoch + 3:
+                self.model.optimizer.learning_rate.assign(1e30)
 
-        class BlowUpInEpochTwo(schedule):
-            def on_train_batch_begin(self, batch, logs=None):
-                super().on_train_batch_begin(batch, logs)
-                if int(self.model.optimizer.iterations.numpy()) >= steps_per_epoch + 3:
-                    self.model.optimizer.learning_rate.assign(1e30)
-
-        return (BlowUpInEpochTwo, *others)
-
-    monkeypatch.setattr(train_module, "_callbacks_module", with_blow_up)
+    monkeypatch.setattr(engine, "LearningRateSchedule", BlowUpInEpochTwo)
     summary = train(tiny_config(tiny_csv, tmp_path, epochs=3), verbose=0)
     out = capsys.readouterr().out
     assert "the loss became NaN/inf at epoch 2" in out

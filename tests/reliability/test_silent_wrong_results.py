@@ -15,8 +15,8 @@ import pytest
 from fer_keras import data
 from fer_keras.cli.preprocess_cli import data_resize_main, images_to_csv_main
 from fer_keras.data import _items as datasets
+from fer_keras.ensemble.stats import macro_f1_from_confusion
 from fer_keras.metrics import MACRO_AVERAGE, classification_metrics
-from fer_keras.stats import macro_f1_from_confusion
 
 
 def _png16(path, value=77 * 257):

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_keras import ensemble as ens
 from fer_keras.errors import ConfigError
+from fer_keras.io_utils import atomic_path
 
 TEACHER_PROBS_FILE = "teacher_probs.npz"
 
@@ -65,8 +67,6 @@ def teacher_probabilities(teacher, faces, *, class_names, cache_dir=None, verbos
     Cached in ``cache_dir`` (keyed by the faces and the member files), so
     resuming is free. Returns ``(probs, info)`` with ``info = {"members": [...], "tta": True}``.
     """
-    from fer_keras import ensemble as ens
-
     members, skipped = ens.load_members(teacher)
     for s in skipped:
         print(f"teacher: skipped {s}")
@@ -90,8 +90,6 @@ def teacher_probabilities(teacher, faces, *, class_names, cache_dir=None, verbos
     # Keras' verbose=2 means "not a terminal" (a log file): no bars there.
     probs = ens.Ensemble(members, verbose=verbose == 1).predict_proba(faces, tta=True)
     if cache is not None:
-        from fer_keras.io_utils import atomic_path
-
         with atomic_path(cache, overwrite=True) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, probs=probs, key=np.array(key))

@@ -12,6 +12,7 @@ import html
 from pathlib import Path
 
 from fer_keras.io_utils import write_text_atomic
+from fer_keras.tables import format_cell
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
@@ -33,8 +34,6 @@ def png_data_uri(path):
 
 def html_table(headers, rows, *, align=None):
     """An HTML table; cells formatted as in the text tables (4 decimals, None as '-')."""
-    from fer_keras.tables import format_cell
-
     align = align or ["<"] + [">"] * (len(headers) - 1)
     cls = [' class="l"' if a == "<" else "" for a in align]
     head = "".join(f"<th{c}>{html.escape(str(h))}</th>" for h, c in zip(headers, cls))

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fer_keras.metrics import negative_log_likelihood
+
 N_BINS = 15
 """Equal-width confidence bins for the ECE and the reliability diagram."""
 
@@ -90,8 +92,6 @@ def brier_score(y_true, probs):
 
 def calibration_metrics(y_true, probs, *, n_bins=N_BINS, bins=True):
     """``{"ece", "nll", "brier", "n_bins"}`` and (``bins=True``) the reliability ``bins``."""
-    from fer_keras.metrics import negative_log_likelihood
-
     out = {"ece": expected_calibration_error(y_true, probs, n_bins=n_bins),
            "nll": negative_log_likelihood(y_true, probs), "brier": brier_score(y_true, probs), "n_bins": n_bins}
     if bins:
@@ -137,13 +137,6 @@ def apply_temperatures(member_probas, temperatures):
     if np.all(temps == 1.0):
         return stack
     return np.stack([apply_temperature(p, t) for p, t in zip(stack, temps)])
-
-
-def temperature_nll(probs, y_true, temperature):
-    """NLL of ``softmax(log p / T)`` against ``y_true``."""
-    y_true, probs = _as_arrays(y_true, probs)
-    logp = _log_softmax(np.log(np.clip(probs, _EPS, None)) / float(temperature))
-    return float(-np.mean(logp[np.arange(len(y_true)), y_true]))
 
 
 def fit_temperature(probs, y_true, *, bounds=TEMPERATURE_BOUNDS):
@@ -216,4 +209,4 @@ def fit_shared_scale(member_probas, y_true, combine, *, bounds=TEMPERATURE_BOUND
 
 __all__ = ["N_BINS", "TEMPERATURE_BOUNDS", "apply_temperature", "apply_temperatures", "brier_score",
            "calibration_metrics", "entropy", "expected_calibration_error", "fit_shared_scale", "fit_temperature",
-           "fit_temperatures", "reliability_bins", "temperature_nll"]
+           "fit_temperatures", "reliability_bins"]

@@ -11,12 +11,17 @@ budget behave exactly as with ``fit``.
 
 Workers are described by ``TF_CONFIG``; only the chief writes the model and
 the run folder's artefacts, the others write into ``<run_dir>/worker_<i>``.
+:func:`make_strategy` picks the strategy ``--distribute`` names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+
+from fer_keras.errors import ConfigError
+from fer_keras.machine import tensorflow_backend
 
 
 def worker_role():
@@ -89,3 +94,29 @@ def fit_custom_loop(model, dataset, *, strategy, epochs, steps_per_epoch, callba
             break
     callback_list.on_train_end(logs)
     return model.history
+
+
+def make_strategy(config):
+    """The ``tf.distribute`` strategy ``--distribute`` asks for (one device without TensorFlow).
+
+    MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else:
+    the engine makes the strategy first.
+    """
+    if not tensorflow_backend():
+        if config.distribute != "none":
+            raise ConfigError(f"--distribute {config.distribute} needs the TensorFlow backend")
+        return _NoStrategy()
+    import tensorflow as tf
+
+    if config.distribute == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if config.distribute == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+class _NoStrategy:
+    """``strategy.scope()`` for backends without tf.distribute: one device, nothing to set up."""
+
+    def scope(self):
+        return contextlib.nullcontext()

@@ -18,6 +18,8 @@ import dataclasses
 
 import numpy as np
 
+from fer_keras.ensemble.combine import combine_probas
+
 METRICS = ("accuracy", "nll")
 """What greedy selection maximises: accuracy (ties broken by lower NLL), or minus the NLL."""
 
@@ -115,8 +117,6 @@ def marginal_accuracy(member_probas, y_true, weights=None, method="mean"):
     helps). The other members keep their relative weights. None for a lone member or
     where every other member has weight 0.
     """
-    from fer_keras.ensemble import combine_probas
-
     probas = np.asarray(member_probas)
     y = np.asarray(y_true, dtype=np.int64)
     m = len(probas)

@@ -1,0 +1,119 @@
+"""Weights files: the JSON that carries member weights and temperatures between runs.
+
+``weights.json``, ``temperatures.json`` and ``selection.json`` (written by
+the ensemble tester) are all weights files; ``--weights FILE`` reads any of
+them back; a folder's own ``temperatures.json`` (:data:`CALIBRATION_FILE`) is its
+calibration, applied by default (:func:`folder_temperatures`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fer_keras.ensemble.combine import member_keys
+from fer_keras.errors import ConfigError
+from fer_keras.io_utils import write_json_atomic
+
+
+def read_weights_file(path):
+    """``(weights, temperatures)`` from a weights file; either may be None.
+
+    The file is a JSON object with ``"weights"`` (member file name → weight),
+    ``"temperatures"`` (member file name → temperature scaling ``T``), or
+    both; a bare ``{name: weight}`` object is accepted too. Other keys (how
+    the figures were fitted) are ignored.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such weights file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a JSON weights file ({exc})") from None
+    if not isinstance(data, dict):
+        data = None
+    has_temps = isinstance(data, dict) and "temperatures" in data
+    weights = data.get("weights", None if has_temps else data) if isinstance(data, dict) else None
+    usage = (f'{path}: expected {{"weights": {{"model_1.h5": 0.6, ...}}}} and/or '
+             f'{{"temperatures": {{"model_1.h5": 1.4, ...}}}}')
+    if data is None or (weights is None and not has_temps):
+        raise ConfigError(usage)
+    if weights is not None and (not isinstance(weights, dict) or not weights):
+        raise ConfigError(usage)
+    temps = data.get("temperatures") if has_temps else None
+    if has_temps and (not isinstance(temps, dict) or not temps):
+        raise ConfigError(usage)
+    try:
+        weights = None if weights is None else {str(k): float(v) for k, v in weights.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: every weight must be a number") from None
+    try:
+        temps = None if temps is None else {str(k): float(v) for k, v in temps.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: every temperature must be a number") from None
+    if temps is not None and not all(np.isfinite(v) and v > 0 for v in temps.values()):
+        raise ConfigError(f"{path}: every temperature must be positive")
+    return weights, temps
+
+
+CALIBRATION_FILE = "temperatures.json"
+"""The calibration shipped beside the members of a folder (what ``--calibrate`` writes), applied by default."""
+
+
+def folder_temperatures(folder, members):
+    """``(temperatures, note)``: the calibration in ``folder/temperatures.json`` when it names exactly
+    ``members``, else ``(None, note)``; ``note`` says what was done, for the user (None without a file).
+
+    Why by default: an averaged ensemble is under-confident (its members disagree), so its raw
+    probabilities overstate doubt; the folder's own calibration makes the shipped models'
+    confidence honest unless the caller asks for ``uniform``. It is fitted for one set of
+    members: after a file is dropped in or removed it no longer applies, and is left out with
+    a note saying how to refit it rather than applied to members it never saw.
+    """
+    path = Path(folder) / CALIBRATION_FILE
+    if not path.is_file():
+        return None, None
+    _, temperatures = read_weights_file(path)
+    if temperatures is None:
+        return None, f"{path} holds no temperatures; not applied"
+    keys = set(member_keys(members))
+    if set(temperatures) != keys:
+        extra = sorted(set(temperatures) - keys)
+        missing = sorted(keys - set(temperatures))
+        differences = "; ".join(part for part in (
+            f"members it has no temperature for: {', '.join(missing)}" if missing else "",
+            f"files it names that are not members: {', '.join(extra)}" if extra else "") if part)
+        return None, (f"{path} was fitted for other members ({differences}); not applied. Refit it: "
+                      f"python test_ensemble_model.py --models-dir {folder} --calibrate PublicTest ...")
+    try:
+        fitted_on = json.loads(path.read_text(encoding="utf-8")).get("fitted_on", {}).get("usage")
+    except (OSError, ValueError, AttributeError):
+        fitted_on = None
+    return temperatures, f"calibrated by {path}" + (f" (fitted on {fitted_on})" if fitted_on else "")
+
+
+def read_weights(path):
+    """Per-member weights from a JSON file: ``{"weights": {"model_1.h5": 0.6, ...}}``
+    (a bare ``{name: weight}`` object is accepted too). None when the file holds
+    only ``"temperatures"`` (see :func:`read_weights_file`)."""
+    return read_weights_file(path)[0]
+
+
+def write_weights(path, ensemble, **extra):
+    """Write the ensemble's normalised weights (and its temperatures, when it has
+    any) as a weights file (atomic)."""
+    doc = {"weights": ensemble.weights_dict()}
+    if ensemble.temperatures is not None:
+        doc["temperatures"] = ensemble.temperatures_dict()
+    doc.update(extra)
+    write_json_atomic(path, doc)
+    return Path(path)
+
+
+def write_temperatures(path, ensemble, **extra):
+    """Write the ensemble's temperatures as a weights file holding only ``"temperatures"`` (atomic)."""
+    write_json_atomic(path, {"temperatures": ensemble.temperatures_dict(), **extra})
+    return Path(path)
