@@ -35,8 +35,7 @@ def frame_640x480():
     import cv2
     import numpy as np
 
-    from fer_keras.faces import read_image
-    from fer_keras.predict import demo_image
+    from fer_keras.inference import demo_image, read_image
 
     image = read_image(demo_image())
     scale = min(640 / image.shape[1], 480 / image.shape[0])
@@ -97,9 +96,8 @@ def main(argv=None):
 
     quiet_tensorflow()
     from fer_keras import ensemble
-    from fer_keras.faces import FaceDetector
+    from fer_keras.inference import FaceDetector, FacePredictor
     from fer_keras.machine import machine_description
-    from fer_keras.predict import FacePredictor
 
     frame = frame_640x480()
     members, _ = ensemble.load_members(args.models_dir, include_distilled=True)

@@ -61,6 +61,13 @@ class WriteError(FerError, OSError):
         return f"cannot write {self.filename}: {self.strerror}"
 
 
+def one_line(exc, limit=300):
+    """The first line of an exception's message (else its type), at most ``limit`` characters:
+    converters and runtimes raise pages of text, the CLI prints one line."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
 SEED_MAX = 2**32 - 1
 """The largest seed NumPy's legacy seeding (``np.random.seed``, called by
 ``keras.utils.set_random_seed``) accepts; ``default_rng`` refuses negatives."""

@@ -29,6 +29,7 @@ def test_bench_data_runs_and_writes_json(tmp_path):
     assert written["results"]["first"]["median_s"] > 0 and "cpu_model" in written
 
 
+@pytest.mark.slow
 def test_bench_train_runs_and_writes_json(tmp_path):
     """Check that the training/inference benchmark runs one tiny model and writes JSON."""
     stdout = run(["benchmarks/bench_train.py", "--models", "vgg16", "--options", "vgg16:width=0.125",

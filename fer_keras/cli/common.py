@@ -12,6 +12,8 @@ import os
 import sys
 import warnings
 
+from fer_keras.errors import FerError
+
 
 def quiet_tensorflow():
     """Import TensorFlow without its C++ start-up chatter.
@@ -53,8 +55,6 @@ def run_cli(job, *, hints=None):
     for advice only this command can give (its own flags): library errors
     name no flag.
     """
-    from fer_keras.errors import FerError
-
     try:
         result = job()
     except FerError as exc:
@@ -93,6 +93,8 @@ def plain_warnings():
 
 def add_tta_argument(group):
     """``--tta [MODE]``: plain ``--tta`` is the mirror image, as before; ``--tta tencrop`` the crop recipe's."""
+    # Imported here, not at the top: scripts import this module before TensorFlow to silence it
+    # (quiet_tensorflow), and the ensemble package loads Keras.
     from fer_keras.ensemble.tta import MODES
 
     group.add_argument("--tta", nargs="?", const="flip", default="none", choices=MODES, metavar="MODE",

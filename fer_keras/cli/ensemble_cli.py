@@ -14,8 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_keras import data
+from fer_keras import ensemble as ens
 from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
+from fer_keras.constants import CLASS_NAMES, TEST_SPLIT, VALIDATION_SPLIT
+from fer_keras.data import DATASETS, Split, load_dataset
+from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS, combine_probas, report_files
+from fer_keras.ensemble.calibration import expected_calibration_error
+from fer_keras.ensemble.selection import greedy_selection
+from fer_keras.errors import ConfigError, DataError, check_seed
+from fer_keras.io_utils import prepare_output_dir, record_outputs
 from fer_keras.machine import machine_info
+from fer_keras.metrics import classification_metrics, negative_log_likelihood
 
 EPILOG = """\
 examples:
@@ -50,9 +60,6 @@ exit codes: 0 done, 2 a problem to fix (message on stderr), 130 interrupted.
 
 
 def build_parser(prog=None, description=None):
-    from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS
-    from fer_keras.data import DATASETS
-
     p = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
@@ -131,10 +138,6 @@ def build_parser(prog=None, description=None):
 
 def _load_dataset(args):
     """``(dataset, context)``: the faces to evaluate and what report.json says about them."""
-    from fer_keras import data
-    from fer_keras.errors import ConfigError
-    from fer_keras.data import load_dataset
-
     name = getattr(args, "dataset", None)
     if args.images:
         if name:
@@ -163,9 +166,6 @@ def _drop_contempt_faces(dataset):
     """``(dataset without contempt faces, number dropped)`` for 8-class data; unchanged for 7."""
     import dataclasses
 
-    from fer_keras.constants import CLASS_NAMES
-    from fer_keras.data import Split
-
     if len(dataset.class_names) == len(CLASS_NAMES):
         return dataset, 0
     contempt = len(CLASS_NAMES)
@@ -183,8 +183,6 @@ def _drop_contempt_faces(dataset):
 
 
 def _pick_usage(dataset, requested):
-    from fer_keras.constants import TEST_SPLIT
-
     if requested:
         dataset[requested]  # raises DataError naming the splits present
         return requested
@@ -194,9 +192,6 @@ def _pick_usage(dataset, requested):
 def _refuse_evaluated_split(flag, split, usage, dataset, harm):
     """ConfigError when ``split`` (fitted on) is ``usage`` (evaluated) or missing; the advice names
     a split the data really has, never the evaluated one."""
-    from fer_keras.constants import VALIDATION_SPLIT
-    from fer_keras.errors import ConfigError
-
     if split != usage:
         dataset[split]  # raises DataError naming the splits present
         return
@@ -207,10 +202,6 @@ def _refuse_evaluated_split(flag, split, usage, dataset, harm):
 
 def run(args, *, stdout=None):
     """Evaluate as ``args`` say; print the report; write the report folder. Returns 0."""
-    from fer_keras import ensemble as ens
-    from fer_keras.errors import ConfigError, DataError, check_seed
-    from fer_keras.io_utils import prepare_output_dir, record_outputs
-
     stdout = stdout or sys.stdout
     started = time.perf_counter()
     if args.batch_size < 1:
@@ -244,8 +235,6 @@ def run(args, *, stdout=None):
                                 "being judged makes the calibration look better than it is")
     select_on = None
     if args.select:
-        from fer_keras.constants import VALIDATION_SPLIT
-
         select_on = args.select_on or VALIDATION_SPLIT
         _refuse_evaluated_split("--select-on", select_on, usage, dataset,
                                 "selecting members on the faces being judged inflates the score")
@@ -328,17 +317,12 @@ def run(args, *, stdout=None):
 
 def _output_names(args):
     """Every file this run writes into --out: the report, and the JSON files its options ask for."""
-    from fer_keras.ensemble import report_files
-
     asked = {"weights.json": args.fit_weights, "temperatures.json": args.calibrate, "selection.json": args.select}
     return [*report_files(worst=args.worst), *(name for name, given in asked.items() if given)]
 
 
 def _calibrate(ensemble, dataset, args, context, out, stdout):
     """Fit temperatures on ``--calibrate``; write temperatures.json."""
-    from fer_keras import ensemble as ens
-    from fer_keras.ensemble.calibration import expected_calibration_error
-
     cal = dataset[args.calibrate]
     raw = ensemble.member_probas(cal.x, tta=args.tta)
     ensemble.temperatures = None
@@ -358,9 +342,6 @@ def _calibrate(ensemble, dataset, args, context, out, stdout):
 def _select(ensemble, dataset, select_on, args, context, out, stdout):
     """Greedy selection on ``select_on``; sets the ensemble's weights, writes selection.json;
     returns the weights' description."""
-    from fer_keras import ensemble as ens
-    from fer_keras.ensemble.selection import greedy_selection
-
     val = dataset[select_on]
     stack = ensemble.calibrated(ensemble.member_probas(val.x, tta=args.tta))
     before = ens.combine_probas(stack, ensemble.weights_, "mean")
@@ -368,7 +349,6 @@ def _select(ensemble, dataset, select_on, args, context, out, stdout):
     keys = ens.member_keys(ensemble.members)
     ensemble.weights = dict(zip(keys, result.weights.tolist()))
     after = ens.combine_probas(stack, ensemble.weights_, "mean")
-    from fer_keras.metrics import negative_log_likelihood
 
     def figures(p):
         return {"accuracy": float((p.argmax(axis=1) == val.y).mean()), "nll": negative_log_likelihood(val.y, p)}
@@ -395,9 +375,6 @@ def _select(ensemble, dataset, select_on, args, context, out, stdout):
 def _selected_vs_all(report, all_weights):
     """Accuracy, macro-F1 and NLL on the evaluated faces: every member (their weights before
     selection) vs the selected ones."""
-    from fer_keras.ensemble import combine_probas
-    from fer_keras.metrics import classification_metrics, negative_log_likelihood
-
     out = {}
     for key, w in (("all", all_weights), ("selected", report.weights)):
         p = combine_probas(report.member_probas, w, report.method)
@@ -408,9 +385,6 @@ def _selected_vs_all(report, all_weights):
 
 
 def _nll(ensemble, split, tta):
-    from fer_keras.ensemble import combine_probas
-    from fer_keras.metrics import negative_log_likelihood
-
     probas = combine_probas(ensemble.calibrated(ensemble.member_probas(split.x, tta=tta)), ensemble.weights_, "mean")
     return negative_log_likelihood(split.y, probas)
 

@@ -14,7 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+from fer_keras import ensemble as ens
+from fer_keras import export as ex
 from fer_keras.cli.common import run_cli
+from fer_keras.constants import CLASS_NAMES, INPUT_SHAPE, NUM_CLASSES
+from fer_keras.ensemble import find_model_files
+from fer_keras.errors import ConfigError, ModelFileError, check_seed
+from fer_keras.export import FORMATS, LATENCY_CALLS, REPRESENTATIVE_FACES, TFLITE_VARIANTS, slug
+from fer_keras.io_utils import check_writable_folder, refuse_inputs, write_json_atomic
 from fer_keras.machine import machine_info
 
 EPILOG = """\
@@ -48,8 +55,6 @@ REPORT_FILE = "export_report.json"
 
 
 def build_parser(prog=None, description=None):
-    from fer_keras.export import FORMATS, LATENCY_CALLS, REPRESENTATIVE_FACES, TFLITE_VARIANTS
-
     p = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("models")
@@ -91,9 +96,6 @@ def build_parser(prog=None, description=None):
 
 def _options(args):
     """``(formats, variants, name)`` from the options; raises ConfigError for bad ones."""
-    from fer_keras.errors import ConfigError, check_seed
-    from fer_keras.export import FORMATS, TFLITE_VARIANTS, _slug
-
     formats = list(dict.fromkeys(args.format or ["keras"]))
     if "all" in formats:
         formats = list(FORMATS)
@@ -112,15 +114,12 @@ def _options(args):
     if args.models_dir and args.model:
         raise ConfigError("give --models-dir or --model, not both")
     name = args.name or (Path(args.model[0]).stem if len(args.model) == 1 else "fer_ensemble")
-    if _slug(name) != name:
+    if slug(name) != name:
         raise ConfigError(f"--name {name!r}: use letters, digits and _ only")
     return formats, list(dict.fromkeys(variants)), name
 
 
 def _sources(args):
-    from fer_keras.ensemble import find_model_files
-    from fer_keras.errors import ModelFileError
-
     if args.model:
         return list(args.model)
     folder = args.models_dir or "models"
@@ -132,10 +131,6 @@ def _sources(args):
 
 def run(args, *, stdout=None):
     """Export as ``args`` say; print the checks; write export_report.json. Returns 0."""
-    from fer_keras import ensemble as ens
-    from fer_keras import export as ex
-    from fer_keras.io_utils import check_writable_folder, refuse_inputs, write_json_atomic
-
     stdout = stdout or sys.stdout
     started = time.perf_counter()
     formats, variants, name = _options(args)
@@ -196,10 +191,10 @@ def run(args, *, stdout=None):
 
     report = {"name": name, "formats": formats, "tflite_variants": variants if "tflite" in formats else None,
               "files": {f"{fmt}" + (f"/{v}" if v else ""): str(p) for (fmt, v), p in paths.items()},
-              "contract": {"input": {"name": ex.INPUT_NAME, "shape": ["N", *ex.INPUT_SHAPE], "dtype": "uint8",
+              "contract": {"input": {"name": ex.INPUT_NAME, "shape": ["N", *INPUT_SHAPE], "dtype": "uint8",
                                      "range": "0-255, grey 48x48 face"},
-                           "output": {"name": ex.OUTPUT_NAME, "shape": ["N", ex.NUM_CLASSES], "dtype": "float32",
-                                      "class_names": list(ex.CLASS_NAMES)},
+                           "output": {"name": ex.OUTPUT_NAME, "shape": ["N", NUM_CLASSES], "dtype": "float32",
+                                      "class_names": list(CLASS_NAMES)},
                            "keras": "the .keras/.h5 take the same values as float32",
                            "tflite_int8": "full-integer ops; uint8 input (scale 1, zero point 0), float32 output"},
               "members": metadata["members"], "weights": metadata["weights"],

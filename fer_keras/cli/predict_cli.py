@@ -1,6 +1,6 @@
 """Command line of predict.py: the emotions of the faces in pictures, folders, videos and webcams.
 
-A thin layer over :mod:`fer_keras.predict`: it picks the models, the faces'
+A thin layer over :mod:`fer_keras.inference`: it picks the models, the faces'
 detector and the output folder from the options, runs each ``--input`` and
 prints what it found. With no ``--input`` it runs on matplotlib's bundled
 photo of Grace Hopper (nothing to download).
@@ -13,7 +13,14 @@ import os
 import sys
 from pathlib import Path
 
+from fer_keras import ensemble as ens
 from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
+from fer_keras.ensemble import METHODS, find_model_files
+from fer_keras.errors import ConfigError, FerError, InputError, ModelFileError
+from fer_keras.export import RUNTIME_SUFFIXES, RuntimeModel
+from fer_keras.inference import FaceDetector, FacePredictor, OutputFolder, demo_image, input_kind, parse_webcam
+from fer_keras.models.model_io import read_metadata
+from fer_keras.tables import format_table
 
 EPILOG = """\
 examples:
@@ -40,8 +47,6 @@ TABLE_ROWS = 50
 
 
 def build_parser(prog=None, description=None):
-    from fer_keras.ensemble import METHODS
-
     p = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("input")
@@ -103,8 +108,6 @@ def build_parser(prog=None, description=None):
 
 
 def _check_options(args):
-    from fer_keras.errors import ConfigError
-
     if args.every < 1:
         raise ConfigError("--every must be at least 1")
     if args.interval < 0:
@@ -119,8 +122,6 @@ def _check_options(args):
 
 def is_runtime_file(path):
     """Whether ``path`` is run by its own runtime, not Keras: a .tflite or .onnx file, or a SavedModel folder."""
-    from fer_keras.export import RUNTIME_SUFFIXES
-
     path = Path(path)
     return path.suffix.lower() in RUNTIME_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
 
@@ -128,9 +129,6 @@ def is_runtime_file(path):
 def model_sources(args, *, stdout=None):
     """The folders/files to load Keras members from (.tflite/.onnx/SavedModel ``--model`` files are left
     to :func:`runtime_sources`); raises a FerError saying what to do when there are none."""
-    from fer_keras.ensemble import find_model_files
-    from fer_keras.errors import ModelFileError
-
     folder = args.models_dir or (None if args.model else "models")
     fast = _distilled_member(folder) if _webcam_only(args) and not args.models_dir and not args.model else None
     if fast is not None:
@@ -154,10 +152,6 @@ def _webcam_only(args):
 
 def _distilled_member(folder):
     """The newest member of ``folder`` trained by distillation (``--teacher``), or None."""
-    from fer_keras.ensemble import find_model_files
-    from fer_keras.errors import FerError
-    from fer_keras.models.model_io import read_metadata
-
     if folder is None or not Path(folder).is_dir():
         return None
     distilled = []
@@ -181,12 +175,6 @@ def load_predictor(args, *, stdout):
     Keras members come first (folder, then files), then the .tflite/.onnx/SavedModel
     files, each run in its own runtime (:class:`fer_keras.export.RuntimeModel`).
     """
-    from fer_keras import ensemble as ens
-    from fer_keras.errors import ConfigError
-    from fer_keras.export import RuntimeModel
-    from fer_keras.faces import FaceDetector
-    from fer_keras.predict import FacePredictor
-
     detect_side = args.detect_side
     if detect_side is None:  # live video needs speed; pictures keep every small face
         detect_side = 320 if any(str(i).startswith("webcam") for i in (args.input or [])) else 0
@@ -220,9 +208,6 @@ def load_predictor(args, *, stdout):
 
 def run(args, *, open_capture=None, stdout=None, stderr=None):
     """Predict as ``args`` say; print; write the output folder. Returns the exit code."""
-    from fer_keras.faces import InputError
-    from fer_keras.predict import OutputFolder, demo_image, input_kind, parse_webcam
-
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     _check_options(args)
     inputs = list(args.input) or [str(demo_image())]
@@ -335,8 +320,6 @@ def _print_stream(result, class_names, stdout):
 
 
 def _print_faces(results, predictor, stdout):
-    from fer_keras.tables import format_table
-
     if not results:
         return
     rows, no_face = [], []

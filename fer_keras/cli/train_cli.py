@@ -12,10 +12,12 @@ import dataclasses
 import os
 import sys
 
+from fer_keras import models
 from fer_keras.cli.common import SKIP_BAD_ROWS_HINT, run_cli
 from fer_keras.data import DATASETS
 from fer_keras.errors import BadRowError
-from fer_keras.training import DISTRIBUTE, FERPLUS_MODES, OPTIMIZERS, SCHEDULES, TrainConfig, augment
+from fer_keras.training import (DISTRIBUTE, FERPLUS_MODES, OPTIMIZERS, SCHEDULES, TrainConfig, augment, train,
+                                train_two_phase)
 
 EPILOG = """\
 examples:
@@ -93,8 +95,6 @@ def build_parser(prog, description, defaults, *, choose_model=False):
 
     g = p.add_argument_group("model")
     if choose_model:
-        from fer_keras import models
-
         g.add_argument("--model", default=d.model, choices=models.available(),
                        help="registered architecture (default: %(default)s)")
     g.add_argument("--model-option", "-o", action="append", type=_parse_option, default=[],
@@ -199,8 +199,6 @@ def main(argv=None, *, prog=None, description="", defaults=None, choose_model=Fa
     args = parser.parse_args(argv)
 
     def job():
-        from fer_keras.training import train, train_two_phase
-
         config = config_from_args(args, defaults)
         # A progress bar redrawn into a log file is noise: one line per epoch there.
         verbose = 2 if args.quiet or not sys.stdout.isatty() else 1

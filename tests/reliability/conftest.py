@@ -25,7 +25,7 @@ def _float32_policy():
 
 
 @pytest.fixture(scope="session")
-def tiny_csv(tmp_path_factory):
+def synthetic_csv(tmp_path_factory):
     """The synthetic FER2013-layout CSV: 280 Training, 70 PublicTest, 70 PrivateTest faces."""
     return write_synthetic_csv(tmp_path_factory.mktemp("csv") / "tiny.csv")
 

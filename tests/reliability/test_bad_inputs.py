@@ -16,16 +16,16 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import REPO, one_error_line, pickle_payload, png_bomb, png_bytes, random_bytes, wide_bmp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.reliability.conftest import REPO, one_error_line, pickle_payload, png_bomb, png_bytes, random_bytes, wide_bmp
 
 from fer_keras import data
 from fer_keras.cli import ensemble_cli, predict_cli, train_cli
 from fer_keras.constants import INPUT_SHAPE, PIXELS_PER_IMAGE
 from fer_keras.data import fer2013
 from fer_keras.errors import DataError, FerError
-from fer_keras.faces import read_image
+from fer_keras.inference import read_image
 from fer_keras.models import model_io
 
 HEADER = b"emotion,pixels,Usage"
@@ -371,10 +371,10 @@ BAD_MODEL_REASONS = {
 }
 
 
-def test_ensemble_cli_skips_each_bad_model_with_a_one_line_reason(bad_models, tiny_csv, tmp_path, capsys):
+def test_ensemble_cli_skips_each_bad_model_with_a_one_line_reason(bad_models, synthetic_csv, tmp_path, capsys):
     """Check that test_ensemble_model.py evaluates the good member, prints one line per skipped file
     with its reason, and records the reasons in report.json (exit code 0)."""
-    code = ensemble_cli.main(["--csv", str(tiny_csv), "--models-dir", str(bad_models), "--out", str(tmp_path / "r"),
+    code = ensemble_cli.main(["--csv", str(synthetic_csv), "--models-dir", str(bad_models), "--out", str(tmp_path / "r"),
                               "--bootstrap", "0", "--quiet"], prog="test_ensemble_model.py")
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -391,9 +391,9 @@ def test_ensemble_cli_skips_each_bad_model_with_a_one_line_reason(bad_models, ti
 
 
 @pytest.mark.parametrize("name", sorted(BAD_MODEL_REASONS))
-def test_strict_makes_each_bad_model_fatal(name, bad_models, tiny_csv, tmp_path, capsys):
+def test_strict_makes_each_bad_model_fatal(name, bad_models, synthetic_csv, tmp_path, capsys):
     """Check that with --strict each kind of unusable file alone stops the script: exit 2, one line."""
-    code = ensemble_cli.main(["--csv", str(tiny_csv), "--model", str(bad_models / "model_1.h5"),
+    code = ensemble_cli.main(["--csv", str(synthetic_csv), "--model", str(bad_models / "model_1.h5"),
                               "--model", str(bad_models / name), "--strict", "--out", str(tmp_path / "r"),
                               "--bootstrap", "0", "--quiet"], prog="test_ensemble_model.py")
     assert code == 2

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, one_error_line
+from tests.reliability.conftest import REPO, one_error_line
 
 from fer_keras import data, io_utils, models
 from fer_keras.cli import train_cli
@@ -81,6 +81,7 @@ def _backup_epoch(run_dir):
         return 0
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_same_command_resumes(tmp_path):
     """Check that a training run killed with SIGKILL in its second epoch leaves no model file, and that
     the same command run again says it resumes, continues from the last finished epoch (not epoch 0)
@@ -196,7 +197,8 @@ def _kill_while_writing_backup(monkeypatch, write_number):
     monkeypatch.setattr(keras.Model, "save_weights", save_weights)
 
 
-def test_backup_damaged_by_a_kill_while_it_was_written(tiny_csv, tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_backup_damaged_by_a_kill_while_it_was_written(synthetic_csv, tmp_path, monkeypatch, capsys):
     """Check RELIABILITY.md's promise: after a kill that cut the backup of epoch 2 in half, the rerun restores
     the backup's second copy (epoch 1) and resumes at epoch 2 (history rows 0, 1, then 1 again, 2), not at 0;
     with both copies damaged, one error line names the backup folder and best.weights.h5 is still there."""
@@ -204,7 +206,7 @@ def test_backup_damaged_by_a_kill_while_it_was_written(tiny_csv, tmp_path, monke
 
     _kill_while_writing_backup(monkeypatch, 2)  # the backup after epoch index 1
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tiny_csv, tmp_path, epochs=3), verbose=0)
+        train(tiny_config(synthetic_csv, tmp_path, epochs=3), verbose=0)
     monkeypatch.undo()
     backup = tmp_path / "run" / "backup"
     assert history_epochs(tmp_path / "run") == [0, 1]
@@ -213,13 +215,13 @@ def test_backup_damaged_by_a_kill_while_it_was_written(tiny_csv, tmp_path, monke
     both_damaged = tmp_path / "both"
     shutil.copytree(tmp_path, both_damaged, ignore=shutil.ignore_patterns("both"))
 
-    summary = train(tiny_config(tiny_csv, tmp_path, epochs=3), verbose=0)
+    summary = train(tiny_config(synthetic_csv, tmp_path, epochs=3), verbose=0)
     assert history_epochs(tmp_path / "run") == [0, 1, 1, 2], "the rerun did not resume from the intact backup"
     assert Path(summary["model_file"]).is_file()
 
     copy = both_damaged / "run" / "backup" / "latest.weights.h5.bkp"
     copy.write_bytes(copy.read_bytes()[: copy.stat().st_size // 2])
-    code = run_cli(lambda: train(tiny_config(tiny_csv, both_damaged, epochs=3), verbose=0))
+    code = run_cli(lambda: train(tiny_config(synthetic_csv, both_damaged, epochs=3), verbose=0))
     assert code == 2
     one_error_line(capsys.readouterr().err, str(both_damaged / "run" / "backup"), "damaged", "delete")
     assert (both_damaged / "run" / "best.weights.h5").is_file()
@@ -227,7 +229,8 @@ def test_backup_damaged_by_a_kill_while_it_was_written(tiny_csv, tmp_path, monke
     assert not list((both_damaged / "models").glob("*.h5"))
 
 
-def test_kill_after_the_last_epoch_before_the_model_is_saved(tiny_csv, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_kill_after_the_last_epoch_before_the_model_is_saved(synthetic_csv, tmp_path, monkeypatch):
     """Check that a rerun after an interruption between the end of training and the model save saves the
     model without training again from epoch 0."""
     def interrupted(*args, **kwargs):
@@ -236,10 +239,10 @@ def test_kill_after_the_last_epoch_before_the_model_is_saved(tiny_csv, tmp_path,
     monkeypatch.setattr(model_io, "save_model", interrupted)
     monkeypatch.setattr(model_io, "save_new_model", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tiny_csv, tmp_path, epochs=2), verbose=0)
+        train(tiny_config(synthetic_csv, tmp_path, epochs=2), verbose=0)
     monkeypatch.undo()
     assert history_epochs(tmp_path / "run") == [0, 1]
-    summary = train(tiny_config(tiny_csv, tmp_path, epochs=2), verbose=0)
+    summary = train(tiny_config(synthetic_csv, tmp_path, epochs=2), verbose=0)
     assert history_epochs(tmp_path / "run") == [0, 1], "the rerun trained again from epoch 0"
     assert summary["epochs_run"] == 2 and Path(summary["model_file"]).is_file()
 
@@ -332,11 +335,11 @@ def test_write_errors_of_reports_and_state_are_one_line_errors(tmp_path, monkeyp
     assert leftovers(tmp_path) == []
 
 
-def test_csv_cache_that_cannot_be_written_is_only_a_warning(tiny_csv, tmp_path, monkeypatch, caplog):
+def test_csv_cache_that_cannot_be_written_is_only_a_warning(synthetic_csv, tmp_path, monkeypatch, caplog):
     """Check that a full disk while writing the parsed-CSV cache still returns the data, warns, and leaves
     neither a cache nor a temporary file."""
     copy = tmp_path / "faces.csv"
-    copy.write_bytes(tiny_csv.read_bytes())
+    copy.write_bytes(synthetic_csv.read_bytes())
     monkeypatch.setattr(fer2013.np, "savez", _raise(errno.ENOSPC))
     with caplog.at_level(logging.WARNING, logger="fer_keras.data"):
         ds = data.load_fer2013(copy)
@@ -379,10 +382,11 @@ def test_never_overwrites_a_file_another_process_creates_meanwhile(saved, monkey
 # --------------------------------------------------------------------------
 
 
-def test_nan_from_the_first_step_is_exit_2_and_writes_no_model(tiny_csv, tmp_path, capsys):
+@pytest.mark.slow
+def test_nan_from_the_first_step_is_exit_2_and_writes_no_model(synthetic_csv, tmp_path, capsys):
     """Check that a learning rate that makes the loss NaN at once ends train_vgg.py with exit code 2 and
     one line saying so, and no model file is written."""
-    code = train_cli.main(["--csv", str(tiny_csv), "-o", "width=0.125", "-o", "dense_units=32", "--epochs", "2",
+    code = train_cli.main(["--csv", str(synthetic_csv), "-o", "width=0.125", "-o", "dense_units=32", "--epochs", "2",
                            "--batch-size", "16", "--lr", "1e30", "--warmup-steps", "0", "--augment", "none",
                            "--precision", "float32", "--run-dir", str(tmp_path / "run"),
                            "--models-dir", str(tmp_path / "models"), "--quiet"],
@@ -395,7 +399,8 @@ def test_nan_from_the_first_step_is_exit_2_and_writes_no_model(tiny_csv, tmp_pat
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
-def test_nan_in_epoch_2_keeps_epoch_1_model(tiny_csv, tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_nan_in_epoch_2_keeps_epoch_1_model(synthetic_csv, tmp_path, monkeypatch, capsys):
     """Check that when an absurd learning rate makes the loss NaN in epoch 2 after a good epoch 1, training
     stops, says so, and saves epoch 1's finite model (summary and metadata say best epoch 1)."""
     from fer_keras.training import engine
@@ -409,7 +414,7 @@ def test_nan_in_epoch_2_keeps_epoch_1_model(tiny_csv, tmp_path, monkeypatch, cap
                 self.model.optimizer.learning_rate.assign(1e30)
 
     monkeypatch.setattr(engine, "LearningRateSchedule", BlowUpInEpochTwo)
-    summary = train(tiny_config(tiny_csv, tmp_path, epochs=3), verbose=0)
+    summary = train(tiny_config(synthetic_csv, tmp_path, epochs=3), verbose=0)
     out = capsys.readouterr().out
     assert "the loss became NaN/inf at epoch 2" in out
     assert summary["stopped_by_nan"] and summary["best_epoch"] == 1
@@ -427,6 +432,7 @@ def test_nan_in_epoch_2_keeps_epoch_1_model(tiny_csv, tmp_path, monkeypatch, cap
         epoch_one = next(csv.DictReader(fh))
     assert summary["validation"]["accuracy"] == pytest.approx(float(epoch_one["val_accuracy"]))
 
+@pytest.mark.slow
 def test_predictions_collapsed_onto_one_class_are_reported_loudly(tmp_path, capsys):
     """Check that a model that predicts one class for every validation face (trained on labels that are
     all 'happy') is flagged in the training log and in summary.json."""

@@ -10,14 +10,14 @@ messages that used to mislead.
 
 import numpy as np
 import pytest
-from conftest import one_error_line, png_bytes
+from tests.reliability.conftest import one_error_line, png_bytes
 
 from fer_keras.cli import ensemble_cli, export_cli, predict_cli, train_cli
 from fer_keras.cli.preprocess_cli import data_resize_main
 
 
-def _train(tiny_csv, tmp_path, *extra, script=None):
-    argv = ["--csv", str(tiny_csv), "--run-dir", str(tmp_path / "run"), "--models-dir", str(tmp_path / "models"),
+def _train(synthetic_csv, tmp_path, *extra, script=None):
+    argv = ["--csv", str(synthetic_csv), "--run-dir", str(tmp_path / "run"), "--models-dir", str(tmp_path / "models"),
             "--epochs", "1", "--quiet", *extra]
     if script == "transfer":
         return train_cli.main(argv, prog="train_vgg_transfer_learning.py", defaults={"model": "vgg16_imagenet"},
@@ -41,24 +41,24 @@ def _nothing_written(tmp_path):
     (["--model", "resemotenet", "-o", "stem_pools=2.5"], "expected a whole number"),
     (["--model", "vgg16", "-o", "dropout=1.5"], "dropout rate must be in [0, 1)"),
 ])
-def test_train_refuses_bad_values_before_any_work(extra, fragment, tiny_csv, tmp_path, capsys):
+def test_train_refuses_bad_values_before_any_work(extra, fragment, synthetic_csv, tmp_path, capsys):
     """Check that each bad training value is one line naming it, exit 2, and no run or models folder."""
-    assert _train(tiny_csv, tmp_path, *extra) == 2
+    assert _train(synthetic_csv, tmp_path, *extra) == 2
     line = one_error_line(capsys.readouterr().err, fragment)
     assert line.count("abc") <= 1  # the value once, not eight times
     _nothing_written(tmp_path)
 
 
-def test_train_refuses_a_models_dir_that_is_a_file_before_training(tiny_csv, tmp_path, capsys):
+def test_train_refuses_a_models_dir_that_is_a_file_before_training(synthetic_csv, tmp_path, capsys):
     """Check that --models-dir naming a file is refused up front, not after the whole run."""
     models = tmp_path / "models"
     models.write_text("a file")
-    assert _train(tiny_csv, tmp_path, "--models-dir", str(models)) == 2
+    assert _train(synthetic_csv, tmp_path, "--models-dir", str(models)) == 2
     one_error_line(capsys.readouterr().err, "--models-dir", "is a file")
     assert not (tmp_path / "run").exists()
 
 
-def test_transfer_learning_offline_says_the_weights_could_not_be_downloaded(tiny_csv, tmp_path, monkeypatch, capsys):
+def test_transfer_learning_offline_says_the_weights_could_not_be_downloaded(synthetic_csv, tmp_path, monkeypatch, capsys):
     """Check that a failed ImageNet download is one line saying so and how to pass a file, not 'URL fetch failure'."""
     from keras.src.utils import file_utils
 
@@ -66,26 +66,26 @@ def test_transfer_learning_offline_says_the_weights_could_not_be_downloaded(tiny
         raise Exception("URL fetch failure on https://storage.googleapis.com/x.h5: None -- [Errno -2] no network")
 
     monkeypatch.setattr(file_utils, "get_file", offline)
-    assert _train(tiny_csv, tmp_path, "--head-epochs", "1", script="transfer") == 2
+    assert _train(synthetic_csv, tmp_path, "--head-epochs", "1", script="transfer") == 2
     one_error_line(capsys.readouterr().err, "could not be downloaded", "--weights FILE")
 
 
-def test_transfer_learning_refuses_a_text_file_as_weights(tiny_csv, tmp_path, capsys):
+def test_transfer_learning_refuses_a_text_file_as_weights(synthetic_csv, tmp_path, capsys):
     """Check that --weights naming a text file is one line, before any data is read."""
     text = tmp_path / "weights.h5"
     text.write_text("not weights")
-    assert _train(tiny_csv, tmp_path, "--weights", str(text), script="transfer") == 2
+    assert _train(synthetic_csv, tmp_path, "--weights", str(text), script="transfer") == 2
     one_error_line(capsys.readouterr().err, str(text), "not an HDF5 weights file")
     _nothing_written(tmp_path)
 
 
-def test_transfer_learning_refuses_weights_of_another_architecture(tiny_csv, tmp_path, capsys):
+def test_transfer_learning_refuses_weights_of_another_architecture(synthetic_csv, tmp_path, capsys):
     """Check that a weights file of another network is one line naming it."""
     from fer_keras import models
 
     other = tmp_path / "other.weights.h5"
     models.build("mini_xception", width=0.5).save_weights(other)
-    assert _train(tiny_csv, tmp_path, "--weights", str(other), "--head-epochs", "1", script="transfer") == 2
+    assert _train(synthetic_csv, tmp_path, "--weights", str(other), "--head-epochs", "1", script="transfer") == 2
     one_error_line(capsys.readouterr().err, str(other), "does not fit")
 
 
@@ -99,39 +99,39 @@ def test_transfer_learning_refuses_weights_of_another_architecture(tiny_csv, tmp
     (["--seed", "4294967296"], "--seed 4294967296"),
     (["--bootstrap", "1"], "--bootstrap 1"),
 ])
-def test_ensemble_refuses_bad_values_and_leaves_no_out(extra, fragment, tiny_csv, good_models, tmp_path, capsys):
+def test_ensemble_refuses_bad_values_and_leaves_no_out(extra, fragment, synthetic_csv, good_models, tmp_path, capsys):
     """Check that a bad --seed or --bootstrap 1 is one line, exit 2, and --out is not created."""
     out = tmp_path / "out"
-    assert ensemble_cli.main(["--csv", str(tiny_csv), "--models-dir", str(good_models), "--out", str(out),
+    assert ensemble_cli.main(["--csv", str(synthetic_csv), "--models-dir", str(good_models), "--out", str(out),
                               "--quiet", *extra]) == 2
     one_error_line(capsys.readouterr().err, fragment)
     assert not out.exists()
 
 
-def _export(tiny_csv, good_models, out, *extra):
-    return export_cli.main(["--models-dir", str(good_models), "--csv", str(tiny_csv), "--out", str(out),
+def _export(synthetic_csv, good_models, out, *extra):
+    return export_cli.main(["--models-dir", str(good_models), "--csv", str(synthetic_csv), "--out", str(out),
                             "--no-verify", *extra])
 
 
 @pytest.mark.parametrize("seed", ["-1", "4294967296"])
-def test_export_refuses_a_seed_numpy_cannot_take(seed, tiny_csv, good_models, tmp_path, capsys):
+def test_export_refuses_a_seed_numpy_cannot_take(seed, synthetic_csv, good_models, tmp_path, capsys):
     """Check that export.py --seed out of NumPy's range is one line and writes nothing."""
-    assert _export(tiny_csv, good_models, tmp_path / "out", "--seed", seed) == 2
+    assert _export(synthetic_csv, good_models, tmp_path / "out", "--seed", seed) == 2
     one_error_line(capsys.readouterr().err, f"--seed {seed}")
     assert not (tmp_path / "out").exists()
 
 
-def test_export_refuses_an_out_that_is_a_file(tiny_csv, good_models, tmp_path, capsys):
+def test_export_refuses_an_out_that_is_a_file(synthetic_csv, good_models, tmp_path, capsys):
     """Check that export.py --out naming a file (or a folder below a file) is one line, exit 2."""
     afile = tmp_path / "afile"
     afile.write_text("x")
     for out in (afile, afile / "below"):
-        assert _export(tiny_csv, good_models, out) == 2
+        assert _export(synthetic_csv, good_models, out) == 2
         one_error_line(capsys.readouterr().err, str(afile), "is a file")
     assert afile.read_text() == "x"
 
 
-def test_export_refuses_a_read_only_out(tiny_csv, good_models, tmp_path, monkeypatch, capsys):
+def test_export_refuses_a_read_only_out(synthetic_csv, good_models, tmp_path, monkeypatch, capsys):
     """Check that export.py --out in a folder it cannot write is one line, exit 2 (os.access stands in for
     the permission bits, which root ignores)."""
     import os
@@ -140,7 +140,7 @@ def test_export_refuses_a_read_only_out(tiny_csv, good_models, tmp_path, monkeyp
     locked.mkdir()
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(locked) else real(p, mode))
-    assert _export(tiny_csv, good_models, locked / "out") == 2
+    assert _export(synthetic_csv, good_models, locked / "out") == 2
     one_error_line(capsys.readouterr().err, str(locked), "permission denied")
 
 
@@ -201,9 +201,9 @@ def test_train_bad_row_error_offers_skip_bad_rows(tmp_path, capsys):
     one_error_line(capsys.readouterr().err, f"{bad}:2", "(pass --skip-bad-rows to drop such rows)")
 
 
-def test_calibrate_on_the_evaluated_split_suggests_a_split_that_is_not_it(tiny_csv, good_models, tmp_path, capsys):
+def test_calibrate_on_the_evaluated_split_suggests_a_split_that_is_not_it(synthetic_csv, good_models, tmp_path, capsys):
     """Check that --calibrate PublicTest --usage PublicTest suggests another split, not PublicTest again."""
-    assert ensemble_cli.main(["--csv", str(tiny_csv), "--models-dir", str(good_models), "--usage", "PublicTest",
+    assert ensemble_cli.main(["--csv", str(synthetic_csv), "--models-dir", str(good_models), "--usage", "PublicTest",
                               "--calibrate", "PublicTest", "--out", str(tmp_path / "r")]) == 2
     line = one_error_line(capsys.readouterr().err, "--calibrate PublicTest is the evaluated split")
     assert "e.g. Training" in line and "e.g. PublicTest" not in line

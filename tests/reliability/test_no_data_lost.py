@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO, one_error_line, png_bytes
+from tests.reliability.conftest import REPO, one_error_line, png_bytes
 
 from fer_keras import io_utils
 from fer_keras.cli import ensemble_cli
@@ -111,37 +111,37 @@ def _ensemble(csv, models, out, *extra):
 
 
 @pytest.mark.parametrize("name, extra", [("predictions.csv", ()), ("weights.json", ("--fit-weights", "Training"))])
-def test_ensemble_out_refuses_a_users_file_without_overwrite(name, extra, tiny_csv, good_models, tmp_path, capsys):
+def test_ensemble_out_refuses_a_users_file_without_overwrite(name, extra, synthetic_csv, good_models, tmp_path, capsys):
     """Check that test_ensemble_model.py --out never silently replaces any file it writes, not just report.json."""
     out = tmp_path / "out"
     out.mkdir()
     (out / name).write_text("the user's own file\n")
-    assert _ensemble(tiny_csv, good_models, out, *extra) == 2
+    assert _ensemble(synthetic_csv, good_models, out, *extra) == 2
     one_error_line(capsys.readouterr().err, name, "--overwrite")
     assert (out / name).read_text() == "the user's own file\n"
     assert sorted(p.name for p in out.iterdir()) == [name]
 
 
-def test_ensemble_weights_input_in_out_is_never_written(tiny_csv, good_models, tmp_path, capsys):
+def test_ensemble_weights_input_in_out_is_never_written(synthetic_csv, good_models, tmp_path, capsys):
     """Check that a --weights file that sits where the run writes weights.json is refused even with --overwrite."""
     out = tmp_path / "out"
     out.mkdir()
     weights = out / "temperatures.json"
     weights.write_text(json.dumps({"weights": {"model_1.h5": 1.0}}))
     before = weights.read_bytes()
-    assert _ensemble(tiny_csv, good_models, out, "--weights", str(weights), "--calibrate", "Training",
+    assert _ensemble(synthetic_csv, good_models, out, "--weights", str(weights), "--calibrate", "Training",
                      "--overwrite") == 2
     one_error_line(capsys.readouterr().err, "temperatures.json", "input")
     assert weights.read_bytes() == before
 
 
-def test_ensemble_overwrite_removes_its_stale_worst_png_only(tiny_csv, good_models, tmp_path, capsys):
+def test_ensemble_overwrite_removes_its_stale_worst_png_only(synthetic_csv, good_models, tmp_path, capsys):
     """Check that a rerun with --overwrite and without --worst removes the earlier worst.png, not the user's files."""
     out = tmp_path / "out"
-    assert _ensemble(tiny_csv, good_models, out, "--worst", "4") == 0
+    assert _ensemble(synthetic_csv, good_models, out, "--worst", "4") == 0
     assert (out / "worst.png").is_file()
     (out / "notes.txt").write_text("mine\n")
-    assert _ensemble(tiny_csv, good_models, out, "--overwrite") == 0
+    assert _ensemble(synthetic_csv, good_models, out, "--overwrite") == 0
     assert not (out / "worst.png").exists()
     assert (out / "notes.txt").read_text() == "mine\n"
     assert (out / "report.json").is_file()
@@ -158,10 +158,10 @@ def _compare_main():
     return module.main
 
 
-def test_results_compare_refuses_to_replace_results_without_overwrite(tiny_csv, good_models, tmp_path, capsys):
+def test_results_compare_refuses_to_replace_results_without_overwrite(synthetic_csv, good_models, tmp_path, capsys):
     """Check that results/compare.py keeps an existing results.md unless --overwrite is given."""
     report = tmp_path / "report"
-    assert _ensemble(tiny_csv, good_models, report) == 0
+    assert _ensemble(synthetic_csv, good_models, report) == 0
     out = tmp_path / "results"
     out.mkdir()
     (out / "results.md").write_text("my table\n")

@@ -108,14 +108,14 @@ def test_macro_f1_leaves_out_a_class_absent_from_truth_and_predictions():
     assert "labels=None" in MACRO_AVERAGE and "zero_division=0" in MACRO_AVERAGE
 
 
-def test_ensemble_report_states_the_macro_average(tiny_csv, good_models, tmp_path):
+def test_ensemble_report_states_the_macro_average(synthetic_csv, good_models, tmp_path):
     """Check that report.json and report.md say how macro averages were taken."""
     import json
 
     from fer_keras.cli import ensemble_cli
 
     out = tmp_path / "r"
-    assert ensemble_cli.main(["--csv", str(tiny_csv), "--models-dir", str(good_models), "--out", str(out),
+    assert ensemble_cli.main(["--csv", str(synthetic_csv), "--models-dir", str(good_models), "--out", str(out),
                               "--bootstrap", "0", "--quiet"]) == 0
     assert json.loads((out / "report.json").read_text())["macro_average"] == MACRO_AVERAGE
     assert MACRO_AVERAGE in (out / "report.md").read_text()

@@ -12,7 +12,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import lambda_payload_model, one_error_line, pickle_payload, png_bytes
+from tests.reliability.conftest import lambda_payload_model, one_error_line, pickle_payload, png_bytes
 
 from fer_keras import data
 from fer_keras.cli import ensemble_cli, predict_cli
@@ -51,11 +51,11 @@ def test_load_model_refuses_the_lambda_payload(hostile):
     assert not marker.exists()
 
 
-def test_ensemble_cli_skips_the_payload_and_strict_refuses_it(hostile, good_models, tiny_csv, tmp_path, capsys):
+def test_ensemble_cli_skips_the_payload_and_strict_refuses_it(hostile, good_models, synthetic_csv, tmp_path, capsys):
     """Check that test_ensemble_model.py skips the hostile member with its reason (exit 0 with a good
     member beside it), exits 2 alone or with --strict, and the payload never ran."""
     path, marker = hostile
-    base = ["--csv", str(tiny_csv), "--bootstrap", "0", "--quiet"]
+    base = ["--csv", str(synthetic_csv), "--bootstrap", "0", "--quiet"]
     code = ensemble_cli.main(base + ["--models-dir", str(good_models), "--model", str(path),
                                      "--out", str(tmp_path / "a")], prog="test_ensemble_model.py")
     out, err = capsys.readouterr()
@@ -168,15 +168,15 @@ def test_pickle_disguised_as_a_model_is_never_unpickled(tmp_path):
     assert not marker.exists()
 
 
-def test_pickled_csv_cache_is_never_unpickled(tiny_csv, tmp_path):
+def test_pickled_csv_cache_is_never_unpickled(synthetic_csv, tmp_path):
     """Check that a parsed-CSV cache replaced by one holding a pickled object (shared data folders are
     writable by others) is ignored, not unpickled, and the CSV is parsed again."""
     import pickle
 
-    from conftest import _WriteMarker
+    from tests.reliability.conftest import _WriteMarker
 
     csv = tmp_path / "faces.csv"
-    csv.write_bytes(tiny_csv.read_bytes())
+    csv.write_bytes(synthetic_csv.read_bytes())
     expected = data.load_fer2013(csv, cache=False)
     marker = tmp_path / "marker.txt"
     cache = csv.with_name(csv.name + ".fer_keras.npz")

@@ -12,6 +12,7 @@ import textwrap
 import numpy as np
 
 from fer_keras.constants import CLASS_NAMES
+from fer_keras.inference.faces import to_bgr
 
 MIN_SIDE = 480
 """Annotated pictures are enlarged until their longer side is at least this."""
@@ -52,14 +53,12 @@ def draw_faces(image, faces, class_names=CLASS_NAMES, *, caption=None, extend=Tr
     """An annotated BGR copy of ``image`` (grey, BGR or BGRA).
 
     ``faces``: objects with ``box`` (x, y, w, h), ``probs`` (7,), ``label`` and
-    ``confidence`` (:class:`fer_keras.predict.FaceResult`). ``caption``: a line
+    ``confidence`` (:class:`fer_keras.inference.results.FaceResult`). ``caption``: a line
     of text at the top left (e.g. "no face found"). The probability panel goes
     beside, below or above each box; where there is no room, ``extend`` widens
     the picture with a dark strip for it, else (video frames, whose size must
     not change) the panel covers part of the picture.
     """
-    from fer_keras.faces import to_bgr
-
     canvas, factor = upscale_for_drawing(to_bgr(image))
     height, width = canvas.shape[:2]
     scale = max(0.45, min(1.2, min(height, width) / 800))  # font scale

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import band_face
 
 from fer_keras import ensemble as ens
 from fer_keras.cli import ensemble_cli
@@ -14,35 +15,12 @@ from fer_keras.constants import CLASS_NAMES
 from fer_keras.errors import ConfigError, ModelFileError
 from fer_keras.models import model_io
 
-# PrivateTest: 3 correct faces per class, plus faces whose band shows another
-# class (true → shown): the oracle model's confusion matrix is known exactly.
-CONFUSIONS = [(0, 2), (0, 2), (4, 6), (5, 3)]
+# PrivateTest of tiny_csv (tests/conftest.py): 3 correct faces per class, plus faces whose band
+# shows another class (CONFUSIONS, true → shown): the oracle model's confusion matrix is known exactly.
 EXPECTED_CM = np.diag([3] * 7) + np.array(
     [[1 if (t, p) == (0, 2) else 0 for p in range(7)] for t in range(7)]) * 2
 EXPECTED_CM[4, 6] = 1
 EXPECTED_CM[5, 3] = 1
-
-
-def band_face(label, rng):
-    """A 48x48 face with a bright band at rows 6*label..6*label+5 over a noisy background."""
-    img = rng.integers(0, 30, (48, 48))
-    img[label * 6: label * 6 + 6] = 250
-    return img
-
-
-@pytest.fixture(scope="module")
-def tiny_csv(tmp_path_factory):
-    path = tmp_path_factory.mktemp("csv") / "tiny.csv"
-    rng = np.random.default_rng(0)
-    rows = [(k, k, "Training") for k in range(7)]
-    rows += [(i % 7, i % 7, "PublicTest") for i in range(35)]
-    rows += [(k, k, "PrivateTest") for k in range(7) for _ in range(3)]
-    rows += [(t, shown, "PrivateTest") for t, shown in CONFUSIONS]
-    lines = ["emotion,pixels,Usage"]
-    for label, shown, usage in rows:
-        lines.append(f"{label},{' '.join(map(str, band_face(shown, rng).ravel()))},{usage}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +167,7 @@ def test_metadata_and_sidecar_drive_the_adapter(members):
 
 def test_file_written_by_keras2_loads_and_predicts_the_same(tmp_path):
     """Check that a tf.keras (Keras 2) .h5 with a sidecar is a member giving Keras 2's own outputs."""
-    fixtures = Path(__file__).parent / "fixtures"
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
     shutil.copy(fixtures / "tf_keras2_model.h5", tmp_path / "old.h5")
     (tmp_path / "old.json").write_text(json.dumps({"input_scale": "0-255"}))
     members, skipped = ens.load_members(tmp_path)

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import strategies as st
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fer_keras import data
 from fer_keras.constants import CLASS_NAMES, INPUT_SHAPE, NUM_CLASSES, PIXELS_PER_IMAGE, USAGES
 from fer_keras.data import fer2013
 from fer_keras.errors import DataError
 
-REAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013" / "fer2013_train_publictest.csv.gz"
+REAL_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "fer2013" / "fer2013_train_publictest.csv.gz"
 HEADER = "emotion,pixels,Usage"
 
 

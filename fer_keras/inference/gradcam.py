@@ -32,6 +32,7 @@ import numpy as np
 
 from fer_keras.constants import IMAGE_SIZE
 from fer_keras.errors import FerError
+from fer_keras.inference.faces import to_bgr
 
 
 def _output_shape(layer):
@@ -210,8 +211,6 @@ def face_gradcam(member, face, class_index=None, *, explainer=None):
 def overlay_heatmap(image_bgr, cam, *, alpha=0.45):
     """``image_bgr`` with ``cam`` (any size, 0..1) resized onto it as a JET colour map."""
     import cv2
-
-    from fer_keras.faces import to_bgr
 
     image = to_bgr(image_bgr)
     heat = resize_map(cam, (image.shape[1], image.shape[0]))

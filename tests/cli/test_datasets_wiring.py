@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from tests.conftest import band_face
 
 from fer_keras import models
 from fer_keras.cli import ensemble_cli, train_cli
@@ -30,13 +31,6 @@ FERPLUS_COLUMN = {6: 0, 3: 1, 5: 2, 4: 3, 0: 4, 1: 5, 2: 6, 7: 7}  # FER2013 ind
 # --------------------------------------------------------------------------
 # Fixtures: official layouts, band faces
 # --------------------------------------------------------------------------
-
-
-def band_face(label, rng):
-    """48x48 grey face with a bright band at rows 6*label..6*label+5 (8 bands fit)."""
-    img = rng.integers(0, 30, (48, 48)).astype(np.uint8)
-    img[label * 6: label * 6 + 6] = 250
-    return img
 
 
 def save_face(path, img):
@@ -103,6 +97,7 @@ def tiny_config(**overrides):
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_one_epoch_on_rafdb_layout(tmp_path):
     """Check that --dataset rafdb trains from the official layout and records the dataset in the model."""
     root = write_rafdb(tmp_path / "basic")
@@ -115,6 +110,7 @@ def test_train_one_epoch_on_rafdb_layout(tmp_path):
     assert config["dataset"] == "rafdb" and config["data_root"] == str(root)
 
 
+@pytest.mark.slow
 def test_ferplus_probability_trains_on_soft_targets(tmp_path, monkeypatch):
     """Check that FER+ probability mode feeds the vote distributions to the loss, not one-hot labels."""
     csv, labels = write_ferplus(tmp_path)
@@ -162,6 +158,7 @@ def test_dataset_options_are_checked(args, message):
         tiny_config(**values).validate()
 
 
+@pytest.mark.slow
 def test_eight_class_model_from_a_seven_class_init(tmp_path, capsys):
     """Check that AffectNet-8 trains an 8-way model from a 7-way --init, with 8 class names and 8-way metrics."""
     seven = models.build("vgg16", width=0.125, dense_units=32)

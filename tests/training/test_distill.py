@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import tiny_config, tiny_csv
+from tests.training.test_train import tiny_config
 
 from fer_keras import ensemble as ens
 from fer_keras.constants import CLASS_NAMES
@@ -43,21 +43,21 @@ def test_targets_mix_teacher_and_label():
 
 
 @pytest.fixture(scope="module")
-def teacher_dir(tiny_csv, tmp_path_factory):  # noqa: F811
+def teacher_dir(learnable_csv, tmp_path_factory):
     """A trained tiny teacher in its own models folder."""
     tmp = tmp_path_factory.mktemp("teacher")
-    train(tiny_config(tiny_csv, tmp, epochs=3), verbose=0)
+    train(tiny_config(learnable_csv, tmp, epochs=3), verbose=0)
     return tmp / "models"
 
 
 @pytest.fixture(scope="module")
-def student_run(tiny_csv, teacher_dir, tmp_path_factory):  # noqa: F811
+def student_run(learnable_csv, teacher_dir, tmp_path_factory):
     """A tiny student taught by ``teacher_dir``, trained with a spy on ``Model.fit`` that reads one epoch of
     the training dataset it is given: the target rows the loss is computed against."""
     import keras
 
     tmp = tmp_path_factory.mktemp("student")
-    config = tiny_config(tiny_csv, tmp, teacher=str(teacher_dir), distill_alpha=0.8, distill_temperature=2.0,
+    config = tiny_config(learnable_csv, tmp, teacher=str(teacher_dir), distill_alpha=0.8, distill_temperature=2.0,
                          model_options={"width": 0.125, "dense_units": 64})
     fit, seen = keras.Model.fit, []
 
@@ -78,13 +78,13 @@ def student(student_run):
     return student_run["tmp"], student_run["model_file"]
 
 
-def test_teacher_targets_reach_the_loss(tiny_csv, teacher_dir, student_run):  # noqa: F811
+def test_teacher_targets_reach_the_loss(learnable_csv, teacher_dir, student_run):
     """Check that the rows fit() trains on are 0.8 x the teacher's probabilities (flip TTA) softened at T = 2
     plus 0.2 x the one-hot label, worked out here from the teacher file, not the hard labels."""
     from fer_keras.data import load_fer2013
 
     (targets,) = student_run["fit_targets"]  # one fit() call, one epoch of its batches
-    split = load_fer2013(tiny_csv)["Training"]
+    split = load_fer2013(learnable_csv)["Training"]
     members, _ = ens.load_members(teacher_dir)
     teacher = ens.Ensemble(members).predict_proba(split.x, tta=True)
     powered = teacher ** (1 / 2.0)
@@ -98,6 +98,7 @@ def test_teacher_targets_reach_the_loss(tiny_csv, teacher_dir, student_run):  # 
     assert not np.isin(targets, (0.0, 1.0)).all()  # soft rows, not one-hot labels
 
 
+@pytest.mark.slow
 def test_student_learns_from_teacher_and_records_it(teacher_dir, student):
     """Check that a student trains on the teacher's cached probabilities and names its teacher."""
     tmp, student_file = student
@@ -112,6 +113,7 @@ def test_student_learns_from_teacher_and_records_it(teacher_dir, student):
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_folders_student_is_set_aside_unless_asked_for(teacher_dir, student, tmp_path):
     """Check that a distilled file in a members folder neither votes nor teaches by default, and that
     --include-distilled or naming the file makes it a member."""
@@ -131,7 +133,8 @@ def test_a_folders_student_is_set_aside_unless_asked_for(teacher_dir, student, t
     assert info["members"] == ["model_1.h5"]
 
 
-def test_cached_teacher_probabilities_are_reused_and_invalidated(tiny_csv, teacher_dir, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_cached_teacher_probabilities_are_reused_and_invalidated(learnable_csv, teacher_dir, tmp_path):
     """Check that the cache answers without the teacher for the same faces, and refreshes for new faces."""
     faces = np.random.default_rng(0).integers(0, 256, (10, 48, 48, 1), dtype=np.uint8)
     names = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -147,6 +150,7 @@ def test_cached_teacher_probabilities_are_reused_and_invalidated(tiny_csv, teach
     np.testing.assert_allclose(other, first[::-1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_teacher_in_a_log_file_prints_one_line_and_no_progress_bar(teacher_dir, capsys):
     """Check that verbose=2 (train.py writing to a log, or --quiet) keeps tqdm's bars out of the log."""
     faces = np.zeros((3, 48, 48, 1), np.uint8)
@@ -158,6 +162,7 @@ def test_teacher_in_a_log_file_prints_one_line_and_no_progress_bar(teacher_dir, 
     assert "%|" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_teacher_with_another_class_set_is_refused(teacher_dir):
     """Check that a 7-way teacher cannot teach an 8-way student."""
     faces = np.zeros((2, 48, 48, 1), np.uint8)
@@ -165,11 +170,11 @@ def test_teacher_with_another_class_set_is_refused(teacher_dir):
         distill.teacher_probabilities(teacher_dir, faces, class_names=tuple("abcdefgh"), verbose=0)
 
 
-def test_bad_teacher_options_are_config_errors(tiny_csv, tmp_path):  # noqa: F811
+def test_bad_teacher_options_are_config_errors(learnable_csv, tmp_path):
     """Check that a missing teacher, alpha outside [0, 1] and class weighting are refused up front."""
     with pytest.raises(ConfigError, match="no such folder"):
-        tiny_config(tiny_csv, tmp_path, teacher=str(tmp_path / "nope")).validate()
+        tiny_config(learnable_csv, tmp_path, teacher=str(tmp_path / "nope")).validate()
     with pytest.raises(ConfigError, match="distill-alpha"):
-        tiny_config(tiny_csv, tmp_path, teacher=str(tmp_path), distill_alpha=1.5).validate()
+        tiny_config(learnable_csv, tmp_path, teacher=str(tmp_path), distill_alpha=1.5).validate()
     with pytest.raises(ConfigError, match="class-weight"):
-        tiny_config(tiny_csv, tmp_path, teacher=str(tmp_path), class_weight="balanced").validate()
+        tiny_config(learnable_csv, tmp_path, teacher=str(tmp_path), class_weight="balanced").validate()

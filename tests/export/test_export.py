@@ -1,5 +1,6 @@
 """Export for apps: the fused ensemble model, SavedModel, TFLite and ONNX files, their runtimes, the CLIs."""
 
+import importlib
 import json
 import os
 import shutil
@@ -11,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_keras import ensemble as ens
 from fer_keras import export as ex
 from fer_keras import models
 from fer_keras.cli import export_cli, predict_cli
+from fer_keras.constants import CLASS_NAMES
 from fer_keras.data import synthetic_faces
 from fer_keras.ensemble import Ensemble, InputAdapter, load_members
+from fer_keras.ensemble import members as members_module
 from fer_keras.errors import FerError
+from fer_keras.export import writers
 from fer_keras.models import model_io
 
 RGB_CLASSES = ["happy", "angry", "disgust", "fear", "sad", "surprise", "neutral"]
@@ -30,7 +33,7 @@ TOLERANCE = {("keras", "keras"): 1e-6, ("keras", "h5"): 1e-6, ("savedmodel", Non
              ("onnx", None): 1e-5}
 """Largest probability difference from the Keras original, per exported file."""
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 KERAS2_LIST = "tf_keras2_list_output"
 """A mini-Xception-like .h5 written by tf.keras (64x64x1, [-1, 1] per its sidecar) whose functional
@@ -59,7 +62,7 @@ def zoo(tmp_path_factory):
     h = layers.Flatten()(layers.MaxPooling2D(4)(h))
     rgb = keras.Model(inputs, layers.Dense(7, activation="softmax", name="probs")(h), name="rgb_net")
     rgb.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    order = [RGB_CLASSES.index(name) for name in ex.CLASS_NAMES]  # FER2013 class k → its column
+    order = [RGB_CLASSES.index(name) for name in CLASS_NAMES]  # FER2013 class k → its column
     x, y = synthetic_faces(280, seed=0)
     rgb.fit(InputAdapter(64, 64, 3, scale="0-1")(x), np.asarray(order)[y], epochs=2, batch_size=35, verbose=0)
     rgb.save(root / "rgb.keras")
@@ -321,7 +324,7 @@ def test_predict_cli_runs_exported_files(exported, tmp_path, capsys):
     face = synthetic_faces(4, seed=1)[0][3:4]
     expected = np.mean([ex.RuntimeModel.from_file(f).predict_proba(face)[0] for f in files], axis=0)
     assert len(rows) == 1
-    np.testing.assert_allclose([rows[0][f"p_{c}"] for c in ex.CLASS_NAMES], expected, atol=1e-5)
+    np.testing.assert_allclose([rows[0][f"p_{c}"] for c in CLASS_NAMES], expected, atol=1e-5)
     camera = FakeCapture([np.full((96, 96, 3), 128, np.uint8)] * 3)
     code = predict_cli.main([*map(str, argv), "--input", "webcam", "--interval", "0", "--max-frames", "2",
                              "--no-detect", "--headless", "--quiet", "--out", str(tmp_path / "w")],
@@ -385,7 +388,7 @@ def test_member_the_fused_graph_cannot_take_is_named_in_one_line(keras2_list_mem
     """Check that a member whose copy does not end in one (None, 7) tensor (the list output, with the member
     adapter's unwrapping turned off) or whose copy cannot be built is an exit-2 line naming its file."""
     argv = ["--model", keras2_list_member, "--out", tmp_path / "o"]
-    monkeypatch.setattr(ens, "_single_tensor_io", lambda model: model)
+    monkeypatch.setattr(members_module, "_single_tensor_io", lambda model: model)
     err = _one_line_error(argv, capsys)
     assert f"{keras2_list_member}: its output in the fused graph is [(None, 7)], not one (None, 7) tensor" in err
     monkeypatch.undo()
@@ -393,7 +396,8 @@ def test_member_the_fused_graph_cannot_take_is_named_in_one_line(keras2_list_mem
     def cannot_clone(model, **kwargs):
         raise ValueError("Cannot clone this layer\n  (many more lines)")
 
-    monkeypatch.setattr(ex, "_clone_member", cannot_clone)
+    fuse_module = importlib.import_module("fer_keras.export.fuse")  # the package's `fuse` is the function
+    monkeypatch.setattr(fuse_module, "_clone_member", cannot_clone)
     err = _one_line_error(argv, capsys)
     assert f"error: {keras2_list_member}: cannot be exported (Cannot clone this layer)" in err
     assert not (tmp_path / "o").exists()
@@ -405,7 +409,7 @@ def test_converter_failure_is_one_line_naming_the_file_and_member(zoo, tmp_path,
     def converter_fails(*args, **kwargs):
         raise RuntimeError("ConverterError: could not legalize op\n" + "detail\n" * 50)
 
-    monkeypatch.setattr(ex, "tflite_bytes", converter_fails)
+    monkeypatch.setattr(writers, "tflite_bytes", converter_fails)
     err = _one_line_error(["--model", zoo / "model_1.h5", "--format", "tflite", "--tflite-variants", "float16",
                            "--out", tmp_path / "o"], capsys)
     assert ("error: model_1_float16.tflite: exporting model_1.h5 as tflite float16 failed "

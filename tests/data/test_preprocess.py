@@ -16,7 +16,7 @@ from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, INPUT_SHAPE
 from fer_keras.data import convert, pictures
 from fer_keras.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REAL_CSV = REPO.parent / "shared" / "data" / "fer2013" / "fer2013_train_publictest.csv.gz"
 
 

@@ -14,37 +14,22 @@ from fer_keras.errors import ConfigError, FerError
 from fer_keras.models import model_io
 from fer_keras.training import TrainConfig, lr_at, precision, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def tiny_csv(tmp_path_factory):
-    """A learnable 7-class CSV: each class has a bright band at its own rows."""
-    path = tmp_path_factory.mktemp("csv") / "tiny.csv"
-    rng = np.random.default_rng(0)
-    lines = ["emotion,pixels,Usage"]
-    for usage, n in (("Training", 140), ("PublicTest", 35)):
-        for i in range(n):
-            label = i % 7
-            img = rng.integers(0, 60, (48, 48))
-            img[label * 6: label * 6 + 6] = 250
-            lines.append(f"{label},{' '.join(map(str, img.ravel()))},{usage}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def tiny_config(tiny_csv, tmp_path, **overrides):
-    values = dict(model="vgg16", model_options={"width": 0.125, "dense_units": 128}, csv=str(tiny_csv),
+def tiny_config(learnable_csv, tmp_path, **overrides):
+    values = dict(model="vgg16", model_options={"width": 0.125, "dense_units": 128}, csv=str(learnable_csv),
                   epochs=2, batch_size=16, lr=0.01, warmup_steps=2, augment="light",
                   precision="float32", models_dir=str(tmp_path / "models"), run_dir=str(tmp_path / "run"))
     values.update(overrides)
     return TrainConfig(**values)
 
 
-def test_train_saves_model_with_metadata_and_run_folder(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_train_saves_model_with_metadata_and_run_folder(learnable_csv, tmp_path):
     """Check that a run learns, saves its best epoch as models/model_1.h5 with its recipe and scores,
     and writes the run artefacts (TensorBoard logs included)."""
-    summary = train(tiny_config(tiny_csv, tmp_path, epochs=3, augment="none", optimizer="adam", lr=0.003,
+    summary = train(tiny_config(learnable_csv, tmp_path, epochs=3, augment="none", optimizer="adam", lr=0.003,
                                 warmup_steps=0, model_options={"width": 0.125, "dense_units": 32, "dropout": 0.0}),
                     verbose=0)
     model_file = Path(summary["model_file"])
@@ -81,21 +66,23 @@ def _history(run_dir):
     return {key: [float(row[key]) for row in rows] for key in rows[0]}
 
 
-def test_second_run_takes_next_index_and_finished_run_is_not_repeated(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_second_run_takes_next_index_and_finished_run_is_not_repeated(learnable_csv, tmp_path):
     """Check that a new run never overwrites model_1.h5 and a finished run folder is refused."""
-    train(tiny_config(tiny_csv, tmp_path, epochs=1), verbose=0)
-    summary = train(tiny_config(tiny_csv, tmp_path, epochs=1, run_dir=str(tmp_path / "run2")), verbose=0)
+    train(tiny_config(learnable_csv, tmp_path, epochs=1), verbose=0)
+    summary = train(tiny_config(learnable_csv, tmp_path, epochs=1, run_dir=str(tmp_path / "run2")), verbose=0)
     assert summary["model_file"].endswith("model_2.h5")
     with pytest.raises(FerError, match="finished run"):
-        train(tiny_config(tiny_csv, tmp_path, epochs=1), verbose=0)
+        train(tiny_config(learnable_csv, tmp_path, epochs=1), verbose=0)
 
 
-def test_mixed_bfloat16_run_saves_float32_model(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_mixed_bfloat16_run_saves_float32_model(learnable_csv, tmp_path):
     """Check that a model trained under mixed_bfloat16 is saved computing in float32."""
     import keras
 
     try:
-        summary = train(tiny_config(tiny_csv, tmp_path, epochs=1, precision="mixed_bfloat16"), verbose=0)
+        summary = train(tiny_config(learnable_csv, tmp_path, epochs=1, precision="mixed_bfloat16"), verbose=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert summary["precision"] == "mixed_bfloat16"
@@ -106,14 +93,15 @@ def test_mixed_bfloat16_run_saves_float32_model(tiny_csv, tmp_path):
     from fer_keras.metrics import classification_metrics
 
     meta = model_io.read_metadata(summary["model_file"])
-    val = load_fer2013(tiny_csv, cache=False).splits["PublicTest"]
+    val = load_fer2013(learnable_csv, cache=False).splits["PublicTest"]
     scored = classification_metrics(val.y, model.predict(val.x, batch_size=256, verbose=0), meta["class_names"])
     stored = meta["validation"]
     assert stored["accuracy"] == pytest.approx(scored["accuracy"])
     assert stored["macro_f1"] == pytest.approx(scored["macro_f1"])
 
 
-def test_resume_after_interruption_continues(tiny_csv, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_resume_after_interruption_continues(learnable_csv, tmp_path, monkeypatch):
     """Check that rerunning an interrupted run resumes from the last finished epoch."""
     import keras
 
@@ -124,13 +112,13 @@ def test_resume_after_interruption_continues(tiny_csv, tmp_path, monkeypatch):
         if epoch == 1:
             raise KeyboardInterrupt
 
-    config = tiny_config(tiny_csv, tmp_path, epochs=3)
+    config = tiny_config(learnable_csv, tmp_path, epochs=3)
     monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", interrupt_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train(config, verbose=0)
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())
     monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", original)
-    summary = train(tiny_config(tiny_csv, tmp_path, epochs=3, augment="none", optimizer="adam", lr=0.003,
+    summary = train(tiny_config(learnable_csv, tmp_path, epochs=3, augment="none", optimizer="adam", lr=0.003,
                                 warmup_steps=0, model_options={"width": 0.125, "dense_units": 32, "dropout": 0.0}),
                     verbose=0)
     epochs = [row.split(",")[0] for row in (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]]
@@ -141,31 +129,35 @@ def test_resume_after_interruption_continues(tiny_csv, tmp_path, monkeypatch):
     assert summary["epochs_run"] == 3
 
 
-def test_nan_loss_stops_with_clear_error(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_nan_loss_stops_with_clear_error(learnable_csv, tmp_path):
     """Check that an absurd learning rate stops training with a clear message instead of a model of NaNs."""
-    config = tiny_config(tiny_csv, tmp_path, epochs=2, lr=1e30, warmup_steps=0, optimizer="sgd",
+    config = tiny_config(learnable_csv, tmp_path, epochs=2, lr=1e30, warmup_steps=0, optimizer="sgd",
                          model_options={"width": 0.125, "dense_units": 128})
     with pytest.raises(FerError, match="NaN"):
         train(config, verbose=0)
 
 
-def test_time_budget_stops_early_and_keeps_best(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_time_budget_stops_early_and_keeps_best(learnable_csv, tmp_path):
     """Check that --time-budget stops the run and still saves the best epoch."""
-    summary = train(tiny_config(tiny_csv, tmp_path, epochs=50, time_budget=0.001), verbose=0)
+    summary = train(tiny_config(learnable_csv, tmp_path, epochs=50, time_budget=0.001), verbose=0)
     assert summary["stopped_by_budget"]
     assert summary["epochs_run"] < 50
     assert Path(summary["model_file"]).exists()
 
 
-def test_snapshot_ensemble_saves_each_cycle(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_snapshot_ensemble_saves_each_cycle(learnable_csv, tmp_path):
     """Check that --snapshots K saves K members (the best model plus K snapshots)."""
-    summary = train(tiny_config(tiny_csv, tmp_path, epochs=4, snapshots=2), verbose=0)
+    summary = train(tiny_config(learnable_csv, tmp_path, epochs=4, snapshots=2), verbose=0)
     assert len(summary["snapshot_files"]) == 2
     for file in summary["snapshot_files"]:
         assert model_io.read_metadata(file)["snapshot_epoch"] in (2, 4)
 
 
-def test_ema_validates_and_saves_the_moving_average(tiny_csv, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_ema_validates_and_saves_the_moving_average(learnable_csv, tmp_path, monkeypatch):
     """Check that with --ema the saved model is the moving average of its best epoch, not the raw weights.
 
     Each epoch swaps the average in (validation, best checkpoint) and back out
@@ -186,7 +178,7 @@ def test_ema_validates_and_saves_the_moving_average(tiny_csv, tmp_path, monkeypa
             averaged.append([v.numpy().copy() for v in model.trainable_variables])
 
     monkeypatch.setattr(train_module, "swap_ema_weights", recording_swap)
-    summary = train(tiny_config(tiny_csv, tmp_path, epochs=3, ema=0.9), verbose=0)
+    summary = train(tiny_config(learnable_csv, tmp_path, epochs=3, ema=0.9), verbose=0)
     assert len(averaged) == 3
     best = summary["best_epoch"] - 1
     saved = [v.numpy() for v in model_io.load_model(summary["model_file"]).trainable_variables]
@@ -264,16 +256,16 @@ def test_collapse_warning_fires_above_90_percent_of_predictions(share, warns):
     assert bool(state.get("warnings")) is warns
 
 
-def test_ema_decay_must_be_below_one(tiny_csv, tmp_path):
+def test_ema_decay_must_be_below_one(learnable_csv, tmp_path):
     """Check that --ema 1 (an average that never moves) is refused with a message naming the option."""
     with pytest.raises(FerError, match="--ema"):
-        train(tiny_config(tiny_csv, tmp_path, ema=1.0), verbose=0)
+        train(tiny_config(learnable_csv, tmp_path, ema=1.0), verbose=0)
 
 
-def test_settings_refused_after_loading_leave_no_run_folder(tiny_csv, tmp_path):
+def test_settings_refused_after_loading_leave_no_run_folder(learnable_csv, tmp_path):
     """Check that a mistake found only once the data is read removes the run folder that call made,
     and leaves a folder that existed before alone."""
-    config = tiny_config(tiny_csv, tmp_path, batch_size=1000)
+    config = tiny_config(learnable_csv, tmp_path, batch_size=1000)
     with pytest.raises(ConfigError, match="--batch-size 1000"):
         train(config, verbose=0)
     assert not (tmp_path / "run").exists()
@@ -290,9 +282,10 @@ def test_settings_refused_after_loading_leave_no_run_folder(tiny_csv, tmp_path):
      "--class-weight", "balanced", "--balanced-data"],
     ["--epochs", "2", "--schedule", "plateau", "--optimizer", "adam", "--lr", "0.001"],
 ])
-def test_cli_options_run_end_to_end(tiny_csv, tmp_path, script_args):
+@pytest.mark.slow
+def test_cli_options_run_end_to_end(learnable_csv, tmp_path, script_args):
     """Check that the training CLI runs with each optimizer, schedule and augmentation choice."""
-    code = train_cli.main(["--csv", str(tiny_csv), "--batch-size", "16", "-o", "width=0.125",
+    code = train_cli.main(["--csv", str(learnable_csv), "--batch-size", "16", "-o", "width=0.125",
                            "--precision", "float32", "--models-dir", str(tmp_path / "m"),
                            "--run-dir", str(tmp_path / "r"), "--quiet", *script_args],
                           prog="train_vgg.py", defaults={"model": "vgg16"})
@@ -315,13 +308,14 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "no_such_option" in capsys.readouterr().err
 
 
-def test_transfer_learning_two_phases_with_local_weights(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_transfer_learning_two_phases_with_local_weights(learnable_csv, tmp_path):
     """Check that the transfer script runs both phases from a local ImageNet-format weights file."""
     import keras
 
     weights = tmp_path / "vgg16_notop.weights.h5"
     keras.applications.VGG16(include_top=False, weights=None, input_shape=(48, 48, 3)).save_weights(weights)
-    code = train_cli.main(["--csv", str(tiny_csv), "--batch-size", "16", "--epochs", "1", "--head-epochs", "1",
+    code = train_cli.main(["--csv", str(learnable_csv), "--batch-size", "16", "--epochs", "1", "--head-epochs", "1",
                            "--weights", str(weights), "--precision", "float32", "--models-dir", str(tmp_path / "m"),
                            "--run-dir", str(tmp_path / "r"), "--quiet"],
                           prog="train_vgg_transfer_learning.py", two_phase=True,
@@ -362,7 +356,8 @@ def test_learning_rate_schedule_shapes():
     assert lr_at(499, schedule="cosine", cycles=2, **kw) < 0.001 < lr_at(500, schedule="cosine", cycles=2, **kw)
 
 
-def test_mirrored_strategy_on_two_logical_cpus(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(learnable_csv, tmp_path):
     """Check that --distribute mirrored trains under the strategy it builds, with two replicas, and saves a
     model that loads and predicts."""
     code = f"""
@@ -377,7 +372,7 @@ def spying_fit(self, *args, **kwargs):  # the strategy the model is really train
     seen.append(self.distribute_strategy)
     return fit(self, *args, **kwargs)
 keras.Model.fit = spying_fit
-s = train(TrainConfig(model="vgg16", model_options={{"width": 0.125}}, csv={str(tiny_csv)!r}, epochs=1,
+s = train(TrainConfig(model="vgg16", model_options={{"width": 0.125}}, csv={str(learnable_csv)!r}, epochs=1,
           batch_size=16, precision="float32", distribute="mirrored", models_dir={str(tmp_path / 'm')!r},
           run_dir={str(tmp_path / 'r')!r}), verbose=0)
 print("TRAINED UNDER", [type(x).__name__ for x in seen], [x.num_replicas_in_sync for x in seen])
@@ -398,14 +393,15 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def test_multiworker_two_processes_on_loopback(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_multiworker_two_processes_on_loopback(learnable_csv, tmp_path):
     """Check that --distribute multiworker trains one epoch across two worker processes on 127.0.0.1."""
     import os
 
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     code = f"""
 from fer_keras.training import TrainConfig, train
-s = train(TrainConfig(model="vgg16", model_options={{"width": 0.125}}, csv={str(tiny_csv)!r}, epochs=1,
+s = train(TrainConfig(model="vgg16", model_options={{"width": 0.125}}, csv={str(learnable_csv)!r}, epochs=1,
           batch_size=16, precision="float32", distribute="multiworker", augment="none",
           models_dir={str(tmp_path / 'm')!r}, run_dir={str(tmp_path / 'r')!r}), verbose=0)
 print("MODEL", s["model_file"])
@@ -500,14 +496,15 @@ sys.meta_path.insert(0, NoTensorFlow())
 """
 
 
-def test_training_under_jax_without_tensorflow_saves_a_model_tensorflow_loads(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_training_under_jax_without_tensorflow_saves_a_model_tensorflow_loads(learnable_csv, tmp_path):
     """Check the JAX path end to end: train.py runs with TensorFlow absent (augmentation, the
     LR schedule, time budget, validation), and the saved .h5 gives TensorFlow the same outputs."""
     pytest.importorskip("jax")
     import os
 
     code = NO_TENSORFLOW + f"""
-sys.argv = ["train.py", "--model", "vgg16", "-o", "width=0.125", "--csv", {str(tiny_csv)!r}, "--epochs", "2",
+sys.argv = ["train.py", "--model", "vgg16", "-o", "width=0.125", "--csv", {str(learnable_csv)!r}, "--epochs", "2",
             "--batch-size", "16", "--lr", "0.01", "--warmup-steps", "4", "--augment", "strong",
             "--precision", "float32", "--models-dir", {str(tmp_path / 'm')!r}, "--run-dir", {str(tmp_path / 'r')!r},
             "--quiet"]
@@ -584,11 +581,12 @@ def test_options_added_later_leave_old_run_folders_where_they_were():
     assert TrainConfig(mixup=0.2).fingerprint() != TrainConfig().fingerprint()
 
 
-def test_mixup_run_trains_and_its_card_command_repeats_the_option(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_mixup_run_trains_and_its_card_command_repeats_the_option(learnable_csv, tmp_path):
     """Check that a --mixup run trains end to end and the card's command reproduces it."""
-    from fer_keras.model_card import training_command
+    from fer_keras.cli.model_card import training_command
 
-    summary = train(tiny_config(tiny_csv, tmp_path, epochs=1, mixup=0.2), verbose=0)
+    summary = train(tiny_config(learnable_csv, tmp_path, epochs=1, mixup=0.2), verbose=0)
     meta = model_io.read_metadata(summary["model_file"])
     assert meta["recipe"]["mixup"] == 0.2
     assert "--mixup 0.2" in training_command(meta)
@@ -602,7 +600,8 @@ def _largest_difference(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(_weights(a), _weights(b)))
 
 
-def test_seed_reproduces_a_run_and_deterministic_bit_for_bit(tiny_csv, tmp_path):
+@pytest.mark.slow
+def test_seed_reproduces_a_run_and_deterministic_bit_for_bit(learnable_csv, tmp_path):
     """Check README's determinism: two runs with the same --seed agree to within run-to-run noise (far closer
     than a run with another seed), and with --deterministic they are bit-identical (weights and history).
     In a fresh process: TensorFlow's op determinism, once on, cannot be turned off."""
@@ -614,7 +613,7 @@ def test_seed_reproduces_a_run_and_deterministic_bit_for_bit(tiny_csv, tmp_path)
     code = f"""
 from fer_keras.training import TrainConfig, train
 for name, (seed, deterministic, augment) in {runs!r}.items():  # the deterministic runs last
-    train(TrainConfig(model="vgg16", model_options={{"width": 0.125, "dense_units": 32}}, csv={str(tiny_csv)!r},
+    train(TrainConfig(model="vgg16", model_options={{"width": 0.125, "dense_units": 32}}, csv={str(learnable_csv)!r},
                       epochs=1, batch_size=16, lr=0.01, warmup_steps=2, augment=augment, precision="float32",
                       seed=seed, deterministic=deterministic, models_dir={str(tmp_path)!r} + "/" + name + "/m",
                       run_dir={str(tmp_path)!r} + "/" + name + "/r"), verbose=0)
@@ -630,7 +629,8 @@ for name, (seed, deterministic, augment) in {runs!r}.items():  # the determinist
     assert _history(tmp_path / "d" / "r") == _history(tmp_path / "e" / "r")
 
 
-def test_ema_average_survives_a_resume(tiny_csv, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_ema_average_survives_a_resume(learnable_csv, tmp_path, monkeypatch):
     """Check that a run with --ema interrupted after the backup of epoch 2 resumes with both the raw weights
     and the optimizer's moving average as they were backed up (the average not restarted from the weights),
     and carries on from epoch 2 (history rows 0, 1, 2)."""
@@ -654,7 +654,7 @@ def test_ema_average_survives_a_resume(tiny_csv, tmp_path, monkeypatch):
         if not restored:
             restored.append(state(self.model))
 
-    config = tiny_config(tiny_csv, tmp_path, epochs=3, ema=0.9)
+    config = tiny_config(learnable_csv, tmp_path, epochs=3, ema=0.9)
     monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", interrupt_after_backup)
     with pytest.raises(KeyboardInterrupt):
         train(config, verbose=0)

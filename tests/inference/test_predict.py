@@ -10,10 +10,11 @@ import pytest
 from fer_keras.cli import predict_cli
 from fer_keras.constants import CLASS_NAMES
 from fer_keras.ensemble import Ensemble, load_members
-from fer_keras.faces import Box, FaceDetector, crop_faces, expand_box
-from fer_keras.gradcam import GradCAM, face_gradcam, find_target_layer
+from fer_keras.errors import OutputExistsError
+from fer_keras.inference import FacePredictor, OutputFolder, demo_image
+from fer_keras.inference.faces import Box, FaceDetector, crop_faces, expand_box
+from fer_keras.inference.gradcam import GradCAM, face_gradcam, find_target_layer
 from fer_keras.models import model_io
-from fer_keras.predict import FacePredictor, OutputExistsError, OutputFolder, demo_image
 
 
 class FakeCapture:
@@ -374,8 +375,7 @@ def test_detector_rejects_bad_options():
 
 def test_detecting_on_a_smaller_copy_finds_the_same_face():
     """Check that detect_side=320 finds the demo face with a box close to the full-size one, in full-size pixels."""
-    from fer_keras.faces import FaceDetector, read_image
-    from fer_keras.predict import demo_image
+    from fer_keras.inference import FaceDetector, demo_image, read_image
 
     image = read_image(demo_image())
     full = FaceDetector().detect(image)
@@ -391,6 +391,7 @@ def test_video_through_an_exported_tflite_or_onnx_file(fmt, models_dir, grace, t
     (LiteRT / onnxruntime: its backend is called once per analysed frame with faces) and gives the frames,
     faces and probabilities the Keras member gives."""
     from fer_keras import export
+    from fer_keras.export import runtime
 
     if fmt == "tflite":
         pytest.importorskip("ai_edge_litert")
@@ -410,7 +411,7 @@ def test_video_through_an_exported_tflite_or_onnx_file(fmt, models_dir, grace, t
         writer.write(grace)
     writer.release()
 
-    backend = {"tflite": export._TFLiteBackend, "onnx": export._OnnxBackend}[fmt]
+    backend = {"tflite": runtime.TFLiteBackend, "onnx": runtime._OnnxBackend}[fmt]
     calls, run = [], backend.run
 
     def counting_run(self, x):

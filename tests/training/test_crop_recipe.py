@@ -12,7 +12,7 @@ from fer_keras.ensemble import Member
 from fer_keras.models import input_crop, model_io
 from fer_keras.training import TrainConfig, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,7 @@ def band_csv(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_crop_recipe_trains_a_self_cropping_file(band_csv, tmp_path):
     """Check that -o crop=44 --augment crop saves a file that takes 48x48 faces, keeps its
     centre crop (so it needs no fer_keras to be used) and scores with ten-crop TTA."""

@@ -2,7 +2,8 @@
 
 import json
 
-from fer_keras import model_card, models
+from fer_keras import models
+from fer_keras.cli import model_card
 from fer_keras.models import model_io
 
 
@@ -164,7 +165,7 @@ def test_shipped_card_is_what_the_generator_writes():
     which it only writes when no file has two figures."""
     from pathlib import Path
 
-    shipped = Path(__file__).resolve().parents[1] / "models"
+    shipped = Path(__file__).resolve().parents[2] / "models"
     reports = [json.loads((shipped / name).read_text()) for name in ("ensemble_report.json", "ensemble_report_tta.json")]
     assert model_card.render(shipped, reports) == (shipped / "README.md").read_text()
 

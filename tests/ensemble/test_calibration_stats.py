@@ -177,29 +177,6 @@ def test_weights_file_holds_weights_temperatures_or_both(tmp_path):
 # --------------------------------------------------------------------------
 
 
-def band_face(label, rng):
-    """A 48x48 face with a bright band at rows 6*label..6*label+5 over a noisy background."""
-    img = rng.integers(0, 30, (48, 48))
-    img[label * 6: label * 6 + 6] = 250
-    return img
-
-
-@pytest.fixture(scope="module")
-def tiny_csv(tmp_path_factory):
-    """PublicTest: 35 clean faces; PrivateTest: 21 clean faces and 4 whose band shows another class."""
-    path = tmp_path_factory.mktemp("csv") / "tiny.csv"
-    rng = np.random.default_rng(0)
-    rows = [(k, k, "Training") for k in range(7)]
-    rows += [(i % 7, i % 7, "PublicTest") for i in range(35)]
-    rows += [(k, k, "PrivateTest") for k in range(7) for _ in range(3)]
-    rows += [(0, 2, "PrivateTest"), (0, 2, "PrivateTest"), (4, 6, "PrivateTest"), (5, 3, "PrivateTest")]
-    lines = ["emotion,pixels,Usage"]
-    for label, shown, usage in rows:
-        lines.append(f"{label},{' '.join(map(str, band_face(shown, rng).ravel()))},{usage}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A folder with an oracle (reads the band), an under-confident oracle and a random model."""
