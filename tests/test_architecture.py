@@ -164,6 +164,24 @@ def test_no_library_module_over_600_lines_and_few_at_the_top():
     assert len(list(PACKAGE.glob("*.py"))) <= MAX_TOP_LEVEL_MODULES
 
 
+def test_no_package_name_hides_one_of_its_modules():
+    """Check that no stage package binds a submodule's name to something else (``fer_keras.export.fuse``
+    the function would hide ``fer_keras.export.fuse`` the module from ``import ... as`` and monkeypatch)."""
+    hidden = []
+    for init in PACKAGE.rglob("__init__.py"):
+        modules = {p.stem for p in init.parent.glob("*.py")} | {p.name for p in init.parent.iterdir() if p.is_dir()}
+        package = module_name(init, PACKAGE)
+        for node in ast.parse(init.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom) and node.module != package:
+                names = [a.asname or a.name for a in node.names]
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names = [node.name]
+            else:
+                continue
+            hidden += [f"{package}.{name}" for name in names if name in modules]
+    assert hidden == []
+
+
 def test_the_rules_catch_a_forbidden_import(tmp_path):
     """Check that the checker reports a planted library import of the CLI, a models import of training,
     a data import of the ensemble, a new cycle, and an import of a module that is not where it is sought."""

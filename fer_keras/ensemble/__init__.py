@@ -14,7 +14,7 @@ classifier and adapting its input), :mod:`~fer_keras.ensemble.tta`,
 :mod:`~fer_keras.ensemble.combine` (a leaf: methods, weights, class sets),
 :mod:`~fer_keras.ensemble.estimator` (:class:`Ensemble`),
 :mod:`~fer_keras.ensemble.weights_file`, and the evaluation:
-:mod:`~fer_keras.ensemble.evaluate`, :mod:`~fer_keras.ensemble.analysis`
+:mod:`~fer_keras.ensemble.evaluation`, :mod:`~fer_keras.ensemble.analysis`
 (over :mod:`~fer_keras.ensemble.calibration`, :mod:`~fer_keras.ensemble.stats`
 and :mod:`~fer_keras.ensemble.selection`), :mod:`~fer_keras.ensemble.report`
 (the figures) and :mod:`~fer_keras.ensemble.display` (text, Markdown, HTML,
@@ -30,7 +30,7 @@ from fer_keras.ensemble.combine import (CLASS_COUNTS, CLASS_MAPS, METHODS, combi
                                         evaluation_classes, fit_weights, member_keys)
 from fer_keras.ensemble.display import REPORT_FILES, report_files
 from fer_keras.ensemble.estimator import Ensemble, faces_fingerprint
-from fer_keras.ensemble.evaluate import evaluate
+from fer_keras.ensemble.evaluation import evaluate
 from fer_keras.ensemble.members import (BATCH_SIZE, DISTILLED_REASON, InputAdapter, Member, Skipped, find_model_files,
                                         load_members)
 from fer_keras.ensemble.report import EnsembleReport

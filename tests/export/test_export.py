@@ -1,6 +1,5 @@
 """Export for apps: the fused ensemble model, SavedModel, TFLite and ONNX files, their runtimes, the CLIs."""
 
-import importlib
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from fer_keras.data import synthetic_faces
 from fer_keras.ensemble import Ensemble, InputAdapter, load_members
 from fer_keras.ensemble import members as members_module
 from fer_keras.errors import FerError
-from fer_keras.export import writers
+from fer_keras.export import fusion, writers
 from fer_keras.models import model_io
 
 RGB_CLASSES = ["happy", "angry", "disgust", "fear", "sad", "surprise", "neutral"]
@@ -396,8 +395,7 @@ def test_member_the_fused_graph_cannot_take_is_named_in_one_line(keras2_list_mem
     def cannot_clone(model, **kwargs):
         raise ValueError("Cannot clone this layer\n  (many more lines)")
 
-    fuse_module = importlib.import_module("fer_keras.export.fuse")  # the package's `fuse` is the function
-    monkeypatch.setattr(fuse_module, "_clone_member", cannot_clone)
+    monkeypatch.setattr(fusion, "_clone_member", cannot_clone)
     err = _one_line_error(argv, capsys)
     assert f"error: {keras2_list_member}: cannot be exported (Cannot clone this layer)" in err
     assert not (tmp_path / "o").exists()
