@@ -16,7 +16,7 @@ import numpy as np
 
 from fer_keras.data._items import (Item, check_num_classes, check_on_bad, dropped_text, final_label, image_files,
                                    read_items)
-from fer_keras.data.folders import image_subfolders
+from fer_keras.data.folders import required_subfolders
 from fer_keras.data.labels import CKPLUS_LABEL_MAP, NAME_LABEL_MAP
 from fer_keras.errors import ConfigError, DataError
 
@@ -44,11 +44,7 @@ def load_ckplus(root, *, folds=10, fold=0, seed=0, num_classes=7, on_bad_images=
     if not isinstance(fold, int) or not 0 <= fold < folds:
         raise ConfigError(f"fold must be 0..{folds - 1}, not {fold!r}")
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
-    class_dirs = image_subfolders(root)
-    if not class_dirs:
-        raise DataError(f"{root}: no class folders inside (expected anger/, disgust/, ... holding *.png)")
+    class_dirs = required_subfolders(root, "anger/, disgust/, ... holding *.png")
     dropped = collections.Counter()
     items = []
     for class_dir in class_dirs:

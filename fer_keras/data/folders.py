@@ -55,11 +55,7 @@ def load_image_folder(root):
     known split is an error. Hidden folders (``.git``, ``__MACOSX``) are ignored.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
-    subdirs = image_subfolders(root)
-    if not subdirs:
-        raise DataError(f"{root}: no class folders inside (expected <split>/<class>/*.jpg or <class>/*.jpg)")
+    subdirs = required_subfolders(root, "<split>/<class>/*.jpg or <class>/*.jpg")
     splits, skipped = {}, []
     for usage, folder in folder_layout(root, subdirs):
         xs, ys = [], []
@@ -91,6 +87,17 @@ def image_subfolders(folder):
     """Sub-folders of ``folder``, sorted, without hidden ones (``.x``, ``__x``)."""
     return sorted(p for p in Path(folder).iterdir()
                   if p.is_dir() and not p.name.startswith((".", "__")))
+
+
+def required_subfolders(root, expected):
+    """:func:`image_subfolders` of ``root``; a :class:`DataError` naming the folder and the
+    ``expected`` layout when it is missing or has none (every image-tree reader starts here)."""
+    if not Path(root).is_dir():
+        raise DataError(f"{root}: no such folder")
+    subdirs = image_subfolders(root)
+    if not subdirs:
+        raise DataError(f"{root}: no class folders inside (expected {expected})")
+    return subdirs
 
 
 def folder_layout(root, subdirs=None):
