@@ -21,6 +21,7 @@ renormalised); see :func:`evaluation_classes`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import sys
@@ -146,11 +147,12 @@ class Member:
             warnings.warn(f"{path.name}: {note}", stacklevel=2)
         return cls(path=path, model=model, adapter=adapter, weight=float(weight), metadata=meta, notes=notes)
 
-    @property
+    @functools.cached_property
     def crop_margin(self):
         """Pixels the model's own centre crop drops on each side of the 48 px face (0: none);
         what the ten-crop views shift by. A fused ensemble (export.py) crops inside its
-        members and records their common margin in its metadata."""
+        members and records their common margin in its metadata. Read once: the model does
+        not change, and predict_proba (every webcam frame) would otherwise walk its layers."""
         return crop_margin(self.model) or int(self.metadata.get("crop_margin", 0))
 
     def predict_proba(self, faces, *, tta=False, batch_size=BATCH_SIZE, verbose=0):
