@@ -210,7 +210,9 @@ def test_every_format_reloads_with_equal_outputs(key, exported, fused, faces):
         exported[key], compile=False), x)
     expected = fused.predict(x.astype("float32"), verbose=0)
     assert np.abs(got - expected).max() <= TOLERANCE[key]
-    assert np.mean(got.argmax(1) == expected.argmax(1)) >= (0.95 if key[1] == "int8" else 1.0)
+    # int8 is held to the top-1 agreement documented for it (99%, README and BENCHMARKS.md); on these 70
+    # faces that allows no flip, as for every float format.
+    assert np.mean(got.argmax(1) == expected.argmax(1)) >= (0.99 if key[1] == "int8" else 1.0)
 
 
 def test_savedmodel_signature_takes_uint8_faces(exported):
@@ -254,7 +256,7 @@ def test_verify_compares_every_artefact(exported, fused, faces):
     assert [r["format"] for r in rows][0] == "keras (in memory)" and len(rows) == len(exported) + 1
     for row in rows[1:]:
         assert row["bytes"] > 0 and row["latency_ms_p50"] > 0 and 0 <= row["accuracy"] <= 1
-        assert row["agreement"] >= 0.9 and row["target"]["agreement"] in (0.99, 0.999)
+        assert row["target"]["agreement"] in (0.99, 0.999) and row["agreement"] >= row["target"]["agreement"]
     int8 = next(r for r in rows if r["variant"] == "int8")
     assert int8["size_ratio_vs_float32"] >= 3 and int8["target"]["size_ratio"] == 3.0
     table = ex.results_table(rows)
