@@ -20,7 +20,7 @@ from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
 from fer_keras.constants import CLASS_NAMES, TEST_SPLIT, VALIDATION_SPLIT
 from fer_keras.data import DATASETS, Split, load_dataset
 from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS, combine_probas, report_files
-from fer_keras.ensemble.calibration import expected_calibration_error
+from fer_keras.ensemble.calibration import expected_calibration_error, held_out_ece
 from fer_keras.ensemble.selection import greedy_selection
 from fer_keras.errors import ConfigError, DataError, check_seed
 from fer_keras.io_utils import prepare_output_dir, record_outputs
@@ -326,17 +326,26 @@ def _calibrate(ensemble, dataset, args, context, out, stdout):
     cal = dataset[args.calibrate]
     raw = ensemble.member_probas(cal.x, tta=args.tta)
     ensemble.temperatures = None
-    ece_before = expected_calibration_error(cal.y, ensemble.combine(raw))
-    ensemble.calibrate(cal.x, cal.y, tta=args.tta)
-    ece_after = expected_calibration_error(cal.y, ensemble.combine(raw))
-    path = ens.write_temperatures(out / "temperatures.json", ensemble, fitted_on={
-        **context, "usage": args.calibrate, "n_samples": len(cal), "tta": args.tta},
-        objective="NLL of softmax(log p / T), one T per member",
-        ensemble_ece_on_fit_split={"before": ece_before, "after": ece_after})
+    plain = ensemble.combine(raw)
+    ensemble.calibrate(cal.x, cal.y, member_probas=raw)
+    calibrated = ensemble.combine(raw)
+    ece = {"before": expected_calibration_error(cal.y, plain), "after": expected_calibration_error(cal.y, calibrated)}
+    combination = ensemble.combination_of_members()
+    if combination is not None:
+        ece.update(held_out_ece(raw, cal.y, combination, seed=args.seed))
+    path = ens.write_temperatures(
+        out / "temperatures.json", ensemble, shared_scale=ensemble.shared_scale_,
+        fitted_on={**context, "usage": args.calibrate, "n_samples": len(cal), "tta": args.tta}, ece=ece,
+        accuracy={"before": float(np.mean(plain.argmax(1) == cal.y)), "after": float(np.mean(calibrated.argmax(1) == cal.y))},
+        how="fer_keras.ensemble.Ensemble(members).calibrate(faces, labels): one temperature per member "
+            "(minimum NLL of softmax(log p / T)), then one shared factor minimising the ensemble's NLL; "
+            "held-out: fitted on a seeded half of the split, judged on the other, both ways, averaged")
     context["temperature_scaling"] = {"fitted_on": args.calibrate, "n_samples": len(cal), "file": str(path)}
+    held_out = (f"; fitted on one half, judged on the other {ece['held_out_before']:.4f} → "
+                f"{ece['held_out_after']:.4f}" if "held_out_after" in ece else "")
     print(f"temperatures fitted on {args.calibrate}: " +
           ", ".join(f"{k} {v:.3f}" for k, v in ensemble.temperatures_dict().items()) +
-          f" (ensemble ECE there {ece_before:.4f} → {ece_after:.4f})", file=stdout)
+          f" (ensemble ECE there {ece['before']:.4f} → {ece['after']:.4f}{held_out})", file=stdout)
 
 
 def _select(ensemble, dataset, select_on, args, context, out, stdout):

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from fer_keras.ensemble.calibration import apply_temperatures, fit_shared_scale, fit_temperatures
+from fer_keras.ensemble.calibration import apply_temperatures, fit_ensemble_temperatures
 from fer_keras.ensemble.combine import (METHODS, combine_probas, drop_contempt, evaluation_classes, fit_weights,
                                         member_keys, normalise_weights, weights_from_mapping)
 from fer_keras.ensemble.members import BATCH_SIZE, load_members
@@ -136,23 +136,28 @@ class Ensemble:
         """``{member key: temperature}``, keys as written to a weights file."""
         return {k: float(v) for k, v in zip(member_keys(self.members), self.temperatures_)}
 
-    def calibrate(self, faces, y, *, tta=False):
+    def calibrate(self, faces, y, *, tta=False, member_probas=None):
         """Fit one temperature per member on ``(faces, y)`` (minimum NLL of
         ``softmax(log p / T)``, see :func:`fer_keras.ensemble.calibration.fit_temperature`),
         then, for the mean and geometric methods, one factor for all of them
         that calibrates their combination
         (:func:`fer_keras.ensemble.calibration.fit_shared_scale`, kept as
-        ``shared_scale_``); sets ``temperatures``; returns self."""
+        ``shared_scale_``); sets ``temperatures``; returns self.
+        ``member_probas``: the members' (M, N, C) probabilities of ``faces``
+        when the caller has them already (running the members is the slow part)."""
         if len(np.asarray(y)) == 0:
             raise ConfigError("cannot fit temperatures on an empty split")
-        raw = self.member_probas(faces, tta=tta)
-        fitted = fit_temperatures(raw, y)
-        self.shared_scale_ = 1.0
-        if self.method != "vote":
-            self.shared_scale_ = fit_shared_scale(
-                apply_temperatures(raw, fitted), y, lambda p: combine_probas(p, self.weights_, self.method))
-        self.temperatures = dict(zip(member_keys(self.members), (fitted * self.shared_scale_).tolist()))
+        raw = self.member_probas(faces, tta=tta) if member_probas is None else member_probas
+        temps, self.shared_scale_ = fit_ensemble_temperatures(raw, y, self.combination_of_members())
+        self.temperatures = dict(zip(member_keys(self.members), temps.tolist()))
         return self
+
+    def combination_of_members(self):
+        """The function from member probabilities (M, N, C) to this ensemble's (N, C) ones, with its
+        weights and method; None for a vote (its output carries no confidence to calibrate)."""
+        if self.method == "vote":
+            return None
+        return lambda p: combine_probas(p, self.weights_, self.method)
 
     def calibrated(self, member_probas):
         """Member probabilities (M, N, C) after each member's temperature (unchanged without)."""

@@ -212,8 +212,13 @@ def test_cli_calibrate_writes_temperatures_and_reports_ece(tiny_csv, models, tmp
     assert run_cli(tiny_csv, models, out, "--calibrate", "PublicTest") == 0
     printed = capsys.readouterr().out
     assert "temperatures fitted on PublicTest" in printed and "ECE before" in printed
-    temps = json.loads((out / "temperatures.json").read_text())["temperatures"]
+    written = json.loads((out / "temperatures.json").read_text())
+    temps = written["temperatures"]
     assert set(temps) == {"oracle.h5", "soft.h5", "rand.h5"} and temps["soft.h5"] < 1
+    # What the model card reads: where it was fitted, the shared factor, ECE in and out of the fit split.
+    assert written["fitted_on"]["usage"] == "PublicTest" and written["shared_scale"] > 0
+    assert set(written["ece"]) == {"before", "after", "held_out_before", "held_out_after"}
+    assert written["ece"]["after"] < written["ece"]["before"] and set(written["accuracy"]) == {"before", "after"}
     doc = json.loads((out / "report.json").read_text())
     scaling = doc["temperature_scaling"]
     assert scaling["fitted_on"] == "PublicTest" and scaling["temperatures"] == pytest.approx(temps)
@@ -311,6 +316,37 @@ def test_shared_scale_calibrates_the_mean_of_calibrated_members():
     # Sharper members weigh their confident votes more: a few faces change class, accuracy barely.
     assert abs((sharpened.argmax(axis=1) == y).mean() - (mean.argmax(axis=1) == y).mean()) < 0.01
 
+
+def test_held_out_ece_judges_temperatures_on_faces_they_were_not_fitted_on():
+    """Check that held_out_ece fits on one seeded half and judges on the other, both ways (a by-hand
+    replay), and that on members calibrated one by one, whose mean is under-confident as on FER2013,
+    the fitted temperatures calibrate faces they never saw."""
+    from fer_keras.ensemble.calibration import (apply_temperatures, expected_calibration_error,
+                                                fit_ensemble_temperatures, fit_temperatures, held_out_ece)
+
+    rng = np.random.default_rng(0)
+    n, members = 4000, 5
+    y = rng.integers(0, 7, n)
+    shared = rng.normal(0, 1.5, (n, 7))
+    logits = 2.0 * np.eye(7)[y][None] + shared[None] + rng.normal(0, 1.0, (members, n, 7))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    probs = apply_temperatures(probs, fit_temperatures(probs, y))  # each member calibrated alone
+
+    def mean(p):
+        return p.mean(axis=0)
+
+    got = held_out_ece(probs, y, mean, seed=3)
+    assert got["held_out_before"] > 0.06 and got["held_out_after"] < 0.04
+
+    a, b = np.array_split(np.random.default_rng(3).permutation(n), 2)
+    after = []
+    for fit, judge in ((a, b), (b, a)):
+        temps, _ = fit_ensemble_temperatures(probs[:, fit], y[fit], mean)
+        after.append(expected_calibration_error(y[judge], mean(apply_temperatures(probs[:, judge], temps))))
+    assert got["held_out_after"] == pytest.approx(np.mean(after))
+    in_sample, _ = fit_ensemble_temperatures(probs[:, a], y[a], mean)
+    assert got["held_out_after"] != pytest.approx(
+        expected_calibration_error(y[a], mean(apply_temperatures(probs[:, a], in_sample))))
 
 def test_folder_calibration_applies_by_default_to_exactly_its_members(tiny_csv, models, tmp_path, capsys):
     """Check that a temperatures.json shipped beside the members is applied by default (report says
