@@ -57,11 +57,17 @@ def eye_angle(landmarks):
     return math.degrees(math.atan2(ry - ly, rx - lx))
 
 
-def face_geometry(detection, framing, *, align=True, margin=None):
+def levelling(landmarks, keep_tilt=0.0):
+    """Degrees to turn a face by: its eye angle less the ``keep_tilt`` degrees a face may keep."""
+    angle = eye_angle(landmarks)
+    return math.copysign(max(abs(angle) - keep_tilt, 0.0), angle)
+
+
+def face_geometry(detection, framing, *, align=True, margin=None, keep_tilt=0.0):
     """``(centre_x, centre_y, side, angle)`` of the square to cut, in picture pixels and degrees."""
     box = as_box(detection)
     landmarks = getattr(detection, "landmarks", None)
-    angle = eye_angle(landmarks) if align and landmarks is not None else 0.0
+    angle = levelling(landmarks, keep_tilt) if align and landmarks is not None else 0.0
     framing = framing or DEFAULT_FRAMING
     if margin is not None:  # the box grown by `margin` on every side, as fer_keras 0.1 cropped
         cx, cy = box.centre
@@ -74,7 +80,7 @@ def face_geometry(detection, framing, *, align=True, margin=None):
         side = max(scale / framing.eye_scale, 1.0)
         # the crop's centre sits at a fixed offset from the eyes, in the face's own (rotated) axes
         ox, oy = (0.5 - framing.eyes_x) * side, (0.5 - framing.eyes_y) * side
-        theta = math.radians(angle)
+        theta = math.radians(eye_angle(landmarks))  # the face's own axes, however far it is turned
         cx = ex + ox * math.cos(theta) - oy * math.sin(theta)
         cy = ey + ox * math.sin(theta) + oy * math.cos(theta)
         return cx, cy, side, angle
@@ -83,12 +89,13 @@ def face_geometry(detection, framing, *, align=True, margin=None):
     return cx - framing.box_dx * side, cy - framing.box_dy * side, side, angle
 
 
-def crop_face(image, detection, *, framing=None, align=True, margin=None, size=IMAGE_SIZE):
+def crop_face(image, detection, *, framing=None, align=True, margin=None, keep_tilt=0.0, size=IMAGE_SIZE):
     """One FER2013-style face: uint8 ``(size, size)`` grey, framed by ``framing``, eyes level with ``align``.
 
     ``detection``: a :class:`~fer_keras.faces.detectors.Detection` (landmarks
     used when it has them) or a plain :class:`Box`. ``margin``: None frames by
     the measurement; a number grows the box by that fraction on every side.
+    ``keep_tilt``: degrees of tilt a face keeps (turned only by the rest).
     """
     import cv2
 
@@ -97,7 +104,7 @@ def crop_face(image, detection, *, framing=None, align=True, margin=None, size=I
     height, width = grey.shape
     if box.w < 1 or box.h < 1 or box.x >= width or box.y >= height or box.x + box.w <= 0 or box.y + box.h <= 0:
         raise InputError(f"face box {box.as_tuple()} lies outside the {width}x{height} image")
-    cx, cy, side, angle = face_geometry(detection, framing, align=align, margin=margin)
+    cx, cy, side, angle = face_geometry(detection, framing, align=align, margin=margin, keep_tilt=keep_tilt)
     shrink = min(1.0, 2.0 * size / side)  # warp at most 2:1; area-average first for big faces
     if shrink < 1.0:
         reach = side * 0.75 + 2  # half the diagonal of the rotated square, and a little
@@ -115,10 +122,11 @@ def crop_face(image, detection, *, framing=None, align=True, margin=None, size=I
     return cv2.warpAffine(grey, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def crop_faces(image, detections, *, framing=None, align=True, margin=None, size=IMAGE_SIZE):
+def crop_faces(image, detections, *, framing=None, align=True, margin=None, keep_tilt=0.0, size=IMAGE_SIZE):
     """uint8 ``(N, size, size, 1)`` faces for ``detections`` (``(0, size, size, 1)`` when there are none)."""
     grey = to_grey(image)
-    faces = [crop_face(grey, d, framing=framing, align=align, margin=margin, size=size) for d in detections]
+    faces = [crop_face(grey, d, framing=framing, align=align, margin=margin, keep_tilt=keep_tilt, size=size)
+             for d in detections]
     if not faces:
         return np.zeros((0, size, size, 1), dtype=np.uint8)
     return np.stack(faces)[..., None]

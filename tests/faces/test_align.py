@@ -51,6 +51,14 @@ def test_alignment_levels_the_eyes(angle):
     assert math.degrees(math.atan2(ry - ly, rx - lx)) == pytest.approx(angle, abs=3)
 
 
+def test_keep_tilt_leaves_that_much_slope():
+    """Check that keep_tilt=8 turns a face tilted 20 degrees by 12 only, and one tilted 5 not at all."""
+    for angle, left in ((20, 8), (5, 5)):
+        image, face = drawn_face(angle)
+        (lx, ly), (rx, ry) = dots(crop_face(image, face, framing=MTCNN_FRAMING, keep_tilt=8, size=96))
+        assert math.degrees(math.atan2(ry - ly, rx - lx)) == pytest.approx(left, abs=2)
+
+
 def test_landmark_framing_puts_the_eyes_where_fer2013_has_them():
     """Check that the eyes' midpoint lands at the measured place of the frame and the eye distance
     follows the measured scale."""

@@ -48,6 +48,9 @@ DEFAULT_DETECTOR = "mtcnn"
 false ones on the synthetic group photos of ``benchmarks/bench_detect.py``
 (BENCHMARKS.md, "Finding faces")."""
 
+KEEP_TILT = 0.0
+"""Degrees of eye tilt a face keeps when aligned (0: eyes exactly level)."""
+
 _DETECTORS = {}
 
 
@@ -85,13 +88,18 @@ class Detector:
         box grown by that fraction on every side instead.
       detect_side: search a copy whose longer side is at most this many
         pixels (0: full size), then scale the boxes back.
+      keep_tilt: with ``align``, degrees of tilt a face keeps: it is turned
+        only by the rest (default :data:`KEEP_TILT`).
     """
 
     name = ""
     has_landmarks = False
     framing = None  # an align.Framing, measured for this detector's boxes
 
-    def __init__(self, *, align=True, margin=None, detect_side=0):
+    def __init__(self, *, align=True, margin=None, detect_side=0, keep_tilt=KEEP_TILT):
+        if not 0 <= keep_tilt <= 90:
+            raise ConfigError("keep_tilt must be between 0 and 90 degrees")
+        self.keep_tilt = float(keep_tilt)
         if margin is not None and not 0 <= margin <= 1:
             raise ConfigError("--margin must be between 0 and 1 (a fraction of the face box)")
         if detect_side < 0:
@@ -122,10 +130,12 @@ class Detector:
 
     def crop(self, image, detections, *, size=IMAGE_SIZE):
         """uint8 ``(N, size, size, 1)`` faces for ``detections`` (or plain boxes), the one crop."""
-        return crop_faces(image, detections, framing=self.framing, align=self.align, margin=self.margin, size=size)
+        return crop_faces(image, detections, framing=self.framing, align=self.align, margin=self.margin,
+                          keep_tilt=self.keep_tilt, size=size)
 
     def get_config(self):
         return {"detector": self.name, "align": self.align and self.has_landmarks,
+                "keep_tilt": self.keep_tilt if self.align and self.has_landmarks else None,
                 "landmarks": self.has_landmarks, "margin": "measured framing" if self.margin is None else self.margin,
                 "detect_side": self.detect_side}
 
