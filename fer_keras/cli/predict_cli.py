@@ -47,17 +47,19 @@ LIVE_DETECTOR = "mtcnn"
 LIVE_TRACK_EVERY = 10
 LIVE_DETECT_SIDE = 320
 LIVE_DEFAULT = f"{LIVE_DETECTOR} on a {LIVE_DETECT_SIDE}-pixel copy every {LIVE_TRACK_EVERY}th frame + tracking"
-"""The webcam's default: 52 frames/s with 8 faces (89% of them followed, as many as MTCNN on every frame
-finds) on a 2-core Xeon shared with a training run, where MTCNN on every frame gives 3
-(BENCHMARKS.md, "Finding faces")."""
+"""The webcam's default: 66 frames/s by CPU time (29-52 by the clock, the 2-core Xeon shared with a
+training run) with 8 faces, 89% of them followed, as many as MTCNN on every frame finds; MTCNN on every
+frame gives 5 by CPU time (BENCHMARKS.md, "Finding faces")."""
 
 DETECTION_HELP = f"""\
 Defaults measured on synthetic group photos of FER2013 faces (BENCHMARKS.md):
 {DEFAULT_DETECTOR} finds the most faces with the fewest false ones in pictures and
 videos (88% of upright and 84% of turned faces, 0.07 false faces a photo; haar:
 70% and 34%) and gives eye landmarks, so faces are rotated level and framed as
-FER2013's; a webcam runs it on a {LIVE_DETECT_SIDE}-pixel copy every {LIVE_TRACK_EVERY}th frame and
-follows the faces between, to keep 30 frames/s (52 measured; 3 on every frame)."""
+FER2013's. A webcam searches a {LIVE_DETECT_SIDE}-pixel copy of each frame; analysing every
+frame (--interval 0) it runs the detector every {LIVE_TRACK_EVERY}th frame and follows the faces
+between, to keep 30 frames/s (66 by CPU time, 29-52 by the clock on a shared 2-core
+Xeon; 3-5 running MTCNN on every frame)."""
 
 TABLE_ROWS = 50
 """Face rows printed; the rest are in predictions.csv."""
@@ -108,8 +110,8 @@ def build_parser(prog=None, description=None):
                    help="search for faces on a copy at most PX pixels on its longer side, 0 = full size "
                    f"(default: {LIVE_DETECT_SIDE} for a webcam, else 0); smaller is faster, finds fewer small faces")
     g.add_argument("--track-every", type=int, default=None, metavar="K",
-                   help=f"webcam: run the detector on every K-th analysed frame and follow the faces between "
-                   f"(default: {LIVE_TRACK_EVERY}; 1 = detect on every frame)")
+                   help=f"webcam with --interval 0: run the detector on every K-th frame and follow the faces "
+                   f"between (default: {LIVE_TRACK_EVERY}; 1 = detect on every frame)")
 
     g = p.add_argument_group("video and webcam")
     g.add_argument("--every", type=int, default=1, metavar="K",
@@ -161,10 +163,14 @@ def build_face_detector(args, *, stdout=None):
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise ConfigError(f"{flags}: only for --detector haar (this run uses {name})")
     options.update(given)
-    if args.track_every is not None and (args.track_every < 1 or not live):
-        raise ConfigError("--track-every must be at least 1, and is for webcam inputs only")
-    track_every = args.track_every if args.track_every is not None else (LIVE_TRACK_EVERY if live else 1)
-    if live and track_every > 1:
+    # Tracking needs consecutive frames: a webcam analysing every frame (--interval 0). Frames seconds
+    # apart are each searched in full (MTCNN on a 320-pixel copy: ~150 ms every 2 s).
+    every_frame = live and args.interval == 0
+    if args.track_every is not None and (args.track_every < 1 or not every_frame):
+        raise ConfigError("--track-every must be at least 1, and is for a webcam analysing every frame "
+                          "(--interval 0)")
+    track_every = args.track_every if args.track_every is not None else (LIVE_TRACK_EVERY if every_frame else 1)
+    if every_frame and track_every > 1:
         detector = Tracker(name, every=track_every, **options)
     else:
         detector = build_detector(name, **options)

@@ -454,7 +454,7 @@ def test_detector_flags_choose_the_detector_and_alignment(models_dir, grace, tmp
 
 @pytest.mark.parametrize("flags, message", [
     (["--scale-factor", "1.2"], "--scale-factor: only for --detector haar (this run uses mtcnn)"),
-    (["--track-every", "5"], "--track-every must be at least 1, and is for webcam inputs only"),
+    (["--track-every", "5"], "--track-every must be at least 1, and is for a webcam analysing every frame"),
     (["--detector", "yunet"], "invalid choice: 'yunet'"),
 ])
 def test_detector_flags_that_do_not_fit_are_refused(flags, message, models_dir, tmp_path, capsys):
@@ -464,3 +464,20 @@ def test_detector_flags_that_do_not_fit_are_refused(flags, message, models_dir, 
     except SystemExit as exc:  # argparse refuses unknown choices itself
         code, err = exc.code, capsys.readouterr().err
     assert code == 2 and message in err
+
+
+def test_webcam_analysing_every_frame_tracks_between_detections(models_dir, grace, tmp_path, capsys):
+    """Check that a webcam with --interval 0 runs MTCNN on a 320-pixel copy every 10th frame with tracking
+    between (the measured default), and with an interval searches every analysed frame."""
+    from fer_keras.faces import Tracker
+
+    base = ["--models-dir", str(models_dir), "--input", "webcam", "--out", str(tmp_path / "o")]
+    args = predict_cli.build_parser().parse_args(base + ["--interval", "0"])
+    detector = predict_cli.build_face_detector(args)
+    assert isinstance(detector, Tracker) and detector.every == 10
+    assert (detector.detector.name, detector.detector.detect_side) == ("mtcnn", 320)
+    args = predict_cli.build_parser().parse_args(base)
+    detector = predict_cli.build_face_detector(args)
+    assert not isinstance(detector, Tracker) and detector.detect_side == 320
+    args = predict_cli.build_parser().parse_args(base[:-4] + ["--input", "photo.jpg"])
+    assert predict_cli.build_face_detector(args).detect_side == 0
