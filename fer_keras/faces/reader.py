@@ -85,6 +85,8 @@ class _opened:
             return _OpenCVImage(path)
         except OSError as exc:
             raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        except Exception as exc:  # a damaged header: plugins raise ValueError, SyntaxError, struct.error ...
+            raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {_first_line(exc)})") from None
         width, height = self._file.size
         if width * height > MAX_IMAGE_PIXELS:
             self._file.close()
@@ -95,7 +97,7 @@ class _opened:
                 self._file.draft("L", self.draft)
             img = ImageOps.exif_transpose(self._file)
             img.load()  # decode now: a truncated or damaged file fails here, with its name
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        except Exception as exc:  # truncated or damaged data: any decoder error means "not readable" here
             self._file.close()
             raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {_first_line(exc)})") from None
         return img
@@ -132,7 +134,7 @@ class _OpenCVImage:
 def _converted(path, convert, img):
     try:
         return convert(img)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a mode Pillow cannot convert
         raise InputError(f"{path}: cannot convert its pixels ({img.mode}: {_first_line(exc)})") from None
 
 
