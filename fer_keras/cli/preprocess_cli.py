@@ -105,6 +105,9 @@ def data_resize_main(argv=None, *, prog=None):
     fmt = args.format or ("csv" if args.dst.lower().endswith((".csv", ".csv.gz")) else "folder")
 
     def job():
+        if args.detect_faces and args.detector == "haar" and not args.no_align:
+            print("note: haar gives no eye landmarks, so faces are cropped upright, not aligned "
+                  f"(--detector {DEFAULT_DETECTOR} aligns them)")
         with _summary_reports_problems():
             summary = data.resize_folder(args.src, args.dst, fmt=fmt, detect_faces=args.detect_faces,
                                     detector=args.detector, align=not args.no_align, margin=args.margin, no_face=args.no_face, fit=args.fit, label=args.label,

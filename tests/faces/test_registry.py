@@ -19,6 +19,12 @@ def test_both_detectors_are_registered_by_name():
     assert build_detector("mtcnn", align=False).get_config()["align"] is False
 
 
+def test_no_name_is_the_picture_default():
+    """Check that build_detector() and build_detector(None) give the measured picture default, MTCNN."""
+    assert faces.DEFAULT_DETECTOR == "mtcnn"
+    assert build_detector().name == build_detector(None).name == "mtcnn"
+
+
 def test_unknown_detector_names_the_available_ones():
     """Check that an unknown name is a ConfigError listing what exists."""
     with pytest.raises(ConfigError, match="unknown face detector 'yunet'; available: haar, mtcnn"):

@@ -67,10 +67,12 @@ def available_detectors():
     return sorted(_DETECTORS)
 
 
-def build_detector(name, **options):
-    """A new detector by name (``"haar"``, ``"mtcnn"``), with keyword ``options`` (each class's own)."""
+def build_detector(name=None, **options):
+    """A new detector by name (``"haar"``, ``"mtcnn"``; None: :data:`DEFAULT_DETECTOR`), with keyword
+    ``options`` (each class's own)."""
     if isinstance(name, Detector):
         return name
+    name = DEFAULT_DETECTOR if name is None else name
     if name not in _DETECTORS:
         raise ConfigError(f"unknown face detector {name!r}; available: {', '.join(available_detectors())}")
     return _DETECTORS[name](**options)
