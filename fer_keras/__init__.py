@@ -36,7 +36,7 @@ _API = {
 }
 """The one-line API: name → the stage package that defines it."""
 
-_STAGES = ("cli", "data", "ensemble", "export", "inference", "models", "training")
+_STAGES = ("cli", "data", "ensemble", "export", "faces", "inference", "models", "training")
 
 _MOVED = {
     "fer_keras.annotate": "fer_keras.inference.annotate",
@@ -45,7 +45,6 @@ _MOVED = {
     "fer_keras.datasets": "fer_keras.data",
     "fer_keras.distill": "fer_keras.training.distill",
     "fer_keras.distributed": "fer_keras.training.distributed",
-    "fer_keras.faces": "fer_keras.inference.faces",
     "fer_keras.gradcam": "fer_keras.inference.gradcam",
     "fer_keras.html_report": "fer_keras.ensemble.html",
     "fer_keras.model_card": "fer_keras.cli.model_card",

@@ -16,13 +16,14 @@ SHARED = "shared"
 
 MAY_IMPORT = {
     SHARED: set(),
-    "data": set(),
+    "faces": set(),
+    "data": {"faces"},
     "models": set(),
     "ensemble": {"models"},
     "training": {"data", "models", "ensemble"},
-    "inference": {"models", "ensemble"},
+    "inference": {"faces", "models", "ensemble"},
     "export": {"data", "models", "ensemble"},
-    "cli": {"data", "models", "ensemble", "training", "inference", "export"},
+    "cli": {"faces", "data", "models", "ensemble", "training", "inference", "export"},
 }
 """Stage → the other stages it may import (besides itself and the shared modules)."""
 

@@ -77,3 +77,30 @@ def test_bench_predict_times_members_the_ensemble_and_a_student_alone(tmp_path):
         assert row["latency_ms_p95"] >= row["latency_ms_p50"] > 0
         assert row["x_ensemble"] == pytest.approx(row["faces_per_s_batch256"]
                                                   / speed["ensemble of 2"]["faces_per_s_batch256"])
+
+
+def test_bench_detect_builds_its_photos_and_matches_faces():
+    """Check that bench_detect's synthetic photos hold the faces it says where it says (the empty set
+    none, the rotated set turned 15-25 degrees), and that a detection counts once, near a face."""
+    import importlib.util
+
+    import numpy as np
+
+    from fer_keras.faces import Detection
+
+    spec = importlib.util.spec_from_file_location("bench_detect", REPO / "benchmarks" / "bench_detect.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    faces = np.full((5, 48, 48, 1), 255, np.uint8)  # white squares: easy to find again
+    sets = bench.build_sets(faces, 3, seed=0)
+    assert [len(p) for p in sets.values()] == [3, 3, 3]
+    assert all(truth == [] for _, truth in sets["empty"])
+    for grey, truth in sets["upright"]:
+        assert 3 <= len(truth) <= 8 and grey.shape == bench.FRAME
+        for _, cx, cy, side, angle in truth:
+            assert angle == 0 and grey[int(cy), int(cx)] == 255 and bench.SIZES[0] <= side < bench.SIZES[1]
+    assert all(15 <= abs(t[4]) <= 25 for _, truth in sets["rotated"] for t in truth)
+    truth = [(0, 100, 100, 80, 0.0)]
+    near, far = Detection(62, 58, 80, 84), Detection(300, 300, 80, 80)
+    found, false = bench.match([near, far, near], truth)
+    assert found == {0: near} and false == 2

@@ -18,7 +18,8 @@ from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
 from fer_keras.ensemble import METHODS, find_model_files
 from fer_keras.errors import ConfigError, FerError, InputError, ModelFileError
 from fer_keras.export import RUNTIME_SUFFIXES, RuntimeModel
-from fer_keras.inference import FaceDetector, FacePredictor, OutputFolder, demo_image, input_kind, parse_webcam
+from fer_keras.faces import DEFAULT_DETECTOR, Tracker, available_detectors, build_detector
+from fer_keras.inference import FacePredictor, OutputFolder, demo_image, input_kind, parse_webcam
 from fer_keras.models.model_io import read_metadata
 from fer_keras.tables import format_table
 
@@ -41,6 +42,24 @@ exit codes: 0 done (some inputs may have been skipped, with a message),
 2 nothing could be processed or a problem to fix, 130 interrupted.
 """
 
+
+LIVE_DETECTOR = "mtcnn"
+LIVE_TRACK_EVERY = 10
+LIVE_DETECT_SIDE = 320
+LIVE_DEFAULT = f"{LIVE_DETECTOR} on a {LIVE_DETECT_SIDE}-pixel copy every {LIVE_TRACK_EVERY}th frame + tracking"
+"""The webcam's default: 66 frames/s by CPU time (29-52 by the clock, the 2-core Xeon shared with a
+training run) with 8 faces, 89% of them followed, as many as MTCNN on every frame finds; MTCNN on every
+frame gives 5 by CPU time (BENCHMARKS.md, "Finding faces")."""
+
+DETECTION_HELP = f"""\
+Defaults measured on synthetic group photos of FER2013 faces (BENCHMARKS.md):
+{DEFAULT_DETECTOR} finds the most faces with the fewest false ones in pictures and
+videos (88% of upright and 84% of turned faces, 0.07 false faces a photo; haar:
+70% and 34%) and gives eye landmarks, so faces are rotated level and framed as
+FER2013's. A webcam searches a {LIVE_DETECT_SIDE}-pixel copy of each frame; analysing every
+frame (--interval 0) it runs the detector every {LIVE_TRACK_EVERY}th frame and follows the faces
+between, to keep 30 frames/s (66 by CPU time, 29-52 by the clock on a shared 2-core
+Xeon; 3-5 running MTCNN on every frame)."""
 
 TABLE_ROWS = 50
 """Face rows printed; the rest are in predictions.csv."""
@@ -71,18 +90,28 @@ def build_parser(prog=None, description=None):
     g.add_argument("--unsafe", action="store_true", help="allow model files that run code when loaded "
                    "(Lambda layers); only for files you trust")
 
-    g = p.add_argument_group("face detection (OpenCV Haar cascade)")
-    g.add_argument("--min-face", type=int, default=30, metavar="PX",
-                   help="smallest face side searched for, in pixels (default: %(default)s)")
-    g.add_argument("--scale-factor", type=float, default=1.1, metavar="F",
-                   help="image pyramid step; closer to 1 finds more faces, slower (default: %(default)s)")
-    g.add_argument("--min-neighbors", type=int, default=5, metavar="N",
-                   help="detections a face needs; lower finds more faces and more false ones (default: %(default)s)")
-    g.add_argument("--margin", type=float, default=0.1, metavar="FRACTION",
-                   help="fraction of the face box added on each side of the crop (default: %(default)s)")
+    g = p.add_argument_group("face detection", DETECTION_HELP)
+    g.add_argument("--detector", choices=available_detectors(), default=None,
+                   help=f"the face detector (default: {DEFAULT_DETECTOR} for pictures and videos, "
+                   f"{LIVE_DEFAULT} for a webcam)")
+    g.add_argument("--no-align", action="store_true",
+                   help="do not rotate faces so the eyes are level (mtcnn gives eye landmarks; haar has none "
+                   "and never aligns)")
+    g.add_argument("--min-face", type=int, default=None, metavar="PX",
+                   help="smallest face side searched for, in pixels (default: 24 haar, 20 mtcnn)")
+    g.add_argument("--scale-factor", type=float, default=None, metavar="F",
+                   help="haar: image pyramid step; closer to 1 finds more faces, slower (default: 1.1)")
+    g.add_argument("--min-neighbors", type=int, default=None, metavar="N",
+                   help="haar: detections a face needs; lower finds more faces and more false ones (default: 5)")
+    g.add_argument("--margin", type=float, default=None, metavar="FRACTION",
+                   help="crop the box grown by this fraction on each side instead of FER2013's measured "
+                   "framing (default: measured)")
     g.add_argument("--detect-side", type=int, default=None, metavar="PX",
                    help="search for faces on a copy at most PX pixels on its longer side, 0 = full size "
-                   "(default: 320 for webcam, else 0); smaller is faster, finds fewer small faces")
+                   f"(default: {LIVE_DETECT_SIDE} for a webcam, else 0); smaller is faster, finds fewer small faces")
+    g.add_argument("--track-every", type=int, default=None, metavar="K",
+                   help=f"webcam with --interval 0: run the detector on every K-th frame and follow the faces "
+                   f"between (default: {LIVE_TRACK_EVERY}; 1 = detect on every frame)")
 
     g = p.add_argument_group("video and webcam")
     g.add_argument("--every", type=int, default=1, metavar="K",
@@ -118,6 +147,37 @@ def _check_options(args):
         raise ConfigError("--duration must be above 0 seconds")
     if args.explain_member < 0:
         raise ConfigError("--explain-member must be 0 or more")
+
+
+def build_face_detector(args, *, stdout=None):
+    """The detector the options ask for: the picture default, or the webcam's when every input is a webcam."""
+    live = _webcam_only(args)
+    name = args.detector or (LIVE_DETECTOR if live else DEFAULT_DETECTOR)
+    side = args.detect_side if args.detect_side is not None else (LIVE_DETECT_SIDE if live else 0)
+    options = {"align": not args.no_align, "margin": args.margin, "detect_side": side}
+    if args.min_face is not None:
+        options["min_face"] = args.min_face
+    haar_only = {"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors}
+    given = {k: v for k, v in haar_only.items() if v is not None}
+    if given and name != "haar":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ConfigError(f"{flags}: only for --detector haar (this run uses {name})")
+    options.update(given)
+    # Tracking needs consecutive frames: a webcam analysing every frame (--interval 0). Frames seconds
+    # apart are each searched in full (MTCNN on a 320-pixel copy: ~150 ms every 2 s).
+    every_frame = live and args.interval == 0
+    if args.track_every is not None and (args.track_every < 1 or not every_frame):
+        raise ConfigError("--track-every must be at least 1, and is for a webcam analysing every frame "
+                          "(--interval 0)")
+    track_every = args.track_every if args.track_every is not None else (LIVE_TRACK_EVERY if every_frame else 1)
+    if every_frame and track_every > 1:
+        detector = Tracker(name, every=track_every, **options)
+    else:
+        detector = build_detector(name, **options)
+    if not detector.has_landmarks and not args.no_align:
+        print(f"note: {name} gives no eye landmarks, so faces are cropped upright, not aligned "
+              f"(--detector {DEFAULT_DETECTOR} aligns them)", file=stdout or sys.stdout)
+    return detector
 
 
 def is_runtime_file(path):
@@ -175,13 +235,8 @@ def load_predictor(args, *, stdout):
     Keras members come first (folder, then files), then the .tflite/.onnx/SavedModel
     files, each run in its own runtime (:class:`fer_keras.export.RuntimeModel`).
     """
-    detect_side = args.detect_side
-    if detect_side is None:  # live video needs speed; pictures keep every small face
-        detect_side = 320 if any(str(i).startswith("webcam") for i in (args.input or [])) else 0
     # The detector checks its flags: build it before the models load (seconds), not after.
-    detector = None if args.no_detect else FaceDetector(
-        min_face=args.min_face, scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, margin=args.margin,
-        detect_side=detect_side)
+    detector = None if args.no_detect else build_face_detector(args, stdout=stdout)
     sources, runtime_files = model_sources(args, stdout=stdout), runtime_sources(args)
     members, skipped = ens.load_members(sources, safe_mode=not args.unsafe,
                                          include_distilled=args.include_distilled) if sources else ([], [])
@@ -218,7 +273,7 @@ def run(args, *, open_capture=None, stdout=None, stderr=None):
     def problem(message):
         print(str(message), file=stderr)
 
-    processed, image_results, interrupted = 0, [], False
+    processed, image_results, interrupted, only_failure = 0, [], False, None
     for spec in inputs:
         kind = input_kind(spec)
         try:
@@ -246,7 +301,10 @@ def run(args, *, open_capture=None, stdout=None, stderr=None):
                 processed += 1
                 _print_stream(result, predictor.class_names, stdout)
         except InputError as exc:
-            problem(exc)
+            if len(inputs) == 1 and kind != "folder":
+                only_failure = exc  # said once, as the error, below
+            else:
+                problem(exc)
             out.note(spec, kind, "failed", message=str(exc))
         except KeyboardInterrupt:
             interrupted = True
@@ -257,7 +315,7 @@ def run(args, *, open_capture=None, stdout=None, stderr=None):
     _print_faces(image_results, predictor, stdout)
     if processed == 0 and not interrupted:
         out.discard()
-        print("error: nothing could be processed", file=stderr)
+        print(f"error: {only_failure}" if only_failure else "error: nothing could be processed", file=stderr)
         return 2
     out.close(models={"members": [str(m.path) for m in members], "skipped": [str(s) for s in skipped],
                       "method": args.method, "tta": args.tta},
@@ -338,7 +396,7 @@ def _print_faces(results, predictor, stdout):
         if len(rows) > TABLE_ROWS:
             print(f"... {len(rows) - TABLE_ROWS} more face(s) in predictions.csv", file=stdout)
     for name in no_face:
-        print(f"{name}: no face found (try a lower --min-face or --min-neighbors, or --no-detect for "
+        print(f"{name}: no face found (try another --detector, a lower --min-face, or --no-detect for "
               "already-cropped faces)", file=stdout)
 
 

@@ -18,6 +18,7 @@ from fer_keras.cli.common import SKIP_BAD_ROWS_HINT, run_cli
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, USAGES
 from fer_keras.data.pictures import FITS
 from fer_keras.errors import BadRowError
+from fer_keras.faces import DEFAULT_DETECTOR, available_detectors
 
 
 def format_summary(summary):
@@ -57,7 +58,7 @@ input layouts (class folders may use common spellings: anger, happiness, ...):
 
 examples:
   %(prog)s photos/ faces/                              # 48x48 grey PNG tree, centre-cropped
-  %(prog)s photos/ faces/ --detect-faces               # crop to the largest face (+15%% margin)
+  %(prog)s photos/ faces/ --detect-faces               # the largest face, framed as FER2013's, eyes level
   %(prog)s photos/ faces.csv --format csv --detect-faces --no-face skip
   %(prog)s selfies/ happy.csv --format csv --label happy --usage PrivateTest
   then: python train.py --csv faces.csv
@@ -75,10 +76,16 @@ def data_resize_main(argv=None, *, prog=None):
                    help="default: csv when DST ends in .csv/.csv.gz, else folder")
     g = p.add_argument_group("faces")
     g.add_argument("--detect-faces", action="store_true",
-                   help="crop each picture to its largest face (OpenCV Haar cascade)")
-    g.add_argument("--margin", type=float, default=0.15,
-                   help="with --detect-faces: border added on each side, as a fraction of the face "
-                   "(default: %(default)s)")
+                   help="crop each picture to its largest face, found and cut as predict.py does")
+    g.add_argument("--detector", choices=available_detectors(), default=DEFAULT_DETECTOR,
+                   help="with --detect-faces: the face detector (default: %(default)s, which found the most "
+                   "faces with the fewest false ones on synthetic group photos, BENCHMARKS.md)")
+    g.add_argument("--no-align", action="store_true",
+                   help="with --detect-faces: do not rotate faces so the eyes are level (haar never aligns: "
+                   "it gives no eye landmarks)")
+    g.add_argument("--margin", type=float, default=None,
+                   help="with --detect-faces: crop the box grown by this fraction on each side instead of "
+                   "FER2013's measured framing (default: measured)")
     g.add_argument("--no-face", choices=("keep", "skip"), default="keep",
                    help="with --detect-faces, a picture without a face is kept whole or skipped "
                    "(default: %(default)s)")
@@ -98,9 +105,12 @@ def data_resize_main(argv=None, *, prog=None):
     fmt = args.format or ("csv" if args.dst.lower().endswith((".csv", ".csv.gz")) else "folder")
 
     def job():
+        if args.detect_faces and args.detector == "haar" and not args.no_align:
+            print("note: haar gives no eye landmarks, so faces are cropped upright, not aligned "
+                  f"(--detector {DEFAULT_DETECTOR} aligns them)")
         with _summary_reports_problems():
             summary = data.resize_folder(args.src, args.dst, fmt=fmt, detect_faces=args.detect_faces,
-                                    margin=args.margin, no_face=args.no_face, fit=args.fit, label=args.label,
+                                    detector=args.detector, align=not args.no_align, margin=args.margin, no_face=args.no_face, fit=args.fit, label=args.label,
                                     usage=args.usage, overwrite=args.overwrite, progress=not args.quiet)
         print(format_summary(summary))
 

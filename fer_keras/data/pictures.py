@@ -3,33 +3,27 @@
 :func:`resize_folder` (``preprocess/data_resize.py``) turns a folder of
 pictures (any size, colour or grey; flat, ``<class>/`` or ``<split>/<class>/``)
 into 48x48 grey faces, as an image tree or a FER2013-layout CSV, optionally
-cropped to the largest face found by OpenCV's Haar cascade (:class:`FaceFinder`).
+cropped to the largest face (:class:`FaceFinder`: a detector and the one crop
+of :mod:`fer_keras.faces`, the same as ``predict.py``'s).
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from fer_keras import faces
 from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE, USAGES
 from fer_keras.data.convert import atomic_dir, progress_bar, refuse_existing, save_png, write_csv
 from fer_keras.data.folders import class_index, find_pictures
-from fer_keras.data.images import read_grey
+from fer_keras.data.images import read_colour, read_grey
 from fer_keras.errors import DataError
 
 FITS = ("crop", "pad", "stretch")
 """How a whole (non-square) picture becomes a square: centre crop, pad with
 black, or stretch."""
-
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-
-DETECT_MAX_SIDE = 640
-"""Faces are searched on a copy at most this large: fast, and the cascade's
-24-pixel window still finds faces a tenth of the picture wide."""
-
 
 def square_box(height, width, box=None, *, margin=0.0):
     """A square ``(top, left, side)`` inside an image of ``height`` x ``width``.
@@ -81,43 +75,46 @@ def to_face(grey, size=IMAGE_SIZE):
 
 
 class FaceFinder:
-    """Finds the largest face in a grey picture with OpenCV's bundled Haar cascade.
+    """Finds the largest face in a grey picture and cuts it out: the detector and the one crop
+    of :mod:`fer_keras.faces`, the same as ``predict.py``'s.
 
-    ``detect``: a function ``grey -> [(x, y, w, h), ...]`` to use instead of
-    the cascade (tests, or a better detector).
+    Args:
+      detector: a detector's name (:func:`fer_keras.faces.available_detectors`)
+        or a built detector; default :data:`fer_keras.faces.DEFAULT_DETECTOR`.
+      align: rotate each face so its eyes are level (detectors with landmarks).
+      margin: None frames the face as FER2013's are (measured); a number
+        grows the box by that fraction on every side instead.
+      detect: a function ``grey -> [(x, y, w, h), ...]`` to use instead of a
+        detector (tests); its boxes have no landmarks.
     """
 
-    def __init__(self, *, margin=0.15, detect=None):
-        self.margin = margin
+    def __init__(self, *, detector=None, align=True, margin=None, detect=None):
         self._detect = detect
-        if detect is None:
-            import cv2
+        self.detector = faces.build_detector(detector or faces.DEFAULT_DETECTOR, align=align, margin=margin) \
+            if detector is None or isinstance(detector, str) else detector
 
-            path = os.path.join(cv2.data.haarcascades, HAAR_CASCADE)
-            self._cascade = cv2.CascadeClassifier(path)
-            if self._cascade.empty():
-                raise DataError(f"{path}: cannot load OpenCV's face cascade (opencv-python-headless 4.x ships it)")
+    @property
+    def margin(self):
+        return self.detector.margin
+
+    def find(self, image):
+        """The faces in ``image`` (grey or BGR): :class:`fer_keras.faces.Detection` s."""
+        if self._detect is not None:
+            return [faces.Detection(*(int(round(v)) for v in box)) for box in self._detect(faces.to_grey(image))]
+        return self.detector.detect(image)
 
     def boxes(self, grey):
         """Face boxes ``(x, y, w, h)`` in ``grey``'s pixel coordinates."""
-        if self._detect is not None:
-            return list(self._detect(grey))
-        import cv2
+        return [face.as_tuple() for face in self.find(grey)]
 
-        scale = min(1.0, DETECT_MAX_SIDE / max(grey.shape))
-        small = grey if scale == 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        small = cv2.equalizeHist(small)
-        found = self._cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-        return [tuple(int(round(v / scale)) for v in box) for box in found]
-
-    def crop(self, grey):
-        """The square around the largest face (with margin), or None without a face."""
-        boxes = self.boxes(grey)
-        if not len(boxes):
+    def crop(self, image, size=IMAGE_SIZE):
+        """The largest face of ``image`` (grey or BGR), ``size`` x ``size`` uint8 grey, cut by the one crop;
+        None without a face."""
+        found = self.find(image)
+        if not found:
             return None
-        largest = max(boxes, key=lambda b: b[2] * b[3])
-        top, left, side = square_box(*grey.shape, largest, margin=self.margin)
-        return grey[top: top + side, left: left + side]
+        largest = max(found, key=lambda face: face.area)
+        return self.detector.crop(image, [largest], size=size)[0, ..., 0]
 
 
 def prepare_face(path, *, finder=None, fit="crop", no_face="keep", size=IMAGE_SIZE):
@@ -128,28 +125,30 @@ def prepare_face(path, *, finder=None, fit="crop", no_face="keep", size=IMAGE_SI
     ``"skip"`` returns ``(None, False)``. Raises :class:`DataError` for an
     unreadable file.
     """
-    grey = read_grey(path)
-    found = None
-    region = None
-    if finder is not None:
-        region = finder.crop(grey)
-        found = region is not None
-        if region is None and no_face == "skip":
-            return None, False
-    if region is None:
-        region = fit_square(grey, fit)
-    return to_face(region, size), found
+    if finder is None:
+        return to_face(fit_square(read_grey(path), fit), size), None
+    image = read_colour(path)  # in colour, as predict.py reads it: MTCNN looks at colour
+    face = finder.crop(image, size)
+    if face is not None:
+        return face, True
+    if no_face == "skip":
+        return None, False
+    return to_face(fit_square(faces.to_grey(image), fit), size), False
 
 
-def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no_face="keep", fit="crop",
-                  label=None, usage=None, overwrite=False, progress=True, finder=None):
+def resize_folder(src, dst, *, fmt="folder", detect_faces=False, detector=None, align=True, margin=None,
+                  no_face="keep", fit="crop", label=None, usage=None, overwrite=False, progress=True, finder=None):
     """Pictures under ``src`` → 48x48 grey faces at ``dst``. Returns a summary dict.
 
     Args:
       fmt: ``"folder"`` mirrors ``src``'s tree under ``dst`` (every file a
         ``.png``); ``"csv"`` writes one FER2013-layout CSV ``dst``.
-      detect_faces: crop to the largest face (Haar cascade) with ``margin``
-        (fraction of the face's size) on each side.
+      detect_faces: crop to the largest face, found by ``detector`` (a name of
+        :func:`fer_keras.faces.available_detectors`; default the picture
+        default) and cut by the one crop of :mod:`fer_keras.faces.align`, as
+        ``predict.py`` cuts faces: FER2013's framing, eyes levelled with
+        ``align``; ``margin`` (a fraction of the face's size on each side)
+        replaces the measured framing.
       no_face: without a detected face, ``"keep"`` the whole picture or
         ``"skip"`` it.
       fit: how a whole picture is squared (:data:`FITS`).
@@ -168,7 +167,7 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no
         raise ValueError(f"fit must be one of {', '.join(FITS)}")
     if usage is not None and usage not in USAGES:
         raise DataError(f"unknown usage {usage!r}; expected {', '.join(USAGES)}")
-    if not margin >= 0:
+    if margin is not None and not margin >= 0:
         raise DataError(f"margin {margin}: must be 0 or more (the border added on each side of a face, "
                         "as a fraction of its size)")
     pictures, layout = find_pictures(src)
@@ -183,7 +182,7 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, margin=0.15, no
     sources = [file for file, _, _ in pictures]
     refuse_existing(dst, overwrite)
     if detect_faces and finder is None:
-        finder = FaceFinder(margin=margin)
+        finder = FaceFinder(detector=detector, align=align, margin=margin)
 
     summary = {"source": str(src), "output": str(dst), "format": fmt, "layout": layout,
                "pictures": len(pictures), "written": 0, "per_class": {}, "faces_found": 0,

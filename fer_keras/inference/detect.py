@@ -7,8 +7,9 @@ The shortest way in, the way users of ``fer`` and ``deepface`` expect::
         print(face["box"], face["label"], face["probabilities"]["happy"])
 
 It is :class:`~fer_keras.inference.predict.FacePredictor` with its defaults:
-OpenCV's Haar cascade finds the faces and the ensemble of a models folder
-classifies them. For folders, videos, webcams or output files, use the
+MTCNN finds the faces (``detector="haar"`` for OpenCV's cascade), each is
+levelled and cropped as FER2013's faces are, and the ensemble of a models
+folder classifies them. For folders, videos, webcams or output files, use the
 predictor itself (or ``predict.py``).
 """
 
@@ -21,18 +22,21 @@ import numpy as np
 
 from fer_keras.ensemble import Ensemble
 from fer_keras.errors import InputError
-from fer_keras.inference.faces import read_image
+from fer_keras.inference.faces import DEFAULT_DETECTOR, build_detector, read_image
 from fer_keras.inference.predict import FacePredictor
 
 
-def detect_emotions(image, *, models="models", tta=False):
+def detect_emotions(image, *, models="models", tta=False, detector=None, align=True):
     """The faces in ``image`` and their emotions, left to right.
 
     ``image``: a path, or an image array (grey, BGR or BGRA, as OpenCV reads
     it). ``models``: a folder of members (every ``*.h5`` / ``*.keras``), one
     model file, or an :class:`~fer_keras.ensemble.Ensemble`; a folder or file
     is loaded once per process. ``tta``: a test-time augmentation mode
-    (``True`` = mirror images).
+    (``True`` = mirror images). ``detector``: a detector's name
+    (:func:`fer_keras.faces.available_detectors`; default
+    :data:`~fer_keras.faces.DEFAULT_DETECTOR`) or a built detector; ``align``:
+    level the eyes of each face before it is classified (detectors with landmarks).
 
     Returns one dict per face: ``box`` ``(x, y, w, h)`` in the picture's
     pixels, ``label`` (the most probable class), ``confidence`` (its
@@ -44,7 +48,9 @@ def detect_emotions(image, *, models="models", tta=False):
     elif not isinstance(image, np.ndarray):
         raise InputError(f"expected a picture's path or an image array, got {type(image).__name__}")
     ensemble = models if isinstance(models, Ensemble) else _ensemble(str(models))
-    predictor = FacePredictor(ensemble, tta=tta, class_names=ensemble.class_names)
+    if detector is None or isinstance(detector, str):
+        detector = build_detector(detector or DEFAULT_DETECTOR, align=align)
+    predictor = FacePredictor(ensemble, detector, tta=tta, class_names=ensemble.class_names)
     return [{"box": face.box.as_tuple(), "label": face.label, "confidence": face.confidence,
              "probabilities": {name: float(p) for name, p in zip(predictor.class_names, face.probs)}}
             for face in predictor.predict_image(image)]

@@ -1,7 +1,7 @@
 """The predictor: faces found, cut out and classified, in pictures, folders, videos and webcams.
 
-A :class:`FacePredictor` finds faces (:class:`~fer_keras.inference.faces.FaceDetector`,
-OpenCV's Haar cascade), cuts each one out as a 48x48 grey FER2013-style face
+A :class:`FacePredictor` finds faces (a detector of :mod:`fer_keras.faces`,
+by name: ``"mtcnn"``, ``"haar"``), cuts each one out as a 48x48 grey FER2013-style face
 and runs the batch through an :class:`~fer_keras.ensemble.Ensemble` (one
 member or many). An :class:`OutputFolder` writes what was found: annotated
 pictures and videos, an emotion timeline per video, Grad-CAM pictures and
@@ -31,7 +31,7 @@ import numpy as np
 from fer_keras.constants import CLASS_NAMES
 from fer_keras.errors import ConfigError, InputError
 from fer_keras.inference.annotate import explain_panel
-from fer_keras.inference.faces import FaceDetector, expand_box, read_image, to_bgr, whole_image_face
+from fer_keras.inference.faces import DEFAULT_DETECTOR, as_box, build_detector, read_image, to_bgr, whole_image_face
 from fer_keras.inference.gradcam import GradCAM, face_gradcam, overlay_heatmap
 from fer_keras.inference.results import FaceResult, FrameResult, Problem
 from fer_keras.inference.sources import list_folder
@@ -40,13 +40,19 @@ from fer_keras.inference.stream import (DEFAULT_VIDEO_FPS, analyse_frames, annot
                                         show_frame)
 
 
+EXPLAIN_SIDE = 192
+"""Side (pixels) of the face in a Grad-CAM picture."""
+
+
 class FacePredictor:
     """Faces and their emotions.
 
     Args:
       ensemble: an :class:`~fer_keras.ensemble.Ensemble` (one member is fine; members may be
         :class:`~fer_keras.export.RuntimeModel` files, .tflite/.onnx, run in their own runtime).
-      detector: a :class:`~fer_keras.inference.faces.FaceDetector` (default: its defaults).
+      detector: a detector of :mod:`fer_keras.faces` (``build_detector(name)``, a
+        :class:`~fer_keras.faces.Tracker` ...) or a detector's name (default:
+        :data:`~fer_keras.inference.faces.DEFAULT_DETECTOR`).
       detect: False treats every picture (or frame) as one already-cropped
         face, as FER2013's are.
       tta: a test-time augmentation mode of :mod:`fer_keras.ensemble.tta` (``True`` = ``flip``).
@@ -56,7 +62,9 @@ class FacePredictor:
     def __init__(self, ensemble, detector=None, *, detect=True, tta=False, explain_member=0,
                  class_names=CLASS_NAMES):
         self.ensemble = ensemble
-        self.detector = detector if detector is not None else (FaceDetector() if detect else None)
+        if detect and (detector is None or isinstance(detector, str)):
+            detector = build_detector(detector or DEFAULT_DETECTOR)
+        self.detector = detector
         self.detect = detect
         self.tta = tta
         self.class_names = tuple(class_names)
@@ -67,18 +75,14 @@ class FacePredictor:
         self.explain_member = explain_member
         self._explainers = {}
 
-    @property
-    def margin(self):
-        """Margin of the crops fed to the models (0 with ``detect=False``)."""
-        return self.detector.margin if self.detect else 0.0
-
     # === Pictures ===
 
     def predict_image(self, image):
         """Faces in ``image`` (grey, BGR or BGRA array) → list of :class:`FaceResult`, left to right."""
         if self.detect:
-            boxes = self.detector.detect(image)
-            faces = self.detector.crop(image, boxes)
+            found = self.detector.detect(image)
+            faces = self.detector.crop(image, found)
+            boxes = [as_box(face) for face in found]
         else:
             box, faces = whole_image_face(image)
             boxes = [box]
@@ -165,12 +169,13 @@ class FacePredictor:
 
     def write_explanations(self, sink, stem, image, faces):
         """One Grad-CAM picture per face (crop | overlay, with a caption); returns the file names."""
+        import cv2
+
         files = []
-        colour = to_bgr(image)
         for i, face in enumerate(faces):
             cam = self.explain(face)
-            region = expand_box(face.box, self.margin, colour.shape)
-            crop = colour[region.y:region.y + region.h, region.x:region.x + region.w]
+            # the face exactly as the models saw it (framed, aligned), enlarged to be seen
+            crop = cv2.resize(to_bgr(face.face), (EXPLAIN_SIDE, EXPLAIN_SIDE), interpolation=cv2.INTER_CUBIC)
             member = self.ensemble.members[self.explain_member]
             caption = (f"face {i + 1}: {face.label} {face.confidence:.0%} - Grad-CAM of {member.name}, "
                        f"layer {self.explainer().layer_name}")
@@ -196,6 +201,7 @@ class FacePredictor:
         if not path.is_file():
             raise InputError(f"{path}: no such file")
         stem = name or path.stem
+        _reset(self.detector)  # a tracker forgets the faces of the last stream
         capture = cv2.VideoCapture(str(path))
         try:
             if not capture.isOpened():
@@ -245,6 +251,7 @@ class FacePredictor:
         if interval < 0:
             raise ConfigError("--interval must be 0 (every frame) or more seconds")
         label = f"webcam:{source}"
+        _reset(self.detector)
         capture = (open_capture or open_camera)(source)
         if capture is None or not capture.isOpened():
             if capture is not None:
@@ -295,3 +302,10 @@ class FacePredictor:
         if sink is not None:
             finish_stream(sink, result, stem, "webcam", files, self.class_names)
         return result
+
+
+def _reset(detector):
+    """Start a new stream: a :class:`~fer_keras.faces.Tracker` forgets the faces it followed."""
+    reset = getattr(detector, "reset", None)
+    if callable(reset):
+        reset()

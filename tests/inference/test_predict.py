@@ -434,3 +434,50 @@ def test_video_through_an_exported_tflite_or_onnx_file(fmt, models_dir, grace, t
         for c in CLASS_NAMES:
             assert float(g[f"p_{c}"]) == pytest.approx(float(w[f"p_{c}"]), abs=1e-4)
     assert (tmp_path / "rt" / "clip.annotated.mp4").stat().st_size > 0
+
+
+def test_detector_flags_choose_the_detector_and_alignment(models_dir, grace, tmp_path, capsys):
+    """Check that --detector haar finds the face, says that it cannot align, and records its settings;
+    mtcnn records alignment on, --no-align off."""
+    picture = tmp_path / "grace.png"
+    cv2.imwrite(str(picture), grace)
+    seen = {}
+    for flags in (["--detector", "haar"], [], ["--no-align"]):
+        out_dir = tmp_path / f"out{len(seen)}"
+        code, out, err = run_cli(["--models-dir", models_dir, "--input", picture, "--out", out_dir, *flags], capsys)
+        assert code == 0, err
+        assert ("no eye landmarks" in out) == (flags[:1] == ["--detector"])
+        detector = json.loads((out_dir / "predictions.json").read_text())["detector"]
+        seen[" ".join(flags)] = (detector["detector"], detector["align"], len(read_rows(out_dir / "predictions.csv")))
+    assert seen == {"--detector haar": ("haar", False, 1), "": ("mtcnn", True, 1), "--no-align": ("mtcnn", False, 1)}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--scale-factor", "1.2"], "--scale-factor: only for --detector haar (this run uses mtcnn)"),
+    (["--track-every", "5"], "--track-every must be at least 1, and is for a webcam analysing every frame"),
+    (["--detector", "yunet"], "invalid choice: 'yunet'"),
+])
+def test_detector_flags_that_do_not_fit_are_refused(flags, message, models_dir, tmp_path, capsys):
+    """Check that a Haar-only flag with MTCNN, tracking on a picture and an unknown detector are refused."""
+    try:
+        code, _, err = run_cli(["--models-dir", models_dir, "--out", tmp_path / "o", *flags], capsys)
+    except SystemExit as exc:  # argparse refuses unknown choices itself
+        code, err = exc.code, capsys.readouterr().err
+    assert code == 2 and message in err
+
+
+def test_webcam_analysing_every_frame_tracks_between_detections(models_dir, grace, tmp_path, capsys):
+    """Check that a webcam with --interval 0 runs MTCNN on a 320-pixel copy every 10th frame with tracking
+    between (the measured default), and with an interval searches every analysed frame."""
+    from fer_keras.faces import Tracker
+
+    base = ["--models-dir", str(models_dir), "--input", "webcam", "--out", str(tmp_path / "o")]
+    args = predict_cli.build_parser().parse_args(base + ["--interval", "0"])
+    detector = predict_cli.build_face_detector(args)
+    assert isinstance(detector, Tracker) and detector.every == 10
+    assert (detector.detector.name, detector.detector.detect_side) == ("mtcnn", 320)
+    args = predict_cli.build_parser().parse_args(base)
+    detector = predict_cli.build_face_detector(args)
+    assert not isinstance(detector, Tracker) and detector.detect_side == 320
+    args = predict_cli.build_parser().parse_args(base[:-4] + ["--input", "photo.jpg"])
+    assert predict_cli.build_face_detector(args).detect_side == 0

@@ -1,0 +1,141 @@
+"""The one crop: a found face → a 48x48 grey face framed as FER2013's are, eyes level.
+
+Every path that makes a face of a picture (``predict.py``, ``detect_emotions``,
+``data_resize``'s training data, the benchmarks) goes through
+:func:`crop_face`, so a model sees at inference the framing it was trained on.
+
+The framing is measured, not guessed (``benchmarks/bench_detect.py
+--framing``): PublicTest faces are enlarged 4x onto a grey canvas, each
+detector runs on them, and the medians of where its box and landmarks fall
+inside the original 48x48 frame become that detector's :class:`Framing`.
+
+With landmarks the crop is placed by the eyes and mouth (robust to how tall a
+detector draws its box), and with ``align`` the picture is first rotated about
+the eyes' midpoint so the eyes are level; without landmarks (Haar) the box's
+measured place is used and nothing is rotated. Rotation, crop and resize are
+one affine warp (after an area-averaging shrink of large faces, so small crops
+do not alias); pixels outside the picture repeat its edge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from fer_keras.constants import IMAGE_SIZE
+from fer_keras.errors import InputError
+from fer_keras.faces.image import Box, as_box, to_grey
+
+
+@dataclasses.dataclass(frozen=True)
+class Framing:
+    """Where a detector's face sits in a FER2013 crop, as fractions of the crop's side.
+
+    ``box_side``: the box's mean side; ``box_dx``, ``box_dy``: its centre minus
+    the crop's centre. With landmarks: ``eyes_x``, ``eyes_y``: the eyes'
+    midpoint from the crop's top-left corner; ``eye_scale``: the mean of the
+    eye distance and the eyes-to-mouth distance.
+    """
+
+    box_side: float
+    box_dx: float = 0.0
+    box_dy: float = 0.0
+    eyes_x: float | None = None
+    eyes_y: float | None = None
+    eye_scale: float | None = None
+
+
+DEFAULT_FRAMING = Framing(box_side=1.0)
+"""The box itself, stretched to a square: for boxes of no known detector."""
+
+
+def eye_angle(landmarks):
+    """Degrees the line from the picture-left eye to the right one turns clockwise (0: level)."""
+    (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def levelling(landmarks, keep_tilt=0.0):
+    """Degrees to turn a face by: its eye angle less the ``keep_tilt`` degrees a face may keep."""
+    angle = eye_angle(landmarks)
+    return math.copysign(max(abs(angle) - keep_tilt, 0.0), angle)
+
+
+def face_geometry(detection, framing, *, align=True, margin=None, keep_tilt=0.0):
+    """``(centre_x, centre_y, side, angle)`` of the square to cut, in picture pixels and degrees."""
+    box = as_box(detection)
+    landmarks = getattr(detection, "landmarks", None)
+    angle = levelling(landmarks, keep_tilt) if align and landmarks is not None else 0.0
+    framing = framing or DEFAULT_FRAMING
+    if margin is not None:  # the box grown by `margin` on every side, as fer_keras 0.1 cropped
+        cx, cy = box.centre
+        return cx, cy, max(box.w, box.h) * (1 + 2 * margin), angle
+    if landmarks is not None and framing.eye_scale:
+        (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+        ex, ey = (lx + rx) / 2, (ly + ry) / 2
+        mx, my = (landmarks[3][0] + landmarks[4][0]) / 2, (landmarks[3][1] + landmarks[4][1]) / 2
+        scale = (math.hypot(rx - lx, ry - ly) + math.hypot(mx - ex, my - ey)) / 2
+        side = max(scale / framing.eye_scale, 1.0)
+        # the crop's centre sits at a fixed offset from the eyes, in the face's own (rotated) axes
+        ox, oy = (0.5 - framing.eyes_x) * side, (0.5 - framing.eyes_y) * side
+        theta = math.radians(eye_angle(landmarks))  # the face's own axes, however far it is turned
+        cx = ex + ox * math.cos(theta) - oy * math.sin(theta)
+        cy = ey + ox * math.sin(theta) + oy * math.cos(theta)
+        return cx, cy, side, angle
+    side = max((box.w + box.h) / 2 / framing.box_side, 1.0)
+    cx, cy = box.centre
+    return cx - framing.box_dx * side, cy - framing.box_dy * side, side, angle
+
+
+def crop_face(image, detection, *, framing=None, align=True, margin=None, keep_tilt=0.0, size=IMAGE_SIZE):
+    """One FER2013-style face: uint8 ``(size, size)`` grey, framed by ``framing``, eyes level with ``align``.
+
+    ``detection``: a :class:`~fer_keras.faces.detectors.Detection` (landmarks
+    used when it has them) or a plain :class:`Box`. ``margin``: None frames by
+    the measurement; a number grows the box by that fraction on every side.
+    ``keep_tilt``: degrees of tilt a face keeps (turned only by the rest).
+    """
+    import cv2
+
+    grey = to_grey(image)
+    box = as_box(detection)
+    height, width = grey.shape
+    if box.w < 1 or box.h < 1 or box.x >= width or box.y >= height or box.x + box.w <= 0 or box.y + box.h <= 0:
+        raise InputError(f"face box {box.as_tuple()} lies outside the {width}x{height} image")
+    cx, cy, side, angle = face_geometry(detection, framing, align=align, margin=margin, keep_tilt=keep_tilt)
+    shrink = min(1.0, 2.0 * size / side)  # warp at most 2:1; area-average first for big faces
+    if shrink < 1.0:
+        reach = side * 0.75 + 2  # half the diagonal of the rotated square, and a little
+        x0, y0 = max(int(cx - reach), 0), max(int(cy - reach), 0)
+        x1, y1 = min(int(math.ceil(cx + reach)), width), min(int(math.ceil(cy + reach)), height)
+        region = grey[y0:y1, x0:x1]
+        new_w, new_h = max(1, round(region.shape[1] * shrink)), max(1, round(region.shape[0] * shrink))
+        grey = cv2.resize(region, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        sx, sy = new_w / region.shape[1], new_h / region.shape[0]
+        cx, cy, side = (cx - x0) * sx, (cy - y0) * sy, side * (sx + sy) / 2
+    # pixel centres: the continuous point (cx, cy) is pixel (cx - 0.5, cy - 0.5)
+    matrix = cv2.getRotationMatrix2D((cx - 0.5, cy - 0.5), angle, size / side)
+    matrix[0, 2] += size / 2 - cx
+    matrix[1, 2] += size / 2 - cy
+    return cv2.warpAffine(grey, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_faces(image, detections, *, framing=None, align=True, margin=None, keep_tilt=0.0, size=IMAGE_SIZE):
+    """uint8 ``(N, size, size, 1)`` faces for ``detections`` (``(0, size, size, 1)`` when there are none)."""
+    grey = to_grey(image)
+    faces = [crop_face(grey, d, framing=framing, align=align, margin=margin, keep_tilt=keep_tilt, size=size)
+             for d in detections]
+    if not faces:
+        return np.zeros((0, size, size, 1), dtype=np.uint8)
+    return np.stack(faces)[..., None]
+
+
+def whole_image_face(image, size=IMAGE_SIZE):
+    """``(box, face)`` treating the whole image as one already-cropped face (stretched to a square)."""
+    import cv2
+
+    grey = to_grey(image)
+    box = Box(0, 0, grey.shape[1], grey.shape[0])
+    return box, cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)[None, ..., None]

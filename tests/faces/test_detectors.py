@@ -1,0 +1,66 @@
+"""Each detector on a real face: the bundled photo, and (when the dataset is here) PublicTest faces enlarged."""
+
+import numpy as np
+import pytest
+
+from fer_keras.faces import LANDMARKS, build_detector
+from tests.faces.conftest import turned
+
+
+def test_haar_finds_the_bundled_face_without_landmarks(grace):
+    """Check that the cascade finds one face in the bundled photo, with a box around its middle and no landmarks."""
+    found = build_detector("haar").detect(grace)
+    assert len(found) == 1
+    face = found[0]
+    assert face.landmarks is None and 100 < face.w < 400
+    assert face.x < 256 < face.x + face.w and face.y < 300 < face.y + face.h + 100
+
+
+def test_mtcnn_finds_the_bundled_face_with_five_landmarks(grace, mtcnn):
+    """Check that MTCNN finds one face with a score and five landmarks inside its box, eyes picture-left
+    first and above the mouth."""
+    found = mtcnn.detect(grace)
+    assert len(found) == 1
+    face = found[0]
+    assert face.score > 0.9 and len(face.landmarks) == len(LANDMARKS) == 5
+    for x, y in face.landmarks:
+        assert face.x <= x <= face.x + face.w and face.y <= y <= face.y + face.h
+    (lx, ly), (rx, ry), _, (mlx, mly), (mrx, mry) = face.landmarks
+    assert lx < rx and max(ly, ry) < min(mly, mry) and mlx < mrx
+
+
+def test_mtcnn_finds_a_face_haar_misses_when_turned(grace, mtcnn):
+    """Check that a face turned by 30 degrees is found by MTCNN, which is why pictures default to it."""
+    image = turned(grace, 30)
+    assert len(mtcnn.detect(image)) == 1
+
+
+def test_detect_side_gives_boxes_in_full_size_pixels(grace, mtcnn):
+    """Check that searching a half-size copy gives a box and landmarks close to the full-size ones."""
+    full = mtcnn.detect(grace)[0]
+    small = build_detector("mtcnn", detect_side=300).detect(grace)[0]
+    for a, b in zip(full.as_tuple(), small.as_tuple()):
+        assert abs(a - b) <= 0.1 * full.w
+    assert np.allclose(full.landmarks, small.landmarks, atol=0.06 * full.w)
+
+
+def test_no_face_in_a_flat_picture():
+    """Check that neither detector finds a face in a flat grey picture."""
+    image = np.full((240, 320, 3), 128, np.uint8)
+    for name in ("haar", "mtcnn"):
+        assert build_detector(name).detect(image) == []
+
+
+@pytest.mark.parametrize("name, at_least", [("haar", 3), ("mtcnn", 5)])
+def test_detectors_find_publictest_faces_in_a_group_photo(name, at_least, fer_sample):
+    """Check that each detector finds PublicTest faces enlarged 3x on a grey canvas (MTCNN nearly all
+    6, the cascade half), and no more faces than there are."""
+    import cv2
+
+    canvas = np.full((360, 640), 120, np.uint8)
+    for i in range(6):
+        r, c = divmod(i, 3)
+        canvas[20 + r * 170:20 + r * 170 + 144, 30 + c * 200:30 + c * 200 + 144] = cv2.resize(
+            fer_sample[i, ..., 0], (144, 144), interpolation=cv2.INTER_CUBIC)
+    found = build_detector(name).detect(canvas)
+    assert at_least <= len(found) <= 6
