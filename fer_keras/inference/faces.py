@@ -237,8 +237,6 @@ def read_image(path):
     OpenCV cannot decode (GIF, some TIFFs). A picture declaring more than
     :data:`MAX_IMAGE_PIXELS` pixels is refused before anything is decoded.
     """
-    import cv2
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
@@ -248,21 +246,37 @@ def read_image(path):
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_image(raw, name=str(path))
+
+
+def decode_image(data, *, name="picture", max_pixels=MAX_IMAGE_PIXELS):
+    """BGR uint8 image from the bytes of a picture file (``bytes`` or a uint8 array), in memory.
+
+    The header is read first: a picture declaring more than ``max_pixels``
+    pixels is refused before anything is decoded. Raises :class:`InputError`
+    (its message starts with ``name``) for an empty, undecodable or too large
+    picture.
+    """
+    import io
+
+    import cv2
+
+    raw = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if raw.size == 0:
-        raise InputError(f"{path}: empty file")
-    _check_size(path)
+        raise InputError(f"{name}: empty file")
+    _check_size(io.BytesIO(raw.tobytes()), name, max_pixels)
     try:
         image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
     except cv2.error:  # e.g. a damaged header declaring an impossible size
         image = None
     if image is None:
-        image = _read_with_pillow(path)
+        image = _read_with_pillow(io.BytesIO(raw.tobytes()))
     if image is None:
-        raise InputError(f"{path}: not an image, or a format that cannot be decoded")
+        raise InputError(f"{name}: not an image, or a format that cannot be decoded")
     return image
 
 
-def _check_size(path):
+def _check_size(source, name, max_pixels=MAX_IMAGE_PIXELS):
     """Refuse a picture whose header declares too many pixels (read from the header only)."""
     import warnings
 
@@ -271,22 +285,22 @@ def _check_size(path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 width, height = img.size
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{path}: too large to decode safely ({exc})") from None
+        raise InputError(f"{name}: too large to decode safely ({exc})") from None
     except Exception:  # not a format Pillow knows: OpenCV applies its own limits
         return
-    if width * height > MAX_IMAGE_PIXELS:
-        raise InputError(f"{path}: {width}x{height} pixels is too large to decode safely "
-                         f"(limit {MAX_IMAGE_PIXELS:,} pixels; a decompression bomb?)")
+    if width * height > max_pixels:
+        raise InputError(f"{name}: {width}x{height} pixels is too large to decode safely "
+                         f"(limit {max_pixels:,} pixels; a decompression bomb?)")
 
 
-def _read_with_pillow(path):
+def _read_with_pillow(source):
     try:
         from PIL import Image, ImageOps
 
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
         return np.ascontiguousarray(rgb[..., ::-1])
     except Exception:  # any decoding failure means "not an image" here
