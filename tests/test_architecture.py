@@ -22,7 +22,8 @@ MAY_IMPORT = {
     "training": {"data", "models", "ensemble"},
     "inference": {"models", "ensemble"},
     "export": {"data", "models", "ensemble"},
-    "cli": {"data", "models", "ensemble", "training", "inference", "export"},
+    "serve": {"models", "ensemble", "inference"},
+    "cli": {"data", "models", "ensemble", "training", "inference", "export", "serve"},
 }
 """Stage → the other stages it may import (besides itself and the shared modules)."""
 
