@@ -117,6 +117,30 @@ def test_upload_over_10_mb_is_413(client, chunked):
     assert "10 MB" in response.json()["error"]
 
 
+def test_a_declared_length_over_the_limit_is_refused_unread():
+    """Check that a Content-Length over the limit is a 413 before the body is read or the app runs."""
+    import asyncio
+
+    from fer_keras.serve.app import BodyLimit
+
+    calls, sent = [], []
+
+    async def app(scope, receive, send):
+        calls.append("app")
+
+    async def receive():
+        calls.append("receive")
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/predict",
+             "headers": [(b"content-length", str(MAX_UPLOAD_BYTES + 1).encode())]}
+    asyncio.run(BodyLimit(app, MAX_UPLOAD_BYTES)(scope, receive, send))
+    assert calls == [] and sent[0]["status"] == 413
+
+
 def test_corrupt_pictures_are_refused_with_json(client, frame, face_jpeg):
     """Check that non-pictures are 415 and broken ones 400, each with a one-line JSON error."""
     png = cv2.imencode(".png", frame)[1].tobytes()
@@ -193,16 +217,20 @@ def test_a_bug_is_a_json_500_without_a_traceback(tiny_ensemble, face_jpeg):
 # === Sharing the ensemble ===
 
 class SlowEnsemble:
-    """Probabilities that encode each face's first pixel, after a pause per call (so requests queue)."""
+    """Probabilities that encode each face's first pixel, after a pause per call (so requests queue);
+    counts the calls running at once."""
 
     members, class_names = [], CLASS_NAMES
 
     def __init__(self):
-        self.batch_sizes = []
+        self.batch_sizes, self.running, self.most_at_once = [], 0, 0
 
     def predict_proba(self, faces, tta=False):
         self.batch_sizes.append(len(faces))
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
         threading.Event().wait(0.05)
+        self.running -= 1
         out = np.zeros((len(faces), 7))
         out[:, 0] = faces[:, 0, 0, 0]
         return out
@@ -255,4 +283,4 @@ def test_serial_ensemble_never_runs_two_requests_at_once():
         t.start()
     for t in threads:
         t.join()
-    assert slow.batch_sizes == [2, 2, 2, 2]
+    assert slow.batch_sizes == [2, 2, 2, 2] and slow.most_at_once == 1
