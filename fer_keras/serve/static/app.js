@@ -4,7 +4,7 @@
 // One colour per FER2013 class, as in fer_keras/inference/annotate.py (the annotated pictures and plots).
 const COLOURS = {angry: "#d62728", disgust: "#2ca02c", fear: "#9467bd", happy: "#ffbf00", sad: "#1f77b4",
   surprise: "#ff7f0e", neutral: "#8c8c8c", contempt: "#17becf"};
-const SEND_WIDTH = 480;        // frames are downscaled to this width before they are sent (detection needs no more)
+const SEND_WIDTH = 320;        // frames are sent at the size the server searches them for faces (serve_cli LIVE_DETECT_SIDE)
 const JPEG_QUALITY = 0.7;
 const IN_FLIGHT = 2;           // frames on their way at once: one is analysed while the next is encoded and sent
 const TIMELINE_SECONDS = 60;
@@ -13,7 +13,7 @@ const $ = (id) => document.getElementById(id);
 let classes = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
 
 // Read by the browser tests and the benchmark: annotated frames so far, the frames/s of the last second.
-const stats = window.ferStats = {frames: 0, fps: 0, lastFaces: [], errors: 0, drawnAt: []};
+const stats = window.ferStats = {frames: 0, framesWithFaces: 0, fps: 0, lastFaces: [], errors: 0, drawnAt: []};
 
 // === Models ===
 
@@ -121,6 +121,7 @@ async function sendLoop() {
 function show(data) {
   const now = performance.now();
   stats.frames++;
+  if (data.faces.length) stats.framesWithFaces++;
   stats.lastFaces = data.faces;
   stats.drawnAt.push(now);
   while (stats.drawnAt.length && now - stats.drawnAt[0] > 1000) stats.drawnAt.shift();
