@@ -64,6 +64,10 @@ def build_parser(prog=None, description=None):
                    help="detections a face needs; lower finds more faces and more false ones (default: %(default)s)")
     g.add_argument("--margin", type=float, default=0.1, metavar="FRACTION",
                    help="fraction of the face box added on each side of the crop (default: %(default)s)")
+    g.add_argument("--detect-side", type=int, default=0, metavar="PX",
+                   help="pictures: search for faces on a copy at most PX pixels on its longer side, 0 = full "
+                   f"size (default: %(default)s); smaller is faster, finds fewer small faces. Webcam frames "
+                   f"are searched at {LIVE_DETECT_SIDE} px")
 
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine "
@@ -89,7 +93,7 @@ def _detector(args, *, live=False):
     from fer_keras.inference import FaceDetector
 
     options = dict(min_face=args.min_face, min_neighbors=args.min_neighbors, margin=args.margin,
-                   detect_side=LIVE_DETECT_SIDE if live else 0)
+                   detect_side=LIVE_DETECT_SIDE if live else args.detect_side)
     FaceDetector(**options)  # the flags are checked now, before the models load
 
     def build():

@@ -26,6 +26,7 @@ import time
 from importlib import resources
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -201,12 +202,17 @@ def create_app(ensemble, *, live_ensemble=None, detector_factory=None, live_dete
     async def http_error(request, exc):
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, exc):  # e.g. no `image` field: the same {"error"} shape as the rest
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return JSONResponse({"error": problems or "invalid request"}, status_code=422)
+
     @app.exception_handler(Exception)
     async def server_error(request, exc):  # a bug: logged here, never shown to the client
         log.exception("error in %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal error (see the server's log)"}, status_code=500)
 
-    refusals = {code: {"model": Error} for code in (400, 413, 415)}
+    refusals = {code: {"model": Error} for code in (400, 413, 415, 422)}
 
     @app.get("/", include_in_schema=False)
     def page():

@@ -48,6 +48,7 @@ class Health(BaseModel):
 
 
 class Error(BaseModel):
-    """Any refused request: 400 (not a decodable picture), 413 (too large), 415 (not JPEG/PNG/WebP)."""
+    """Any refused request: 400 (not a decodable picture), 413 (too large), 415 (not JPEG/PNG/WebP),
+    422 (no ``image`` field, a bad query value)."""
 
     error: str

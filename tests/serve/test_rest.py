@@ -161,6 +161,14 @@ def test_corrupt_pictures_are_refused_with_json(client, frame, face_jpeg):
         assert error and "\n" not in error and "Traceback" not in error, name
 
 
+def test_a_request_without_the_image_field_is_a_json_422(client, face_jpeg):
+    """Check that a form without `image`, or a bad query value, is a 422 whose error names the problem."""
+    response = client.post("/api/predict", files={"picture": ("a.jpg", face_jpeg, "image/jpeg")})
+    assert response.status_code == 422 and "image" in response.json()["error"]
+    response = post_picture(client, face_jpeg, query="?annotate=maybe")
+    assert response.status_code == 422 and "annotate" in response.json()["error"]
+
+
 def test_a_decompression_bomb_is_refused_before_decoding(client, monkeypatch):
     """Check that a small PNG declaring 20000x20000 pixels is a 400 and is never handed to a decoder."""
     def must_not_decode(*args, **kwargs):

@@ -69,6 +69,7 @@ def test_a_public_address_is_served_with_a_warning(tiny_models, capsys):
     (["--models-dir", "no/such/folder"], "error: no/such/folder/ does not exist"),
     (["--port", "70000"], "error: --port 70000: a port is 0..65535"),
     (["--min-face", "0"], "error: --min-face must be at least 1 pixel"),
+    (["--detect-side", "-1"], "error: --detect-side must be 0 (full size) or a number of pixels"),
     (["--live-model", "nope.h5"], "error: --live-model nope.h5: no such file"),
 ])
 def test_bad_options_are_one_line_errors_with_exit_2(argv, message, tiny_models, capsys):
@@ -94,3 +95,13 @@ def test_serve_py_help_shows_examples():
                             timeout=60)
     assert result.returncode == 0
     assert "--models-dir" in result.stdout and "curl -F image=@photo.jpg" in result.stdout
+
+
+def test_detector_flags_reach_the_picture_and_live_detectors(tiny_models, capsys):
+    """Check that the face-detection flags configure both detectors; webcam frames are searched at 320 px."""
+    code, served, _, _ = serve(["--models-dir", str(tiny_models), "--detect-side", "480", "--min-face", "40",
+                                "--margin", "0.2"], capsys)
+    assert code == 0
+    pictures, live = served["app"].state.engine.detector_factory(), served["app"].state.live.detector_factory()
+    assert (pictures.detect_side, pictures.min_face, pictures.margin) == (480, 40, 0.2)
+    assert (live.detect_side, live.min_face, live.margin) == (serve_cli.LIVE_DETECT_SIDE, 40, 0.2)

@@ -39,9 +39,10 @@ const video = $("video"), overlay = $("overlay"), button = $("camera-button");
 const grab = document.createElement("canvas");
 let stream = null, running = false, sent = 0, lastDrawn = -1, history = [];
 
-function cameraMessage(text) {
+function cameraMessage(text, kind = "camera") {
   $("camera-message").textContent = text;
   $("camera-message").hidden = !text;
+  $("camera-message").dataset.kind = kind;
 }
 
 function explain(error) {
@@ -110,7 +111,7 @@ async function sendLoop() {
       if (running && id > lastDrawn) { lastDrawn = id; show(data); }
     } catch (error) {
       stats.errors++;
-      cameraMessage(`The server did not analyse a frame: ${error.message || error}`);
+      cameraMessage(`The server did not analyse a frame: ${error.message || error}`, "server");
       await new Promise((r) => setTimeout(r, 500));
     }
   }
@@ -122,6 +123,7 @@ function show(data) {
   const now = performance.now();
   stats.frames++;
   if (data.faces.length) stats.framesWithFaces++;
+  if ($("camera-message").dataset.kind === "server") cameraMessage("");  // the server answers again
   stats.lastFaces = data.faces;
   stats.drawnAt.push(now);
   while (stats.drawnAt.length && now - stats.drawnAt[0] > 1000) stats.drawnAt.shift();
