@@ -145,16 +145,20 @@ def test_upload_of_a_non_picture_shows_the_error(camera_browser, base_url, tmp_p
     page.close()
 
 
-def test_refused_camera_shows_a_message(playwright, base_url):
-    """Check that a browser that refuses the camera gets a message saying so and what to do instead."""
-    browser = launch(playwright)  # no fake camera, no auto-accepted permission prompt
+@pytest.mark.parametrize("case, expected", [("absent", "No camera was found"), ("refused", "refused")])
+def test_a_missing_or_refused_camera_shows_a_message(playwright, pictures, base_url, tmp_path, case, expected):
+    """Check that a browser without a camera, or one that refuses it, says so and what to do instead."""
+    # absent: no fake device at all; refused: a fake camera, but the permission prompt is not auto-accepted
+    flags = [f for f in camera_flags(write_y4m(tmp_path / "c.y4m", pictures[:1], seconds_each=0.1))
+             if "fake-ui" not in f] if case == "refused" else []
+    browser = launch(playwright, flags)
     try:
         page = open_page(browser, base_url, [])
+        assert page.is_hidden("#photo-result") and page.is_hidden("#camera-message")
         page.click("#camera-button")
         page.wait_for_selector("#camera-message:not([hidden])", timeout=10000)
         message = page.text_content("#camera-message")
-        assert re.search(r"refused|No camera", message), message
-        assert "photo upload" in message
+        assert expected in message and "photo upload" in message, message
         assert page.text_content("#camera-button") == "Start camera"
     finally:
         browser.close()
