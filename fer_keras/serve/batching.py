@@ -100,9 +100,7 @@ class MicroBatcher:
         if self._closed:
             raise RuntimeError("the micro-batcher is closed")
         request = _Request(np.asarray(faces), tta)
-        if len(request.faces) == 0:
-            return self.ensemble.predict_proba(request.faces, tta=tta)
-        self._queue.put(request)
+        self._queue.put(request)  # even with no faces: only the worker thread touches the ensemble
         request.done.wait()
         if request.error is not None:
             raise request.error
