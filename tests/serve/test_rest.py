@@ -292,3 +292,19 @@ def test_serial_ensemble_never_runs_two_requests_at_once():
     for t in threads:
         t.join()
     assert slow.batch_sizes == [2, 2, 2, 2] and slow.most_at_once == 1
+
+
+def test_only_the_worker_thread_touches_the_ensemble():
+    """Check that every call, one with no faces included, runs in the micro-batcher's own thread."""
+    class Recording(SlowEnsemble):
+        threads = set()
+
+        def predict_proba(self, faces, tta=False):
+            Recording.threads.add(threading.current_thread().name)
+            return super().predict_proba(faces, tta)
+
+    batcher = MicroBatcher(Recording())
+    assert batcher.predict_proba(np.zeros((0, 48, 48, 1), np.uint8)).shape == (0, 7)
+    assert batcher.predict_proba(np.zeros((1, 48, 48, 1), np.uint8)).shape == (1, 7)
+    batcher.close()
+    assert Recording.threads == {"fer-micro-batcher"}
