@@ -139,10 +139,17 @@ function show(data) {
   drawTimeline(now);
 }
 
+function fit(canvas) {
+  // The canvas' pixels follow its displayed size; reallocated only when that changes (not every frame).
+  const rect = canvas.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
+  const w = Math.round(rect.width * ratio), h = Math.round(rect.height * ratio);
+  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+  return rect;
+}
+
 function drawOverlay(data) {
   // The canvas matches the displayed video; the video is letter-boxed (object-fit: contain).
-  const rect = overlay.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
-  overlay.width = Math.round(rect.width * ratio); overlay.height = Math.round(rect.height * ratio);
+  const rect = fit(overlay), ratio = window.devicePixelRatio || 1;
   const ctx = overlay.getContext("2d");
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, rect.width, rect.height);
@@ -183,10 +190,10 @@ function showBars(face) {
 }
 
 function drawTimeline(now) {
-  const canvas = $("timeline"), rect = canvas.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
-  canvas.width = Math.round(rect.width * ratio); canvas.height = Math.round(rect.height * ratio);
+  const canvas = $("timeline"), rect = fit(canvas), ratio = window.devicePixelRatio || 1;
   const ctx = canvas.getContext("2d");
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, rect.width, rect.height);
   const W = rect.width, H = rect.height, perMs = W / (TIMELINE_SECONDS * 1000);
   // A stacked strip: each analysed frame's probabilities, newest at the right.
   history.forEach((sample, i) => {
