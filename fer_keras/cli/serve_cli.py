@@ -17,6 +17,8 @@ from fer_keras import ensemble as ens
 from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
 from fer_keras.ensemble import METHODS, distilled_member, find_model_files
 from fer_keras.errors import ConfigError, ModelFileError
+from fer_keras.inference import FaceDetector
+from fer_keras.serve import create_app
 
 EPILOG = """\
 examples:
@@ -90,8 +92,6 @@ def _detector(args, *, live=False):
 
     The only place that knows which detector class ``--detector`` names.
     """
-    from fer_keras.inference import FaceDetector
-
     options = dict(min_face=args.min_face, min_neighbors=args.min_neighbors, margin=args.margin,
                    detect_side=LIVE_DETECT_SIDE if live else args.detect_side)
     FaceDetector(**options)  # the flags are checked now, before the models load
@@ -141,8 +141,6 @@ def load_models(args, *, stdout):
 
 def build_app(args, *, stdout=None, stderr=None):
     """The FastAPI app of the options (models loaded); prints the warning for a non-local host."""
-    from fer_keras.serve import create_app
-
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     _check_options(args)
     if args.host not in LOCAL_HOSTS:

@@ -25,6 +25,7 @@ import threading
 import time
 from importlib import resources
 
+import numpy as np
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -32,7 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from fer_keras.constants import CLASS_NAMES
+from fer_keras.constants import CLASS_NAMES, IMAGE_SIZE
 from fer_keras.errors import InputError
 from fer_keras.inference import FaceDetector, FacePredictor
 from fer_keras.inference.annotate import draw_faces
@@ -135,10 +136,6 @@ class _Engine:
     def warm_up(self):
         """Trace the models now, not in the first requests: Keras traces a batch of 1 and then one of any
         other size (a second trace generalises the batch dimension, so no later size traces again)."""
-        import numpy as np
-
-        from fer_keras.constants import IMAGE_SIZE
-
         for n in (1, 2):
             self.shared.predict_proba(np.zeros((n, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8), tta=self.tta)
 
