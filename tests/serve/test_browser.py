@@ -5,6 +5,7 @@ Skipped, with the reason, where Chromium or Playwright is missing. ``FER_KERAS_S
 also serves the shipped models and saves the README's screenshot of the page.
 """
 
+import base64
 import os
 import re
 from pathlib import Path
@@ -119,12 +120,20 @@ def _save_screenshot(page, path):
     raw.unlink()
 
 
-def test_upload_returns_the_annotated_picture_and_table(camera_browser, base_url, frame, tmp_path):
-    """Check that choosing a picture shows it annotated, with one table row per face."""
+@pytest.mark.parametrize("how", ["choose", "drop"])
+def test_upload_returns_the_annotated_picture_and_table(camera_browser, base_url, frame, face_jpeg, tmp_path, how):
+    """Check that a picture chosen or dropped on the page comes back annotated, with one table row per face."""
     photo = tmp_path / "photo.jpg"
     cv2.imwrite(str(photo), frame)
     page = open_page(camera_browser, base_url, [])
-    page.set_input_files("#file", str(photo))
+    if how == "choose":
+        page.set_input_files("#file", str(photo))
+    else:
+        files = page.evaluate_handle("""(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), dt = new DataTransfer();
+            dt.items.add(new File([bytes], "photo.jpg", {type: "image/jpeg"}));
+            return dt; }""", base64.b64encode(face_jpeg).decode("ascii"))
+        page.dispatch_event("#drop", "drop", {"dataTransfer": files})
     page.wait_for_selector("#photo-result:not([hidden])", timeout=10000)
     assert page.get_attribute("#annotated", "src").startswith("data:image/jpeg;base64,")
     assert page.evaluate("document.getElementById('annotated').naturalWidth") >= 640
