@@ -1,15 +1,9 @@
 """serve.py's command line: the models it loads, the address it binds, one-line errors and exit 2."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
 from fer_keras.cli import serve_cli
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def serve(argv, capsys):
@@ -89,12 +83,13 @@ def test_unknown_flags_and_values_exit_2(argv, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("serve.py: error:")
 
 
-def test_serve_py_help_shows_examples():
-    """Check that the script at the repository root runs the CLI: --help lists the examples and curl."""
-    result = subprocess.run([sys.executable, "serve.py", "--help"], cwd=REPO, capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0
-    assert "--models-dir" in result.stdout and "curl -F image=@photo.jpg" in result.stdout
+def test_help_shows_examples_and_the_api():
+    """Check that --help gives examples, a curl call and the endpoints (tests/cli/test_scripts.py runs serve.py
+    --help itself)."""
+    text = serve_cli.build_parser("serve.py").format_help()
+    for part in ("--models-dir", "--live-model", "--no-batching", "curl -F image=@photo.jpg", "POST /api/predict",
+                 "/openapi.json", "exit codes"):
+        assert part in text, part
 
 
 def test_detector_flags_reach_the_picture_and_live_detectors(tiny_models, capsys):
