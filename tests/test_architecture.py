@@ -23,7 +23,8 @@ MAY_IMPORT = {
     "training": {"data", "models", "ensemble"},
     "inference": {"faces", "models", "ensemble"},
     "export": {"data", "models", "ensemble"},
-    "cli": {"faces", "data", "models", "ensemble", "training", "inference", "export"},
+    "serve": {"faces", "models", "ensemble", "inference"},
+    "cli": {"faces", "data", "models", "ensemble", "training", "inference", "export", "serve"},
 }
 """Stage → the other stages it may import (besides itself and the shared modules)."""
 

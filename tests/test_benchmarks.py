@@ -104,3 +104,26 @@ def test_bench_detect_builds_its_photos_and_matches_faces():
     near, far = Detection(62, 58, 80, 84), Detection(300, 300, 80, 80)
     found, false = bench.match([near, far, near], truth)
     assert found == {0: near} and false == 2
+
+
+@pytest.mark.slow
+def test_bench_serve_loads_both_servers_and_reports_no_server_error(tmp_path):
+    """Check that the serving benchmark starts serve.py with and without micro-batching, sends its bounded
+    load to each and reports requests/s, latency percentiles and zero 5xx (no browser: that is the slow part)."""
+    import keras
+    from keras import layers
+
+    from fer_keras.models import model_io
+
+    model = keras.Sequential([keras.Input((48, 48, 1)), layers.Rescaling(1 / 255), layers.Flatten(),
+                              layers.Dense(7, activation="softmax")])
+    model_io.save_model(model, tmp_path / "model_1.h5")
+    stdout = run(["benchmarks/bench_serve.py", "--models-dir", str(tmp_path), "--requests", "8",
+                  "--single-requests", "2", "--rounds", "2", "--clients", "4", "--skip-browser",
+                  "--json", str(tmp_path / "serve.json")], tmp_path)
+    assert "req/s" in stdout
+    runs = json.loads((tmp_path / "serve.json").read_text())["runs"]
+    assert [(r["batching"], r["clients"], r["requests"]) for r in runs] == [
+        (True, 1, 2), (False, 1, 2), (True, 4, 8), (False, 4, 8)]
+    assert all(r["server_errors"] == 0 and r["statuses"] == {"200": r["requests"]} for r in runs)
+    assert all(r["p95_ms"] >= r["p50_ms"] > 0 for r in runs)

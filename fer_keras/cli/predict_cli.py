@@ -15,12 +15,11 @@ from pathlib import Path
 
 from fer_keras import ensemble as ens
 from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
-from fer_keras.ensemble import METHODS, find_model_files
-from fer_keras.errors import ConfigError, FerError, InputError, ModelFileError
+from fer_keras.ensemble import METHODS, distilled_member, find_model_files
+from fer_keras.errors import ConfigError, InputError, ModelFileError
 from fer_keras.export import RUNTIME_SUFFIXES, RuntimeModel
 from fer_keras.faces import DEFAULT_DETECTOR, Tracker, available_detectors, build_detector
 from fer_keras.inference import FacePredictor, OutputFolder, demo_image, input_kind, parse_webcam
-from fer_keras.models.model_io import read_metadata
 from fer_keras.tables import format_table
 
 EPILOG = """\
@@ -190,7 +189,7 @@ def model_sources(args, *, stdout=None):
     """The folders/files to load Keras members from (.tflite/.onnx/SavedModel ``--model`` files are left
     to :func:`runtime_sources`); raises a FerError saying what to do when there are none."""
     folder = args.models_dir or (None if args.model else "models")
-    fast = _distilled_member(folder) if _webcam_only(args) and not args.models_dir and not args.model else None
+    fast = distilled_member(folder) if _webcam_only(args) and not args.models_dir and not args.model else None
     if fast is not None:
         print(f"webcam: {fast.name}, the member distilled from the ensemble, runs alone (fast); "
               "pass --models-dir models for the whole ensemble", file=stdout or sys.stdout)
@@ -208,20 +207,6 @@ def model_sources(args, *, stdout=None):
 
 def _webcam_only(args):
     return bool(args.input) and all(str(i).startswith("webcam") for i in args.input)
-
-
-def _distilled_member(folder):
-    """The newest member of ``folder`` trained by distillation (``--teacher``), or None."""
-    if folder is None or not Path(folder).is_dir():
-        return None
-    distilled = []
-    for file in find_model_files(folder):
-        try:
-            if "teacher" in read_metadata(file):
-                distilled.append(file)
-        except FerError:
-            continue  # unreadable files are reported when the ensemble loads
-    return distilled[-1] if distilled else None
 
 
 def runtime_sources(args):

@@ -32,7 +32,7 @@ import numpy as np
 
 from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, CLASS_NAMES_8, IMAGE_SIZE, INPUT_SCALES, NUM_CLASSES
 from fer_keras.ensemble import tta as tta_views
-from fer_keras.errors import ModelFileError
+from fer_keras.errors import FerError, ModelFileError
 from fer_keras.io_utils import natural_key
 from fer_keras.models import crop_margin, model_io
 from fer_keras.models.model_io import MODEL_SUFFIXES
@@ -217,6 +217,25 @@ def find_model_files(models_dir):
     files = [p for p in models_dir.iterdir()
              if p.is_file() and p.suffix in MODEL_SUFFIXES and not p.name.startswith(".")]
     return sorted(files, key=natural_key)
+
+
+def distilled_member(folder):
+    """The newest member file of ``folder`` trained by distillation (``--teacher``), or None.
+
+    The small, fast stand-in for the ensemble it learnt from: what a live
+    webcam view runs alone. Files whose metadata cannot be read are passed
+    over (they are reported when the ensemble loads).
+    """
+    if folder is None or not Path(folder).is_dir():
+        return None
+    distilled = []
+    for file in find_model_files(folder):
+        try:
+            if "teacher" in model_io.read_metadata(file):
+                distilled.append(file)
+        except FerError:
+            continue
+    return distilled[-1] if distilled else None
 
 
 DISTILLED_REASON = ("distilled from the other members: a student copies its teachers, so it neither votes "

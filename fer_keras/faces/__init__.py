@@ -19,10 +19,11 @@ from fer_keras.faces.align import DEFAULT_FRAMING, Framing, crop_face, crop_face
 from fer_keras.faces.detectors import (DEFAULT_DETECTOR, LANDMARKS, Detection, Detector, HaarDetector, MTCNNDetector,
                                        available_detectors, build_detector, register)
 from fer_keras.faces.image import Box, as_box, as_uint8, expand_box, to_bgr, to_grey
-from fer_keras.faces.reader import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE, read_grey, read_image
+from fer_keras.faces.reader import (IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE, decode_image, read_grey,
+                                    read_image)
 from fer_keras.faces.tracking import Tracker
 
-__all__ = ["DEFAULT_DETECTOR", "DEFAULT_FRAMING", "IMAGE_SUFFIXES", "LANDMARKS", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "Box", "Detection",
+__all__ = ["DEFAULT_DETECTOR", "DEFAULT_FRAMING", "IMAGE_SUFFIXES", "LANDMARKS", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "Box", "Detection", "decode_image",
            "Detector", "Framing", "HaarDetector", "MTCNNDetector", "Tracker", "as_box", "as_uint8",
            "available_detectors", "build_detector", "crop_face", "crop_faces", "expand_box", "eye_angle",
            "read_grey", "read_image", "register", "to_bgr", "to_grey", "whole_image_face"]

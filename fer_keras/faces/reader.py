@@ -20,6 +20,7 @@ with OpenCV (which applies its own size limits).
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -45,6 +46,18 @@ def read_image(path, *, min_side=MIN_IMAGE_SIDE):
         return _checked(path, _converted(path, _to_bgr, img), min_side)
 
 
+def decode_image(data, *, name="picture", max_pixels=MAX_IMAGE_PIXELS, min_side=MIN_IMAGE_SIDE):
+    """The bytes of a picture file → uint8 (H, W, 3) BGR array, decoded as :func:`read_image` decodes files.
+
+    For pictures that arrive over the network (an upload, a webcam frame):
+    nothing touches the disk and no client-given name becomes a path.
+    ``name`` starts every error message; ``max_pixels`` can be lower than
+    the files' limit (a server caps what one request may decode).
+    """
+    with _opened(name, data=bytes(data), max_pixels=max_pixels) as img:
+        return _checked(name, _converted(name, _to_bgr, img), min_side)
+
+
 def read_grey(path, *, draft=None, box=None, min_side=MIN_IMAGE_SIDE):
     """A picture file → uint8 (H, W) grey array, upright; raises :class:`InputError` in one line.
 
@@ -62,36 +75,38 @@ def read_grey(path, *, draft=None, box=None, min_side=MIN_IMAGE_SIDE):
 class _opened:
     """``with _opened(path) as img``: the upright Pillow image, every failure an InputError naming ``path``."""
 
-    def __init__(self, path, draft=None):
-        self.path, self.draft, self._file = Path(path), draft, None
+    def __init__(self, path, draft=None, *, data=None, max_pixels=MAX_IMAGE_PIXELS):
+        self.path, self.draft, self.data, self.max_pixels, self._file = path, draft, data, max_pixels, None
 
     def __enter__(self):
         from PIL import Image, ImageOps, UnidentifiedImageError
 
         path = self.path
-        if not path.exists():
-            raise InputError(f"{path}: no such file or folder")
-        if path.is_dir():
-            raise InputError(f"{path}: is a folder, not an image")
+        if self.data is None:
+            path = self.path = Path(path)
+            if not path.exists():
+                raise InputError(f"{path}: no such file or folder")
+            if path.is_dir():
+                raise InputError(f"{path}: is a folder, not an image")
         try:
-            if path.stat().st_size == 0:
+            if (path.stat().st_size if self.data is None else len(self.data)) == 0:
                 raise InputError(f"{path}: empty file")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                self._file = Image.open(path)
+                self._file = Image.open(path if self.data is None else io.BytesIO(self.data))
         except Image.DecompressionBombError as exc:
             raise InputError(f"{path}: too large to decode safely ({exc})") from None
         except UnidentifiedImageError:
-            return _OpenCVImage(path)
+            return _OpenCVImage(path, self.data)
         except OSError as exc:
             raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
         except Exception as exc:  # a damaged header: plugins raise ValueError, SyntaxError, struct.error ...
             raise InputError(f"{path}: not a readable image ({type(exc).__name__}: {_first_line(exc)})") from None
         width, height = self._file.size
-        if width * height > MAX_IMAGE_PIXELS:
+        if width * height > self.max_pixels:
             self._file.close()
             raise InputError(f"{path}: {width}x{height} pixels is too large to decode safely "
-                             f"(limit {MAX_IMAGE_PIXELS:,} pixels; a decompression bomb?)")
+                             f"(limit {self.max_pixels:,} pixels; a decompression bomb?)")
         try:
             if self.draft is not None:
                 self._file.draft("L", self.draft)
@@ -111,11 +126,12 @@ class _opened:
 class _OpenCVImage:
     """A picture Pillow does not know, decoded by OpenCV: carries the BGR array to :func:`_to_bgr`."""
 
-    def __init__(self, path):
+    def __init__(self, path, data=None):
         import cv2
 
         try:
-            image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+            raw = np.fromfile(path, dtype=np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8)
+            image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
         except (cv2.error, OSError):
             image = None
         if image is None:

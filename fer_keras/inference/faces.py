@@ -13,7 +13,7 @@ inference code and fer_keras 0.1 used:
 from __future__ import annotations
 
 from fer_keras.faces import (DEFAULT_DETECTOR, IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, Box, Detection, Detector, HaarDetector, MTCNNDetector,
-                             Tracker, as_box, as_uint8, available_detectors, build_detector, crop_face, crop_faces,
+                             Tracker, as_box, as_uint8, available_detectors, build_detector, crop_face, crop_faces, decode_image,
                              expand_box, read_image, to_bgr, to_grey, whole_image_face)
 from fer_keras.faces.detectors.haar import CASCADE_FILE, cascade_path
 
@@ -22,5 +22,5 @@ FaceDetector = HaarDetector
 
 __all__ = ["CASCADE_FILE", "DEFAULT_DETECTOR", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "Box", "Detection", "Detector", "FaceDetector",
            "HaarDetector", "MTCNNDetector", "Tracker", "as_box", "as_uint8", "available_detectors", "build_detector",
-           "cascade_path", "crop_face", "crop_faces", "expand_box", "read_image", "to_bgr", "to_grey",
+           "cascade_path", "crop_face", "crop_faces", "decode_image", "expand_box", "read_image", "to_bgr", "to_grey",
            "whole_image_face"]

@@ -8,7 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = ["train.py", "train_vgg.py", "train_inception.py", "train_vgg_transfer_learning.py",
-           "test_ensemble_model.py", "predict.py", "preprocess/data_resize.py",
+           "test_ensemble_model.py", "predict.py", "serve.py", "preprocess/data_resize.py",
            "preprocess/csv_to_images.py", "preprocess/images_to_csv.py"]
 
 

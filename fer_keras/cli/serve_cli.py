@@ -1,0 +1,195 @@
+"""Command line of serve.py: the local web app and REST API (:mod:`fer_keras.serve`).
+
+Loads the ensemble once (for ``/api/predict``) and the fast distilled member
+(for the live webcam view), builds the face detector from the flags, then runs
+:func:`fer_keras.serve.create_app` under uvicorn on 127.0.0.1 unless told
+otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from fer_keras import ensemble as ens
+from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
+from fer_keras.ensemble import METHODS, distilled_member, find_model_files
+from fer_keras.errors import ConfigError, ModelFileError
+from fer_keras.faces import DEFAULT_DETECTOR, available_detectors, build_detector
+from fer_keras.serve import create_app
+
+EPILOG = """\
+examples:
+  %(prog)s                                   # models/ on http://127.0.0.1:8000/
+  %(prog)s --port 8080 --tta                 # the photo API with mirror-image TTA
+  %(prog)s --model models/model_3.h5 --model models/model_5.h5
+  %(prog)s --host 0.0.0.0                    # reachable from other machines (read the warning)
+  curl -F image=@photo.jpg http://127.0.0.1:8000/api/predict
+
+the page: http://127.0.0.1:8000/ (webcam, photo upload); the API: POST /api/predict,
+POST /api/live, GET /api/health; its schema: /openapi.json, browsable at /docs (offline too).
+exit codes: 0 stopped, 2 a problem to fix (no models, a bad option), 130 interrupted.
+"""
+
+LIVE_DETECTOR = "haar"
+"""Webcam frames come one request at a time, so nothing follows a face from frame to frame: OpenCV's
+cascade on a 320-pixel copy keeps the live view above 15 annotated frames/s (BENCHMARKS.md, "Serving");
+MTCNN, the picture default, finds more faces but costs 150-600 ms a frame here."""
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+LIVE_DETECT_SIDE = 320
+"""Webcam frames are searched for faces at this size (a detector's ``detect_side``)."""
+
+
+def build_parser(prog=None, description=None):
+    p = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("models")
+    g.add_argument("--models-dir", metavar="DIR", help="every *.h5 and *.keras here is an ensemble member "
+                   "(default: models, unless --model is given); its distilled member runs the live view")
+    g.add_argument("--model", action="append", default=[], metavar="FILE",
+                   help="a member file (.h5/.keras), repeatable; the live view runs the same ensemble")
+    g.add_argument("--live-model", metavar="FILE", help="the model of the live webcam view (default: the "
+                   "member of the models folder distilled from the ensemble, else the ensemble)")
+    g.add_argument("--method", choices=METHODS, default="mean", help="how members are combined (default: %(default)s)")
+    add_tta_argument(g)
+    g.add_argument("--unsafe", action="store_true", help="allow model files that run code when loaded "
+                   "(Lambda layers); only for files you trust")
+
+    g = p.add_argument_group("face detection")
+    g.add_argument("--detector", choices=available_detectors(), default=DEFAULT_DETECTOR,
+                   help="how faces are found in uploaded pictures (default: %(default)s: the most faces, "
+                   "the fewest false ones, eyes levelled; BENCHMARKS.md)")
+    g.add_argument("--live-detector", choices=available_detectors(), default=LIVE_DETECTOR,
+                   help=f"how faces are found in webcam frames, searched at {LIVE_DETECT_SIDE} px "
+                   "(default: %(default)s, fast enough for a live view)")
+    g.add_argument("--no-align", action="store_true",
+                   help="do not rotate faces so the eyes are level (mtcnn gives eye landmarks; haar has none)")
+    g.add_argument("--min-face", type=int, default=None, metavar="PX",
+                   help="smallest face side searched for, in pixels (default: 24 haar, 20 mtcnn)")
+    g.add_argument("--min-neighbors", type=int, default=None, metavar="N",
+                   help="haar: detections a face needs; lower finds more faces and more false ones (default: 5)")
+    g.add_argument("--margin", type=float, default=None, metavar="FRACTION",
+                   help="crop the box grown by this fraction on each side instead of FER2013's measured "
+                   "framing (default: measured)")
+    g.add_argument("--detect-side", type=int, default=0, metavar="PX",
+                   help="pictures: search for faces on a copy at most PX pixels on its longer side, 0 = full "
+                   f"size (default: %(default)s); smaller is faster, finds fewer small faces. Webcam frames "
+                   f"are searched at {LIVE_DETECT_SIDE} px")
+
+    g = p.add_argument_group("server")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine "
+                   "only; 0.0.0.0 opens it to the network)")
+    g.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    g.add_argument("--no-batching", action="store_true", help="run each request's faces alone instead of "
+                   "batching concurrent requests together")
+    return p
+
+
+def _check_options(args):
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: a port is 0..65535 (0: any free port)")
+    if not args.host.strip():
+        raise ConfigError("--host must name an address, e.g. 127.0.0.1")
+
+
+def _detector(args, *, live=False):
+    """A zero-argument callable building the face detector of the flags (one per request thread).
+
+    The only place that knows which detector ``--detector`` / ``--live-detector`` names.
+    """
+    name = args.live_detector if live else args.detector
+    options = {"align": not args.no_align, "margin": args.margin,
+               "detect_side": LIVE_DETECT_SIDE if live else args.detect_side}
+    if args.min_face is not None:
+        options["min_face"] = args.min_face
+    if args.min_neighbors is not None:
+        if "haar" not in (args.detector, args.live_detector):
+            raise ConfigError("--min-neighbors: only for the haar detector (--detector or --live-detector haar)")
+        if name == "haar":
+            options["min_neighbors"] = args.min_neighbors
+    build_detector(name, **options)  # the flags are checked now, before the models load
+
+    def build():
+        return build_detector(name, **options)
+
+    return build
+
+
+def _sources(args):
+    folder = args.models_dir or (None if args.model else "models")
+    if folder is not None:
+        found = find_model_files(folder) if Path(folder).is_dir() else []
+        if not found:
+            state = "has no trained models yet" if Path(folder).is_dir() else "does not exist"
+            raise ModelFileError(f"{folder}/ {state} (*.h5 or *.keras): train one first "
+                                 "(`python train_vgg.py --csv data/fer2013.csv`), or pass --model FILE")
+    return folder, ([folder] if folder else []) + list(args.model)
+
+
+def load_models(args, *, stdout):
+    """``(ensemble, live_ensemble or None)`` from the options; prints what was loaded."""
+    folder, sources = _sources(args)
+    if args.live_model and not Path(args.live_model).is_file():
+        raise ModelFileError(f"--live-model {args.live_model}: no such file")
+    members, skipped = ens.load_members(sources, safe_mode=not args.unsafe)
+    ensemble = ens.Ensemble(members, method=args.method)
+    print(f"ensemble (/api/predict): {len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else "")
+          + f": {', '.join(m.name for m in members)}", file=stdout)
+    if folder and not args.model:
+        ensemble.temperatures, note = ens.folder_temperatures(folder, members)
+        if note:
+            print(f"  {note}", file=stdout)
+    live_file = args.live_model or (distilled_member(folder) if folder and not args.model else None)
+    live = None
+    if live_file is not None:
+        live_members, _ = ens.load_members([live_file], safe_mode=not args.unsafe, strict=True)
+        live = ens.Ensemble(live_members)
+        print(f"live view (/api/live): {live_members[0].name}"
+              + ("" if args.live_model else ", the member distilled from the ensemble (fast)"), file=stdout)
+    else:
+        print("live view (/api/live): the ensemble (no distilled member; pass --live-model FILE for speed)",
+              file=stdout)
+    return ensemble, live
+
+
+def build_app(args, *, stdout=None, stderr=None):
+    """The FastAPI app of the options (models loaded); prints the warning for a non-local host."""
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    _check_options(args)
+    if args.host not in LOCAL_HOSTS:
+        print(f"warning: --host {args.host} serves the models to every machine that can reach this one "
+              "(no password, uploads unencrypted); browsers give the camera only to http://localhost or "
+              "HTTPS pages", file=stderr)
+    detector, live_detector = _detector(args), _detector(args, live=True)
+    ensemble, live = load_models(args, stdout=stdout)
+    return create_app(ensemble, live_ensemble=live, detector_factory=detector, live_detector_factory=live_detector,
+                      batching=not args.no_batching, tta=args.tta)
+
+
+def _uvicorn(app, host, port):
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def main(argv=None, *, prog=None, description=None, run_server=None):
+    """Parse ``argv``, load the models, serve until Ctrl+C. Returns the exit code.
+
+    ``run_server(app, host, port)``: runs the app (default: uvicorn); tests pass a fake.
+    """
+    parser = build_parser(prog or os.path.basename(sys.argv[0]), description)
+    args = parser.parse_args(argv)
+
+    def job():
+        with plain_warnings():
+            app = build_app(args)
+            where = f"[{args.host}]" if ":" in args.host else args.host
+            print(f"serving on http://{where}:{args.port}/ (API schema: /openapi.json); Ctrl+C stops", flush=True)
+            (run_server or _uvicorn)(app, args.host, args.port)
+        return 0
+
+    return run_cli(job)

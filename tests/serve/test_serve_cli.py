@@ -1,0 +1,102 @@
+"""serve.py's command line: the models it loads, the address it binds, one-line errors and exit 2."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fer_keras.cli import serve_cli
+
+
+def serve(argv, capsys):
+    """Run the CLI with a fake server; returns (exit code, what it would serve, stdout, stderr)."""
+    served = {}
+
+    def run_server(app, host, port):
+        served.update(app=app, host=host, port=port)
+
+    code = serve_cli.main(argv, prog="serve.py", run_server=run_server)
+    out, err = capsys.readouterr()
+    return code, served, out, err
+
+
+def test_serves_the_models_folder_on_localhost_by_default(tiny_models, capsys):
+    """Check that the default address is 127.0.0.1:8000, with no warning, and the folder's members load."""
+    code, served, out, err = serve(["--models-dir", str(tiny_models)], capsys)
+    assert code == 0 and (served["host"], served["port"]) == ("127.0.0.1", 8000)
+    assert err == ""
+    assert "serving on http://127.0.0.1:8000/" in out and "model_1.h5" in out
+    with TestClient(served["app"]) as client:
+        health = client.get("/api/health").json()
+    assert health["members"] == ["model_1.h5"] and health["live_members"] == ["model_1.h5"]
+
+
+def test_a_distilled_member_runs_the_live_view(tiny_models, tmp_path, capsys):
+    """Check that the folder's distilled member answers /api/live while the others form the ensemble."""
+    import shutil
+
+    import keras
+
+    from fer_keras.models import model_io
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(tiny_models / "model_1.h5", folder / "model_1.h5")
+    model_io.save_model(keras.models.load_model(tiny_models / "model_1.h5", compile=False), folder / "model_2.h5",
+                        metadata={"teacher": {"members": ["model_1.h5"]}})
+    code, served, out, _ = serve(["--models-dir", str(folder), "--no-batching"], capsys)
+    assert code == 0
+    with TestClient(served["app"]) as client:
+        health = client.get("/api/health").json()
+    assert (health["members"], health["live_members"], health["micro_batching"]) == (
+        ["model_1.h5"], ["model_2.h5"], False)
+    assert "model_2.h5, the member distilled from the ensemble" in out
+
+
+def test_a_public_address_is_served_with_a_warning(tiny_models, capsys):
+    """Check that --host 0.0.0.0 is honoured and warned about on stderr."""
+    code, served, _, err = serve(["--models-dir", str(tiny_models), "--host", "0.0.0.0", "--port", "8123"], capsys)
+    assert code == 0 and (served["host"], served["port"]) == ("0.0.0.0", 8123)
+    assert err.startswith("warning: --host 0.0.0.0 serves the models to every machine")
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models-dir", "no/such/folder"], "error: no/such/folder/ does not exist"),
+    (["--port", "70000"], "error: --port 70000: a port is 0..65535"),
+    (["--min-face", "0"], "error: min_face must be at least 12 pixels"),
+    (["--detect-side", "-1"], "error: --detect-side must be 0 (full size) or a number of pixels"),
+    (["--live-model", "nope.h5"], "error: --live-model nope.h5: no such file"),
+])
+def test_bad_options_are_one_line_errors_with_exit_2(argv, message, tiny_models, capsys):
+    """Check that a missing folder or a bad value stops with one line on stderr and exit code 2, serving nothing."""
+    argv = argv if argv[0] == "--models-dir" else ["--models-dir", str(tiny_models)] + argv
+    code, served, _, err = serve(argv, capsys)
+    assert code == 2 and served == {}
+    assert err.startswith(message) and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("argv", [["--detector", "retinaface"], ["--port", "http"], ["--bogus"]])
+def test_unknown_flags_and_values_exit_2(argv, capsys):
+    """Check that argparse refuses unknown flags and choices with exit code 2 and an error line."""
+    with pytest.raises(SystemExit) as stop:
+        serve_cli.main(argv, prog="serve.py", run_server=lambda *a: None)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("serve.py: error:")
+
+
+def test_help_shows_examples_and_the_api():
+    """Check that --help gives examples, a curl call and the endpoints (tests/cli/test_scripts.py runs serve.py
+    --help itself)."""
+    text = serve_cli.build_parser("serve.py").format_help()
+    for part in ("--models-dir", "--live-model", "--no-batching", "curl -F image=@photo.jpg", "POST /api/predict",
+                 "/openapi.json", "exit codes"):
+        assert part in text, part
+
+
+def test_detector_flags_reach_the_picture_and_live_detectors(tiny_models, capsys):
+    """Check that the face-detection flags configure both detectors; webcam frames are searched at 320 px."""
+    code, served, _, _ = serve(["--models-dir", str(tiny_models), "--detect-side", "480", "--min-face", "40",
+                                "--margin", "0.2"], capsys)
+    assert code == 0
+    pictures, live = served["app"].state.engine.detector_factory(), served["app"].state.live.detector_factory()
+    assert (pictures.detect_side, pictures.min_face, pictures.margin) == (480, 40, 0.2)
+    assert (live.detect_side, live.min_face, live.margin) == (serve_cli.LIVE_DETECT_SIDE, 40, 0.2)
