@@ -91,6 +91,23 @@ def plain_warnings():
         tf_logger.setLevel(level)
 
 
+def add_face_crop_arguments(group):
+    """The flags of how a detector searches and crops, shared by ``predict.py`` and ``serve.py``:
+    ``--no-align``, ``--min-face``, ``--min-neighbors`` (haar), ``--margin``; each defaults to None,
+    the detector's own default."""
+    group.add_argument("--no-align", action="store_true",
+                       help="do not rotate faces so the eyes are level (mtcnn gives eye landmarks; haar has none "
+                       "and never aligns)")
+    group.add_argument("--min-face", type=int, default=None, metavar="PX",
+                       help="smallest face side searched for, in pixels (default: 24 haar, 20 mtcnn)")
+    group.add_argument("--min-neighbors", type=int, default=None, metavar="N",
+                       help="haar: detections a face needs; lower finds more faces and more false ones "
+                       "(default: 5)")
+    group.add_argument("--margin", type=float, default=None, metavar="FRACTION",
+                       help="crop the box grown by this fraction on each side instead of FER2013's measured "
+                       "framing (default: measured)")
+
+
 def add_tta_argument(group):
     """``--tta [MODE]``: plain ``--tta`` is the mirror image, as before; ``--tta tencrop`` the crop recipe's."""
     # Imported here, not at the top: scripts import this module before TensorFlow to silence it

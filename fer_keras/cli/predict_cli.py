@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from fer_keras import ensemble as ens
-from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
+from fer_keras.cli.common import add_face_crop_arguments, add_tta_argument, plain_warnings, run_cli
 from fer_keras.ensemble import METHODS, distilled_member, find_model_files
 from fer_keras.errors import ConfigError, InputError, ModelFileError
 from fer_keras.export import RUNTIME_SUFFIXES, RuntimeModel
@@ -93,18 +93,9 @@ def build_parser(prog=None, description=None):
     g.add_argument("--detector", choices=available_detectors(), default=None,
                    help=f"the face detector (default: {DEFAULT_DETECTOR} for pictures and videos, "
                    f"{LIVE_DEFAULT} for a webcam)")
-    g.add_argument("--no-align", action="store_true",
-                   help="do not rotate faces so the eyes are level (mtcnn gives eye landmarks; haar has none "
-                   "and never aligns)")
-    g.add_argument("--min-face", type=int, default=None, metavar="PX",
-                   help="smallest face side searched for, in pixels (default: 24 haar, 20 mtcnn)")
+    add_face_crop_arguments(g)
     g.add_argument("--scale-factor", type=float, default=None, metavar="F",
                    help="haar: image pyramid step; closer to 1 finds more faces, slower (default: 1.1)")
-    g.add_argument("--min-neighbors", type=int, default=None, metavar="N",
-                   help="haar: detections a face needs; lower finds more faces and more false ones (default: 5)")
-    g.add_argument("--margin", type=float, default=None, metavar="FRACTION",
-                   help="crop the box grown by this fraction on each side instead of FER2013's measured "
-                   "framing (default: measured)")
     g.add_argument("--detect-side", type=int, default=None, metavar="PX",
                    help="search for faces on a copy at most PX pixels on its longer side, 0 = full size "
                    f"(default: {LIVE_DETECT_SIDE} for a webcam, else 0); smaller is faster, finds fewer small faces")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from fer_keras import ensemble as ens
-from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
+from fer_keras.cli.common import add_face_crop_arguments, add_tta_argument, plain_warnings, run_cli
 from fer_keras.ensemble import METHODS, distilled_member, find_model_files
 from fer_keras.errors import ConfigError, ModelFileError
 from fer_keras.faces import DEFAULT_DETECTOR, available_detectors, build_detector
@@ -66,15 +66,7 @@ def build_parser(prog=None, description=None):
     g.add_argument("--live-detector", choices=available_detectors(), default=LIVE_DETECTOR,
                    help=f"how faces are found in webcam frames, searched at {LIVE_DETECT_SIDE} px "
                    "(default: %(default)s, fast enough for a live view)")
-    g.add_argument("--no-align", action="store_true",
-                   help="do not rotate faces so the eyes are level (mtcnn gives eye landmarks; haar has none)")
-    g.add_argument("--min-face", type=int, default=None, metavar="PX",
-                   help="smallest face side searched for, in pixels (default: 24 haar, 20 mtcnn)")
-    g.add_argument("--min-neighbors", type=int, default=None, metavar="N",
-                   help="haar: detections a face needs; lower finds more faces and more false ones (default: 5)")
-    g.add_argument("--margin", type=float, default=None, metavar="FRACTION",
-                   help="crop the box grown by this fraction on each side instead of FER2013's measured "
-                   "framing (default: measured)")
+    add_face_crop_arguments(g)
     g.add_argument("--detect-side", type=int, default=0, metavar="PX",
                    help="pictures: search for faces on a copy at most PX pixels on its longer side, 0 = full "
                    f"size (default: %(default)s); smaller is faster, finds fewer small faces. Webcam frames "

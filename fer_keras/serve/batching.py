@@ -28,14 +28,8 @@ MAX_BATCH_FACES = 64
 """The most faces one batch takes; later requests wait for the next."""
 
 
-class SerialEnsemble:
-    """An ensemble behind a lock: each request's faces go through the models alone."""
-
-    batching = False
-
-    def __init__(self, ensemble):
-        self.ensemble = ensemble
-        self._lock = threading.Lock()
+class _SharedEnsemble:
+    """What the app reads of the ensemble it shares: its members and class names."""
 
     @property
     def members(self):
@@ -44,6 +38,16 @@ class SerialEnsemble:
     @property
     def class_names(self):
         return self.ensemble.class_names
+
+
+class SerialEnsemble(_SharedEnsemble):
+    """An ensemble behind a lock: each request's faces go through the models alone."""
+
+    batching = False
+
+    def __init__(self, ensemble):
+        self.ensemble = ensemble
+        self._lock = threading.Lock()
 
     def predict_proba(self, faces, *, tta=False):
         with self._lock:
@@ -62,7 +66,7 @@ class _Request:
     error: BaseException | None = None
 
 
-class MicroBatcher:
+class MicroBatcher(_SharedEnsemble):
     """An ensemble fed by one worker thread that batches the faces of concurrent requests.
 
     Args:
@@ -86,14 +90,6 @@ class MicroBatcher:
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="fer-micro-batcher", daemon=True)
         self._thread.start()
-
-    @property
-    def members(self):
-        return self.ensemble.members
-
-    @property
-    def class_names(self):
-        return self.ensemble.class_names
 
     def predict_proba(self, faces, *, tta=False):
         """Probabilities (N, C) of ``faces``, computed in a batch with other callers' faces."""
