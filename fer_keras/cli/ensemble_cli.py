@@ -89,8 +89,8 @@ def build_parser(prog=None, description=None):
                    "only for files you trust")
     g.add_argument("--strict", action="store_true", help="fail (exit 2) instead of skipping an unusable file")
     g.add_argument("--include-distilled", action="store_true", help="also average the folder's distilled "
-                   "members (trained with --teacher); by default they are set aside, since a student copies "
-                   "the other members")
+                   "members (trained with --teacher); by default a student is set aside while all its "
+                   "teachers are members beside it, since it copies them")
     g.add_argument("--class-map", choices=CLASS_MAPS,
                    help="drop-contempt: evaluate 7-way and 8-way members together on the 7 shared classes "
                    "(contempt column dropped and renormalised, contempt faces left out); without it mixed "

@@ -83,7 +83,7 @@ def build_parser(prog=None, description=None):
                    ".h5/.keras, or a .tflite/.onnx file or SavedModel folder written by export.py (run in its "
                    "own runtime: LiteRT, onnxruntime, TensorFlow)")
     g.add_argument("--include-distilled", action="store_true", help="also average the distilled members of "
-                   "--models-dir (set aside by default: a student copies the other members)")
+                   "--models-dir (set aside by default while all its teachers are members beside it: it copies them)")
     g.add_argument("--method", choices=METHODS, default="mean", help="how members are combined (default: %(default)s)")
     add_tta_argument(g)
     g.add_argument("--unsafe", action="store_true", help="allow model files that run code when loaded "

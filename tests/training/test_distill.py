@@ -115,8 +115,9 @@ def test_student_learns_from_teacher_and_records_it(teacher_dir, student):
 
 @pytest.mark.slow
 def test_a_folders_student_is_set_aside_unless_asked_for(teacher_dir, student, tmp_path):
-    """Check that a distilled file in a members folder neither votes nor teaches by default, and that
-    --include-distilled or naming the file makes it a member."""
+    """Check that a distilled file in a members folder neither votes nor teaches while its teachers are
+    there, that --include-distilled or naming the file makes it a member, and that it votes once its
+    teacher has left the folder."""
     folder = tmp_path / "models"
     folder.mkdir()
     shutil.copy(teacher_dir / "model_1.h5", folder / "model_1.h5")
@@ -128,6 +129,15 @@ def test_a_folders_student_is_set_aside_unless_asked_for(teacher_dir, student, t
     assert [m.name for m in members] == ["model_1.h5", "model_2.h5"] and not skipped
     members, skipped = ens.load_members([folder / "model_2.h5"])
     assert [m.name for m in members] == ["model_2.h5"] and not skipped
+    # Its teacher retired (only another member left beside it): the student is the one holder of what
+    # the teacher knew, so it votes.
+    assert members[0].teachers == ["model_1.h5"]
+    retired = tmp_path / "retired"
+    retired.mkdir()
+    shutil.copy(teacher_dir / "model_1.h5", retired / "model_3.h5")
+    shutil.copy(student[1], retired / "model_2.h5")
+    members, skipped = ens.load_members(retired, strict=True)
+    assert [m.name for m in members] == ["model_2.h5", "model_3.h5"] and not skipped
     faces = np.zeros((2, 48, 48, 1), np.uint8)
     _, info = distill.teacher_probabilities(folder, faces, class_names=CLASS_NAMES, verbose=0)
     assert info["members"] == ["model_1.h5"]
