@@ -284,22 +284,28 @@ def test_cli_report_html_worst_and_new_keys(tiny_csv, models, tmp_path):
         float(f"{v:.6f}") for v in (1 / 3, 2 / 3)}
 
 
+def _members_calibrated_alone(n=4000, members=5, seed=0):
+    """``(probs (M, N, 7), y)``: members each calibrated by its own temperature, whose mean is
+    under-confident as on FER2013. Noise every member shares (hard faces) plus each member's own:
+    correlated but diverse members, about 44% alone, 49% together (ensemble ECE ~0.08)."""
+    from fer_keras.ensemble.calibration import apply_temperatures, fit_temperatures
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 7, n)
+    shared = rng.normal(0, 1.5, (n, 7))
+    logits = 2.0 * np.eye(7)[y][None] + shared[None] + rng.normal(0, 1.0, (members, n, 7))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    return apply_temperatures(probs, fit_temperatures(probs, y)), y
+
+
 def test_shared_scale_calibrates_the_mean_of_calibrated_members():
     """Check that members calibrated one by one average into an under-confident ensemble, and
     that the shared factor (s < 1: sharper) lowers the ensemble's NLL and ECE, its accuracy
     barely moved."""
-    from fer_keras.ensemble.calibration import (apply_temperatures, expected_calibration_error,
-                                                fit_shared_scale, fit_temperatures)
+    from fer_keras.ensemble.calibration import apply_temperatures, expected_calibration_error, fit_shared_scale
 
-    rng = np.random.default_rng(0)
-    n, members = 4000, 5
-    y = rng.integers(0, 7, n)
-    # Noise every member shares (hard faces) plus each member's own: correlated but diverse members,
-    # about 44% alone, 49% together, the ensemble under-confident (ECE ~0.08) as on FER2013.
-    shared = rng.normal(0, 1.5, (n, 7))
-    logits = 2.0 * np.eye(7)[y][None] + shared[None] + rng.normal(0, 1.0, (members, n, 7))
-    probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
-    members_calibrated = apply_temperatures(probs, fit_temperatures(probs, y))
+    members_calibrated, y = _members_calibrated_alone()
+    members, n = members_calibrated.shape[:2]
     mean = members_calibrated.mean(axis=0)
 
     scale = fit_shared_scale(members_calibrated, y, lambda p: p.mean(axis=0))
@@ -322,15 +328,10 @@ def test_held_out_ece_judges_temperatures_on_faces_they_were_not_fitted_on():
     replay), and that on members calibrated one by one, whose mean is under-confident as on FER2013,
     the fitted temperatures calibrate faces they never saw."""
     from fer_keras.ensemble.calibration import (apply_temperatures, expected_calibration_error,
-                                                fit_ensemble_temperatures, fit_temperatures, held_out_ece)
+                                                fit_ensemble_temperatures, held_out_ece)
 
-    rng = np.random.default_rng(0)
-    n, members = 4000, 5
-    y = rng.integers(0, 7, n)
-    shared = rng.normal(0, 1.5, (n, 7))
-    logits = 2.0 * np.eye(7)[y][None] + shared[None] + rng.normal(0, 1.0, (members, n, 7))
-    probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
-    probs = apply_temperatures(probs, fit_temperatures(probs, y))  # each member calibrated alone
+    probs, y = _members_calibrated_alone()
+    n = len(y)
 
     def mean(p):
         return p.mean(axis=0)
