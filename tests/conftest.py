@@ -82,3 +82,20 @@ def learnable_csv(tmp_path_factory):
     """A 7-class CSV a tiny model learns in a few epochs: 140 Training and 35 PublicTest band faces."""
     rows = [(i % 7, i % 7, usage) for usage, n in (("Training", 140), ("PublicTest", 35)) for i in range(n)]
     return write_band_csv(tmp_path_factory.mktemp("csv") / "tiny.csv", rows, noise=60)
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory):
+    """A models folder holding one tiny seeded Flatten → Dense(7, softmax) member (loads in well under a
+    second): for tests of the commands around the models, not of the models. Read it, never write to it."""
+    import keras
+    from keras import layers
+
+    from fer_keras.models import model_io
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((48, 48, 1)), layers.Rescaling(1 / 255), layers.Flatten(),
+                              layers.Dense(7, activation="softmax")])
+    model_io.save_model(model, root / "model_1.h5")
+    return root

@@ -34,16 +34,9 @@ class FakeCapture:
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
+def models_dir(tiny_models_dir):
     """A models folder holding one tiny Flatten → Dense(7, softmax) member."""
-    import keras
-    from keras import layers
-
-    root = tmp_path_factory.mktemp("models")
-    model = keras.Sequential([keras.Input((48, 48, 1)), layers.Rescaling(1 / 255), layers.Flatten(),
-                              layers.Dense(7, activation="softmax")])
-    model_io.save_model(model, root / "model_1.h5")
-    return root
+    return tiny_models_dir
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,9 @@ from tests.serve.camera import photo_frame
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
+def tiny_models(tiny_models_dir):
     """A models folder holding one tiny Flatten → Dense(7, softmax) member (loads in well under a second)."""
-    import keras
-    from keras import layers
-
-    from fer_keras.models import model_io
-
-    root = tmp_path_factory.mktemp("serve_models")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((48, 48, 1)), layers.Rescaling(1 / 255), layers.Flatten(),
-                              layers.Dense(7, activation="softmax")])
-    model_io.save_model(model, root / "model_1.h5")
-    return root
+    return tiny_models_dir
 
 
 @pytest.fixture(scope="session")
