@@ -64,3 +64,18 @@ def test_detectors_find_publictest_faces_in_a_group_photo(name, at_least, fer_sa
             fer_sample[i, ..., 0], (144, 144), interpolation=cv2.INTER_CUBIC)
     found = build_detector(name).detect(canvas)
     assert at_least <= len(found) <= 6
+
+
+def test_mtcnn_graphs_give_the_packages_eager_answer(grace, mtcnn):
+    """Check that running MTCNN's networks as traced graphs (for speed) finds the same box, score and
+    landmarks as the package's own eager networks."""
+    from mtcnn import MTCNN
+
+    kwargs = dict(min_face_size=20, threshold_pnet=0.5, threshold_rnet=0.6, threshold_onet=0.8)
+    rgb = np.ascontiguousarray(grace[..., ::-1])
+    graphs, eager = mtcnn.model.detect_faces(rgb, **kwargs), MTCNN().detect_faces(rgb, **kwargs)
+    assert len(graphs) == len(eager) == 1
+    assert np.allclose(graphs[0]["box"], eager[0]["box"], atol=1)
+    assert abs(graphs[0]["confidence"] - eager[0]["confidence"]) < 1e-4
+    for name, (x, y) in eager[0]["keypoints"].items():
+        assert np.allclose(graphs[0]["keypoints"][name], (x, y), atol=1)

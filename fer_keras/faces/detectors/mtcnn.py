@@ -65,7 +65,7 @@ class MTCNNDetector(Detector):
             except ImportError as exc:
                 raise MissingPackageError(f"the mtcnn detector needs the mtcnn and lz4 packages ({exc}); "
                                           "pip install -r requirements.txt") from None
-            self._model = MTCNN(device=self.device)
+            self._model = _as_graphs(MTCNN(device=self.device))
         return self._model
 
     def _find(self, bgr, factor):
@@ -93,3 +93,20 @@ class MTCNNDetector(Detector):
     def get_config(self):
         return {**super().get_config(), "min_face": self.min_face, "min_score": self.min_score,
                 "proposal_scores": list(self.proposal_scores)}
+
+
+def _as_graphs(mtcnn):
+    """``mtcnn`` with each stage's network traced once into a TensorFlow graph.
+
+    The package calls its Keras networks eagerly: the proposal network runs on
+    every level of the image pyramid (ten levels for a 640x480 picture) and
+    eager mode dispatches each of its ops from Python, which cost ~4x the
+    graph's time there (``benchmarks/bench_detect.py``, BENCHMARKS.md). One
+    shape-free signature per network keeps it to one trace each. The outputs
+    are the same numbers (tests/faces/test_detectors.py).
+    """
+    import tensorflow as tf
+
+    for stage, side in zip(mtcnn.stages, (None, 24, 48)):  # PNet: any size; RNet, ONet: fixed patches
+        stage._model = tf.function(stage._model, input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)])
+    return mtcnn
