@@ -79,3 +79,13 @@ def test_mtcnn_graphs_give_the_packages_eager_answer(grace, mtcnn):
     assert abs(graphs[0]["confidence"] - eager[0]["confidence"]) < 1e-4
     for name, (x, y) in eager[0]["keypoints"].items():
         assert np.allclose(graphs[0]["keypoints"][name], (x, y), atol=1)
+
+
+@pytest.mark.parametrize("min_face, found", [(20, 1), (40, 1), (100, 1), (600, 0)])
+def test_mtcnn_min_face_above_the_packages_limit(grace, min_face, found):
+    """Check that a min_face above 20 px still finds the 170-px bundled face (the package alone finds
+    nothing there: its pyramid's last levels fall under 12 px), and none with min_face far above its size."""
+    faces = build_detector("mtcnn", min_face=min_face).detect(grace)
+    assert len(faces) == found
+    if found:
+        assert 150 < faces[0].w < 200 and faces[0].x < 256 < faces[0].x + faces[0].w
