@@ -32,7 +32,7 @@ class MTCNNDetector(Detector):
     """Faces and five landmarks with MTCNN.
 
     Args:
-      min_face: smallest face side searched for, in pixels of the searched copy.
+      min_face: smallest face reported (the shorter side of its box), in pixels of the picture given.
       min_score: faces the last stage scores below this are dropped (0..1);
         higher means fewer false faces.
       proposal_scores: the thresholds of the first two stages (proposals,
@@ -40,19 +40,23 @@ class MTCNNDetector(Detector):
       device: the TensorFlow device it runs on (``"CPU:0"``, ``"GPU:0"``).
       align, margin, detect_side: as every :class:`~fer_keras.faces.detectors.Detector`.
 
-    The defaults (0.5; proposals 0.3, 0.4; the package's are 0.8; 0.6, 0.7)
-    were swept on the group photos of another seed (7) than the benchmark's
-    (0): they found 94.7% of upright faces at 0.07 false ones per photo,
-    where the earlier 0.8; 0.5, 0.6 found 88.1% at 0.03.
-    Lower thresholds found more (96.5% at 0.2, 0.3; 0.4) but passed 0.1
-    false faces per photo, the limit for pictures (BENCHMARKS.md).
+    The defaults were swept on the group photos of another seed (7) than the
+    benchmark's (0), faces 56-150 px: proposal thresholds 0.3, 0.4 (the
+    package's 0.6, 0.7; ours until now 0.5, 0.6) and a last-stage 0.5 found
+    94.7% of upright faces at 0.07 false ones per photo and 87.0% of turned
+    ones, where 0.5, 0.6 and 0.8 found 88.1% and 78.2%. Lower thresholds found
+    more (96.5% at 0.2, 0.3 and 0.4) with more false faces than the picture
+    default may give (0.1 per photo). The low thresholds also let through
+    tiny "faces" (19 px in the bundled photo's jacket): boxes under
+    ``min_face`` (32 px; a face that small carries little expression for a
+    48-px classifier) are dropped.
     """
 
     name = "mtcnn"
     has_landmarks = True
     framing = MTCNN_FRAMING
 
-    def __init__(self, *, min_face=20, min_score=0.5, proposal_scores=(0.3, 0.4), device="CPU:0", align=True,
+    def __init__(self, *, min_face=32, min_score=0.5, proposal_scores=(0.3, 0.4), device="CPU:0", align=True,
                  margin=None, detect_side=0):
         super().__init__(align=align, margin=margin, detect_side=detect_side)
         self.proposal_scores = tuple(float(v) for v in proposal_scores)
@@ -78,32 +82,27 @@ class MTCNNDetector(Detector):
         return self._model
 
     def _find(self, bgr, factor):
-        import cv2
         import numpy as np
 
         rgb = np.ascontiguousarray(bgr[..., ::-1])
-        # The package's pyramid has a fixed number of levels; with min_face_size above 20 its smallest
-        # levels fall under PNet's 12-pixel window and it finds nothing at all (any picture, measured).
-        # A larger min_face is therefore searched at 20 on a copy shrunk to match.
-        min_face = max(12.0, self.min_face / factor)
-        shrink = max(1.0, min_face / PACKAGE_MIN_FACE_LIMIT)
-        if shrink > 1:
-            rgb = cv2.resize(rgb, (round(rgb.shape[1] / shrink), round(rgb.shape[0] / shrink)),
-                             interpolation=cv2.INTER_AREA)
         if min(rgb.shape[:2]) < 12:
             return []
-        found = self.model.detect_faces(rgb, min_face_size=round(min_face / shrink),
+        # The pyramid searches from 20 px at most: the package's pyramid has a fixed number of levels,
+        # and with a larger min_face_size its smallest ones fall under PNet's 12-pixel window and it
+        # finds nothing at all (measured). Smaller boxes are dropped afterwards instead, which also
+        # drops the tiny false "faces" that low proposal thresholds let through.
+        min_face = self.min_face / factor
+        found = self.model.detect_faces(rgb, min_face_size=round(min(max(min_face, 12), PACKAGE_MIN_FACE_LIMIT)),
                                         threshold_pnet=self.proposal_scores[0],
                                         threshold_rnet=self.proposal_scores[1],
                                         threshold_onet=min(self.min_score, 0.8))
         faces = []
         for face in found:
-            if float(face["confidence"]) < self.min_score:
+            x, y, w, h = (int(round(float(v))) for v in face["box"])
+            if float(face["confidence"]) < self.min_score or min(w, h) < min_face:
                 continue
-            x, y, w, h = (int(round(float(v) * shrink)) for v in face["box"])
             marks = face.get("keypoints") or {}
-            landmarks = tuple((float(marks[k][0]) * shrink, float(marks[k][1]) * shrink) for k in LANDMARKS) \
-                if marks else None
+            landmarks = tuple((float(marks[k][0]), float(marks[k][1])) for k in LANDMARKS) if marks else None
             if landmarks and landmarks[0][0] > landmarks[1][0]:  # picture-left eye first
                 landmarks = (landmarks[1], landmarks[0], landmarks[2], landmarks[4], landmarks[3])
             faces.append(Detection(x, y, max(w, 1), max(h, 1), float(face["confidence"]), landmarks))
