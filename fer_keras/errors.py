@@ -9,7 +9,17 @@ import os
 
 
 class FerError(Exception):
-    """Base class for every error fer_keras reports to a user."""
+    """Base class for every error fer_keras reports to a user.
+
+    ``parameter``: the argument or config field the user should change
+    (``"time_budget"``), where one is to blame. Library messages name
+    parameters, never command-line flags (only :mod:`fer_keras.cli` knows
+    those); a script that has a flag for ``parameter`` names it too.
+    """
+
+    def __init__(self, *args, parameter=None):
+        super().__init__(*args)
+        self.parameter = parameter
 
 
 class DataError(FerError, ValueError):

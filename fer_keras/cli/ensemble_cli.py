@@ -407,4 +407,4 @@ def main(argv=None, *, prog=None, description=None):
         with plain_warnings():
             return run(args)
 
-    return run_cli(job)
+    return run_cli(job, parser=parser)

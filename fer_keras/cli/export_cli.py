@@ -212,4 +212,4 @@ def main(argv=None, *, prog=None, description=None):
     """Parse ``argv``, export, check, report. Returns the exit code."""
     parser = build_parser(prog or os.path.basename(sys.argv[0]), description)
     args = parser.parse_args(argv)
-    return run_cli(lambda: run(args))
+    return run_cli(lambda: run(args), parser=parser)

@@ -394,4 +394,4 @@ def main(argv=None, *, prog=None, description=None, open_capture=None):
         with plain_warnings():
             return run(args, open_capture=open_capture)
 
-    return run_cli(job)
+    return run_cli(job, parser=parser)
