@@ -2,6 +2,7 @@
 
 import argparse
 
+from fer_keras.cli import train_cli
 from fer_keras.cli.common import error_line
 from fer_keras.errors import BadRowError, ConfigError, FerError
 
@@ -36,3 +37,13 @@ def test_error_line_keeps_the_hint_of_the_error_class():
     line = error_line(BadRowError("rows.csv:2: 3 columns"), parser=_parser(), hints={BadRowError: "pass --x"})
     assert line == "error: rows.csv:2: 3 columns (pass --x)"
 
+
+def test_train_script_error_names_the_flag(tmp_path, capsys):
+    """Check that train.py --time-budget -1 exits 2 with one line naming the flag, the parameter and the value."""
+    code = train_cli.main(["--csv", str(tmp_path / "none.csv"), "--run-dir", str(tmp_path / "run"),
+                           "--models-dir", str(tmp_path / "models"), "--time-budget", "-1", "--quiet"],
+                          prog="train.py", choose_model=True)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --time-budget: {TIME_BUDGET}\n"
+    assert not (tmp_path / "run").exists()
