@@ -98,6 +98,25 @@ def run_cli(job, *, hints=None, parser=None):
     return result if isinstance(result, int) else 0
 
 
+def skipped_line(skipped):
+    """The line a script with ``--unsafe`` prints for a file that did not become a member.
+
+    The library's reason names the parameter (``safe_mode=False``); a file
+    refused in safe mode also gets the flag that loads it.
+    """
+    return f"  skipped {skipped}" + (" (--unsafe loads it)" if skipped.parameter == "safe_mode" else "")
+
+
+REFIT_CALIBRATION = "python test_ensemble_model.py --models-dir {folder} --calibrate PublicTest ..."
+"""The command that refits a models folder's temperatures.json."""
+
+
+def calibration_note(note, folder, applied):
+    """The library's note on ``folder``'s temperatures.json; where it was not applied, with the
+    command that refits it (the library names no script or flag)."""
+    return note if applied else f"{note} ({REFIT_CALIBRATION.format(folder=folder)})"
+
+
 @contextlib.contextmanager
 def plain_warnings():
     """Show Python warnings as ``warning: message`` lines; hide TensorFlow's retracing notices
