@@ -9,7 +9,17 @@ import os
 
 
 class FerError(Exception):
-    """Base class for every error fer_keras reports to a user."""
+    """Base class for every error fer_keras reports to a user.
+
+    ``parameter``: the argument or config field the user should change
+    (``"time_budget"``), where one is to blame. Library messages name
+    parameters, never command-line flags (only :mod:`fer_keras.cli` knows
+    those); a script that has a flag for ``parameter`` names it too.
+    """
+
+    def __init__(self, *args, parameter=None):
+        super().__init__(*args)
+        self.parameter = parameter
 
 
 class DataError(FerError, ValueError):
@@ -73,11 +83,12 @@ SEED_MAX = 2**32 - 1
 ``keras.utils.set_random_seed``) accepts; ``default_rng`` refuses negatives."""
 
 
-def check_seed(seed, name="--seed"):
-    """Raise :class:`ConfigError` unless ``0 <= seed <= SEED_MAX``.
+def check_seed(seed, name="seed"):
+    """Raise :class:`ConfigError` unless ``0 <= seed <= SEED_MAX``; ``name``: the parameter's.
 
     Why: outside that range NumPy raises a ValueError deep inside a run,
     after output folders exist, and it reads as a traceback.
     """
     if not 0 <= seed <= SEED_MAX:
-        raise ConfigError(f"{name} {seed}: must be an integer from 0 to {SEED_MAX} (2**32 - 1)")
+        raise ConfigError(f"{name} must be an integer from 0 to {SEED_MAX} (2**32 - 1). Received: {name}={seed}",
+                          parameter=name)

@@ -172,8 +172,8 @@ def check_outputs(folder, names, *, overwrite=False, inputs=()):
     taken = [t for t in targets if os.path.lexists(t)]
     if taken and not overwrite:
         shown = ", ".join(str(t.relative_to(folder)) for t in taken[:5]) + (" ..." if len(taken) > 5 else "")
-        raise FerError(f"{folder} already holds {shown}; pass --overwrite to replace them or choose another "
-                       "output folder")
+        raise FerError(f"{folder} already holds {shown}; pass overwrite=True to replace them or choose another "
+                       "output folder", parameter="overwrite")
 
 
 def refuse_inputs(targets, inputs):
@@ -193,7 +193,7 @@ OUTPUTS_RECORD = ".fer_keras-outputs.json"
 def record_outputs(folder, command, names, *, inputs=()):
     """Note that ``command`` wrote ``names`` into ``folder``; delete its stale files.
 
-    Why: ``--overwrite`` must not leave a file of the earlier run (a
+    Why: ``overwrite`` must not leave a file of the earlier run (a
     ``worst.png``) beside a new report, yet must never delete a file it did
     not create. So each command records what it wrote, and a rerun deletes
     only the files that record lists and this run did not write again.

@@ -263,7 +263,7 @@ def write(results, out_dir, *, overwrite=False):
 # === Command line ===
 
 
-def parse_args(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[2:]))
@@ -273,13 +273,14 @@ def parse_args(argv=None):
     p.add_argument("--metric", choices=METRICS, default="accuracy", help="figure to compare (default: accuracy)")
     p.add_argument("--out", default=str(HERE), help="folder for results.md and results.png (default: results/)")
     p.add_argument("--overwrite", action="store_true", help="replace results.md and results.png already in --out")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None):
     from fer_keras.cli.common import run_cli
 
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
 
     def job():
         paths, names = [], {}
@@ -298,7 +299,7 @@ def main(argv=None):
         print(markdown_table(results))
         print(f"\nwrote {md} and {png}")
 
-    return run_cli(job)
+    return run_cli(job, parser=parser)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ The rules are those of ARCHITECTURE.md.
 """
 
 import ast
+import re
 import shutil
 from pathlib import Path
 
@@ -182,6 +183,31 @@ def test_no_package_name_hides_one_of_its_modules():
                 continue
             hidden += [f"{package}.{name}" for name in names if name in modules]
     assert hidden == []
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z]")
+"""A command-line flag in a string: ``--time-budget`` (not ``a--b`` or a ``----`` rule)."""
+
+FLAGS_NOT_YET_MOVED = ("faces/",)
+"""Folders whose strings still name flags: their owner is reworking fer_keras/faces/ now."""
+
+
+def flag_mentions(root):
+    """``path:line`` of every string (docstrings too) outside ``cli/`` that names a flag."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(("cli/", *FLAGS_NOT_YET_MOVED)):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and FLAG.search(node.value):
+                found.append(f"{relative}:{node.lineno}")
+    return found
+
+
+def test_only_the_cli_names_flags():
+    """Check that library strings name parameters, never command-line flags (only fer_keras/cli/ knows them)."""
+    assert flag_mentions(PACKAGE) == []
 
 
 def test_the_rules_catch_a_forbidden_import(tmp_path):

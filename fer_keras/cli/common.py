@@ -48,23 +48,73 @@ SKIP_BAD_ROWS_HINT = "pass --skip-bad-rows to drop such rows"
 """What a command that has --skip-bad-rows adds to a bad-row error."""
 
 
-def run_cli(job, *, hints=None):
+FLAGS_NAMED_OTHERWISE = {"safe_mode": "--unsafe", "model_options": "--model-option"}
+"""Library parameters whose flag has another name: ``--unsafe`` sets ``safe_mode=False``, each
+``--model-option`` one of ``model_options``."""
+
+
+def flag_for(parser, parameter):
+    """The long option of ``parser`` that sets ``parameter`` (``"--time-budget"``), else None."""
+    if parser is None or not parameter:
+        return None
+    for action in parser._actions:
+        if action.dest == parameter and action.option_strings:
+            return max(action.option_strings, key=len)
+    other = FLAGS_NAMED_OTHERWISE.get(parameter)
+    return other if other in parser._option_string_actions else None
+
+
+def error_line(exc, *, parser=None, hints=None):
+    """The one line a script prints for a :class:`FerError`.
+
+    Why the flag: library errors name the parameter to change, never a flag
+    (``time_budget must be >= 0 minutes. Received: time_budget=-1``); a user
+    of the command line needs the flag, so where ``parser`` has an option
+    for the error's ``parameter`` the line starts with it
+    (``error: --time-budget: time_budget must be ...``). ``hints``: see
+    :func:`run_cli`.
+    """
+    flag = flag_for(parser, getattr(exc, "parameter", None))
+    hint = next((text for kind, text in (hints or {}).items() if isinstance(exc, kind)), None)
+    return "error: " + (f"{flag}: " if flag else "") + str(exc) + (f" ({hint})" if hint else "")
+
+
+def run_cli(job, *, hints=None, parser=None):
     """Run ``job()``; map user errors to exit codes. Returns the exit code.
 
     ``hints``: ``{error class: sentence}`` appended to such an error's line,
     for advice only this command can give (its own flags): library errors
-    name no flag.
+    name no flag. ``parser``: the script's, so an error names the flag of
+    the parameter it blames (:func:`error_line`).
     """
     try:
         result = job()
     except FerError as exc:
-        hint = next((text for kind, text in (hints or {}).items() if isinstance(exc, kind)), None)
-        print(f"error: {exc}" + (f" ({hint})" if hint else ""), file=sys.stderr)
+        print(error_line(exc, parser=parser, hints=hints), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
+
+
+def skipped_line(skipped):
+    """The line a script with ``--unsafe`` prints for a file that did not become a member.
+
+    The library's reason names the parameter (``safe_mode=False``); a file
+    refused in safe mode also gets the flag that loads it.
+    """
+    return f"  skipped {skipped}" + (" (--unsafe loads it)" if skipped.parameter == "safe_mode" else "")
+
+
+REFIT_CALIBRATION = "python test_ensemble_model.py --models-dir {folder} --calibrate PublicTest ..."
+"""The command that refits a models folder's temperatures.json."""
+
+
+def calibration_note(note, folder, applied):
+    """The library's note on ``folder``'s temperatures.json; where it was not applied, with the
+    command that refits it (the library names no script or flag)."""
+    return note if applied else f"{note} ({REFIT_CALIBRATION.format(folder=folder)})"
 
 
 @contextlib.contextmanager

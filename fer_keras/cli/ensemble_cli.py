@@ -16,7 +16,7 @@ import numpy as np
 
 from fer_keras import data
 from fer_keras import ensemble as ens
-from fer_keras.cli.common import add_tta_argument, plain_warnings, run_cli
+from fer_keras.cli.common import add_tta_argument, calibration_note, plain_warnings, run_cli, skipped_line
 from fer_keras.constants import CLASS_NAMES, TEST_SPLIT, VALIDATION_SPLIT
 from fer_keras.data import DATASETS, Split, load_dataset
 from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS, combine_probas, report_files
@@ -253,7 +253,7 @@ def run(args, *, stdout=None):
     for m in members:
         print(f"  {m.name:<28} {m.adapter.describe()}", file=stdout)
     for s in skipped:
-        print(f"  skipped {s}", file=stdout)
+        print(skipped_line(s), file=stdout)
 
     class_map = getattr(args, "class_map", None)
     classes = ens.evaluation_classes(members, data_classes=len(dataset.class_names), class_map=class_map)
@@ -275,7 +275,7 @@ def run(args, *, stdout=None):
     if args.weights == "auto" and folder and not args.model and not args.calibrate:
         ensemble.temperatures, note = ens.folder_temperatures(folder, members)
         if note:
-            print(note, file=stdout)
+            print(calibration_note(note, folder, ensemble.temperatures is not None), file=stdout)
         if ensemble.temperatures is not None:
             calibration_file = Path(folder) / ens.CALIBRATION_FILE
     if calibration_file is not None:
@@ -407,4 +407,4 @@ def main(argv=None, *, prog=None, description=None):
         with plain_warnings():
             return run(args)
 
-    return run_cli(job)
+    return run_cli(job, parser=parser)

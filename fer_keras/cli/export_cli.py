@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fer_keras import ensemble as ens
 from fer_keras import export as ex
-from fer_keras.cli.common import run_cli
+from fer_keras.cli.common import calibration_note, run_cli, skipped_line
 from fer_keras.constants import CLASS_NAMES, INPUT_SHAPE, NUM_CLASSES
 from fer_keras.ensemble import find_model_files
 from fer_keras.errors import ConfigError, ModelFileError, check_seed
@@ -157,7 +157,7 @@ def run(args, *, stdout=None):
         folder = args.models_dir or "models"
         temperatures, note = ens.folder_temperatures(folder, members)
         if note:
-            print(note, file=stdout)
+            print(calibration_note(note, folder, temperatures is not None), file=stdout)
         if temperatures is not None:
             source = str(Path(folder) / ens.CALIBRATION_FILE)
     model = ex.fuse(members, weights=weights, temperatures=temperatures, name=name)
@@ -168,7 +168,7 @@ def run(args, *, stdout=None):
         temp = f", T={entry['temperature']:.3f}" if entry["temperature"] != 1 else ""
         print(f"  {entry['file']:<28} weight {entry['weight']:.4f}{temp}  {member.adapter.describe()}", file=stdout)
     for s in skipped:
-        print(f"  skipped {s}", file=stdout)
+        print(skipped_line(s), file=stdout)
 
     if rep_source:
         print(f"int8 calibration: {rep_source}", file=stdout)
@@ -212,4 +212,4 @@ def main(argv=None, *, prog=None, description=None):
     """Parse ``argv``, export, check, report. Returns the exit code."""
     parser = build_parser(prog or os.path.basename(sys.argv[0]), description)
     args = parser.parse_args(argv)
-    return run_cli(lambda: run(args))
+    return run_cli(lambda: run(args), parser=parser)

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from fer_keras import ensemble as ens
-from fer_keras.cli.common import add_face_crop_arguments, add_tta_argument, plain_warnings, run_cli
+from fer_keras.cli.common import (add_face_crop_arguments, add_tta_argument, calibration_note, plain_warnings,
+                                  run_cli, skipped_line)
 from fer_keras.ensemble import METHODS, distilled_member, find_model_files
 from fer_keras.errors import ConfigError, InputError, ModelFileError
 from fer_keras.export import RUNTIME_SUFFIXES, RuntimeModel
@@ -221,7 +222,7 @@ def load_predictor(args, *, stdout):
     for m in members:
         print(f"  {m.name:<28} {m.adapter.describe()}", file=stdout)
     for s in skipped:
-        print(f"  skipped {s}", file=stdout)
+        print(skipped_line(s), file=stdout)
     if args.explain and 0 <= args.explain_member < len(members) and members[args.explain_member].model is None:
         member = members[args.explain_member]
         raise ConfigError(f"--explain needs a Keras member; member {args.explain_member} ({member.name}) runs in "
@@ -231,7 +232,8 @@ def load_predictor(args, *, stdout):
     if folder and not args.model and members:
         ensemble.temperatures, note = ens.folder_temperatures(folder, members)
         if note and (ensemble.temperatures is not None or len(sources) == 1 and sources[0] == folder):
-            print(note, file=stdout)  # silent when the webcam runs the distilled member alone
+            # silent when the webcam runs the distilled member alone
+            print(calibration_note(note, folder, ensemble.temperatures is not None), file=stdout)
     predictor = FacePredictor(ensemble, detector, detect=not args.no_detect, tta=args.tta,
                               explain_member=args.explain_member)
     return predictor, members, skipped
@@ -394,4 +396,4 @@ def main(argv=None, *, prog=None, description=None, open_capture=None):
         with plain_warnings():
             return run(args, open_capture=open_capture)
 
-    return run_cli(job)
+    return run_cli(job, parser=parser)

@@ -114,7 +114,7 @@ def data_resize_main(argv=None, *, prog=None):
                                     usage=args.usage, overwrite=args.overwrite, progress=not args.quiet)
         print(format_summary(summary))
 
-    return run_cli(job)
+    return run_cli(job, parser=p)
 
 
 CSV_TO_IMAGES_EPILOG = """\
@@ -146,7 +146,7 @@ def csv_to_images_main(argv=None, *, prog=None):
                                     on_bad_rows="skip" if args.skip_bad_rows else "error", progress=not args.quiet)
         print(format_summary(summary))
 
-    return run_cli(job, hints={BadRowError: SKIP_BAD_ROWS_HINT})
+    return run_cli(job, hints={BadRowError: SKIP_BAD_ROWS_HINT}, parser=p)
 
 
 PACK_DATASET_EPILOG = f"""\
@@ -172,7 +172,7 @@ def pack_dataset_main(argv=None, *, prog=None):
         dataset = data.pack_dataset(args.csv, args.out, overwrite=args.overwrite)
         print(f"{args.out}: {Path(args.out).stat().st_size / 1e6:.1f} MB\n{dataset.summary()}")
 
-    return run_cli(job)
+    return run_cli(job, parser=p)
 
 
 IMAGES_TO_CSV_EPILOG = f"""\
@@ -205,4 +205,4 @@ def images_to_csv_main(argv=None, *, prog=None):
                                     progress=not args.quiet)
         print(format_summary(summary))
 
-    return run_cli(job)
+    return run_cli(job, parser=p)

@@ -208,4 +208,4 @@ def main(argv=None, *, prog=None, description="", defaults=None, choose_model=Fa
         else:
             train(config, verbose=verbose)
 
-    return run_cli(job, hints={BadRowError: SKIP_BAD_ROWS_HINT})
+    return run_cli(job, hints={BadRowError: SKIP_BAD_ROWS_HINT}, parser=parser)

@@ -11,7 +11,7 @@ label order, so a model trained on one dataset reads the others unchanged:
 - :func:`load_ferplus`, :func:`load_rafdb`, :func:`load_affectnet`,
   :func:`load_ckplus`: the other datasets in their official layouts, with
   their labels mapped onto FER2013's (:mod:`fer_keras.data.labels`);
-- :func:`load_dataset`: any of them by its ``--dataset`` name.
+- :func:`load_dataset`: any of them by name.
 
 The readers of other datasets return a :class:`DatasetInfo`, which adds
 ``dropped`` (``{reason: count}`` of what was left out on purpose: removed

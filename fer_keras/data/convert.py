@@ -42,7 +42,7 @@ def refuse_existing(path, overwrite):
     path = Path(path)
     exists = path.is_file() or (path.is_dir() and any(path.iterdir()))
     if exists and not overwrite:
-        raise DataError(f"{path} already exists; use --overwrite / overwrite=True to replace it")
+        raise DataError(f"{path} already exists; pass overwrite=True to replace it", parameter="overwrite")
     if path.exists() and not path.is_dir() and not path.is_file():
         raise DataError(f"{path} exists and is not a file or folder")
 

@@ -169,7 +169,7 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, detector=None, 
         raise DataError(f"unknown usage {usage!r}; expected {', '.join(USAGES)}")
     if margin is not None and not margin >= 0:
         raise DataError(f"margin {margin}: must be 0 or more (the border added on each side of a face, "
-                        "as a fraction of its size)")
+                        "as a fraction of its size)", parameter="margin")
     pictures, layout = find_pictures(src)
     if fmt == "folder" and (dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents):
         raise DataError(f"{dst}: the output folder must not be {src} or inside it")
@@ -177,8 +177,8 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, detector=None, 
     if label is not None:
         label_index = class_index(str(label))
     if fmt == "csv" and layout == "flat" and label_index is None:
-        raise DataError(f"{src} has no class folders, so its pictures have no labels; pass --label CLASS "
-                        "(one class for all) or use --format folder")
+        raise DataError(f"{src} has no class folders, so its pictures have no labels; pass label=CLASS "
+                        "(one class for all) or use fmt='folder'", parameter="label")
     sources = [file for file, _, _ in pictures]
     refuse_existing(dst, overwrite)
     if detect_faces and finder is None:

@@ -161,11 +161,11 @@ def evaluation_classes(members, *, data_classes=None, class_map=None):
         f"; the data has {data_classes} classes{' (with contempt)' if data_classes == 8 else ''}"
     hint = ""
     if data_classes == NUM_CLASSES and set(ways) == {len(CLASS_NAMES_8)}:
-        hint = " or read the data with --num-classes 8,"
+        hint = " (or read the data with num_classes=8)"
     raise FerError(f"members and data do not share one class set ({listed}{data}); refusing to mix them. "
-                   f"Pass --class-map drop-contempt (class_map='drop-contempt'),{hint} to evaluate on the 7 "
-                   "shared classes: 8-way members' contempt column is dropped and renormalised, and contempt "
-                   "faces are left out of the data")
+                   f"Pass class_map='drop-contempt'{hint} to evaluate on the 7 shared classes: 8-way members' "
+                   "contempt column is dropped and renormalised, and contempt faces are left out of the data",
+                   parameter="class_map")
 
 
 def member_keys(members):

@@ -122,7 +122,7 @@ class Member:
 
     @property
     def is_distilled(self):
-        """Trained by distillation (``--teacher``): a copy of its teachers, not an independent vote."""
+        """Trained by distillation (``TrainConfig.teacher``): a copy of its teachers, not an independent vote."""
         return "teacher" in self.metadata
 
     @property
@@ -145,7 +145,7 @@ class Member:
         try:
             model = model_io.load_model(path, safe_mode=safe_mode)
         except ModelFileError as exc:
-            raise ModelFileError(_clearer_load_error(str(exc), path)) from None
+            raise ModelFileError(_clearer_load_error(str(exc), path), parameter=exc.parameter) from None
         meta = dict(getattr(model, "fer_metadata", {}) or {})
         model = _single_tensor_io(model)
         adapter, notes = _make_adapter(model, meta, path, class_counts=class_counts)
@@ -203,10 +203,12 @@ class Member:
 
 @dataclasses.dataclass(frozen=True)
 class Skipped:
-    """A file that did not become a member, and why (one line)."""
+    """A file that did not become a member, and why (one line); ``parameter``: the
+    argument that would load it (``safe_mode``), where there is one."""
 
     path: Path
     reason: str
+    parameter: str | None = None
 
     def __str__(self):
         return f"{Path(self.path).name}: {self.reason}"
@@ -226,7 +228,7 @@ def find_model_files(models_dir):
 
 
 def distilled_member(folder):
-    """The newest member file of ``folder`` trained by distillation (``--teacher``), or None.
+    """The newest member file of ``folder`` trained by distillation (with a ``teacher``), or None.
 
     The small, fast stand-in for the ensemble it learnt from: what a live
     webcam view runs alone. Files whose metadata cannot be read are passed
@@ -258,7 +260,7 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
     one-line reason; ``strict=True`` raises :class:`ModelFileError` instead.
     ``class_counts=CLASS_COUNTS`` accepts 8-way (contempt) classifiers too.
 
-    A folder's distilled member (trained with ``--teacher``) is set aside as
+    A folder's distilled member (trained with a ``teacher``) is set aside as
     skipped while every teacher it learnt from is a member from the same
     folder, unless ``include_distilled``: it is then a compressed copy of
     them, not an independent vote, and it must not teach its own successor.
@@ -287,8 +289,9 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
         except ModelFileError as exc:
             reason = _strip_path(str(exc), file)
             if strict:
-                raise ModelFileError(f"{file}: {reason} (--strict: no file may be skipped)") from None
-            skipped.append(Skipped(file, reason))
+                raise ModelFileError(f"{file}: {reason} (strict=True: no file may be skipped)",
+                                     parameter="strict") from None
+            skipped.append(Skipped(file, reason, exc.parameter))
     members = []
     for member, from_folder in loaded:
         if from_folder and not include_distilled and member.is_distilled and _teachers_present(member, loaded):
@@ -298,7 +301,8 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
     if not members:
         where = ", ".join(str(s) for s in sources) or "(nothing given)"
         detail = f"; skipped: {'; '.join(str(s) for s in skipped)}" if skipped else ""
-        raise ModelFileError(f"no usable model files in {where}{detail}")
+        raise ModelFileError(f"no usable model files in {where}{detail}",
+                             parameter=next((s.parameter for s in skipped if s.parameter), None))
     return members, skipped
 
 
@@ -319,7 +323,7 @@ def _clearer_load_error(message, path):
     lowered = message.lower()
     if "lambda layer" in lowered and "safe mode" in lowered:
         return (f"{path}: contains a Lambda layer (Python code) and is refused in safe mode; "
-                "pass --unsafe (safe_mode=False) only for files you trust")
+                "pass safe_mode=False only for files you trust")
     if "unknown layer" in lowered or "could not be deserialized" in lowered or "could not locate" in lowered:
         found = re.findall(r"Unknown layer: '([^']+)'", message) or _custom_names(path)
         what = f" ({', '.join(list(dict.fromkeys(found))[:3])})" if found else ""

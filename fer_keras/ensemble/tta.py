@@ -1,6 +1,6 @@
 """Test-time augmentation: the views of each face a member averages over.
 
-Modes (``--tta MODE``):
+Modes (the ``tta`` argument):
 
 - ``none``: the face as it is.
 - ``flip``: the face and its mirror image (2 views).

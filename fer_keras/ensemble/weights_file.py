@@ -1,7 +1,7 @@
 """Weights files: the JSON that carries member weights and temperatures between runs.
 
 ``weights.json``, ``temperatures.json`` and ``selection.json`` (written by
-the ensemble tester) are all weights files; ``--weights FILE`` reads any of
+the ensemble tester) are all weights files; :func:`read_weights_file` reads any of
 them back; a folder's own ``temperatures.json`` (:data:`CALIBRATION_FILE`) is its
 calibration, applied by default (:func:`folder_temperatures`).
 """
@@ -60,7 +60,7 @@ def read_weights_file(path):
 
 
 CALIBRATION_FILE = "temperatures.json"
-"""The calibration shipped beside the members of a folder (what ``--calibrate`` writes), applied by default."""
+"""The calibration shipped beside the members of a folder (:func:`write_temperatures`), applied by default."""
 
 
 def folder_temperatures(folder, members):
@@ -86,8 +86,8 @@ def folder_temperatures(folder, members):
         differences = "; ".join(part for part in (
             f"members it has no temperature for: {', '.join(missing)}" if missing else "",
             f"files it names that are not members: {', '.join(extra)}" if extra else "") if part)
-        return None, (f"{path} was fitted for other members ({differences}); not applied. Refit it: "
-                      f"python test_ensemble_model.py --models-dir {folder} --calibrate PublicTest ...")
+        return None, (f"{path} was fitted for other members ({differences}); not applied: refit it for the "
+                      "members now there, on a held-out split")
     try:
         fitted_on = json.loads(path.read_text(encoding="utf-8")).get("fitted_on", {}).get("usage")
     except (OSError, ValueError, AttributeError):

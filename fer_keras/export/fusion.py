@@ -168,7 +168,7 @@ def fused_metadata(members, *, weights=None, temperatures=None, source=None):
                 entry[field] = member.metadata[field]
         entries.append(entry)
     # One graph shares one input, so ten-crop TTA can shift it for all members only when
-    # they all crop alike; otherwise ``--tta tencrop`` on the file is the flip average.
+    # they all crop alike; otherwise ``tta="tencrop"`` on the file is the flip average.
     margins = {member.crop_margin for member in members}
     return {"kind": "fused_ensemble", "class_names": list(CLASS_NAMES), "input_scale": "0-255",
             "crop_margin": margins.pop() if len(margins) == 1 else 0,

@@ -1,7 +1,7 @@
 """Checking the artefacts: each run in its runtime and compared with the Keras original.
 
 Accuracy, top-1 agreement, largest probability difference, size and
-single-face latency, on PublicTest faces of ``--csv`` (else synthetic
+single-face latency, on PublicTest faces of a ``csv`` (else synthetic
 faces); the int8 calibration faces come from its Training split.
 """
 

@@ -18,7 +18,7 @@ an existing one is replaced only with ``overwrite``:
   float32) and ``int8`` (full-integer: every op int8; **uint8 input** — the raw
   face, scale 1, zero point 0, so nothing to quantize — and **float32 output**,
   one dequantize at the end, so probabilities need no scale on the app side).
-  The int8 calibration faces come from the Training split of ``--csv``, else
+  The int8 calibration faces come from the Training split of a ``csv``, else
   from seeded synthetic faces.
 - ``onnx``: through ``tf2onnx.convert.from_function`` on the same uint8
   serving function (Keras 3's own ONNX route; needs ``tf2onnx`` and ``onnx``).
@@ -47,7 +47,7 @@ FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 """What :func:`export` can write."""
 
 TFLITE_VARIANTS = ("float32", "float16", "int8")
-"""TFLite files written for ``--format tflite``."""
+"""TFLite files written for the ``tflite`` format."""
 
 INPUT_NAME = "faces"
 
@@ -95,7 +95,8 @@ def check_free(paths, *, overwrite=False):
     taken = [Path(p) for p in paths if Path(p).exists()]
     if taken and not overwrite:
         shown = ", ".join(str(p) for p in taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
-        raise FerError(f"{shown} already exist(s); refusing to overwrite (pass --overwrite or another --out)")
+        raise FerError(f"{shown} already exist(s); refusing to overwrite (pass overwrite=True or choose another "
+                       "output folder)", parameter="overwrite")
 
 
 def export_keras(model, path, *, metadata=None, overwrite=False):

@@ -23,7 +23,7 @@ from fer_keras.inference.annotate import CLASS_COLOURS_RGB, draw_faces
 from fer_keras.io_utils import atomic_path, write_json_atomic, write_text_atomic
 
 OUTPUT_MARKERS = ("predictions.json", "predictions.csv")
-"""Files every run writes; their presence means ``--out`` holds an earlier run."""
+"""Files every run writes; their presence means the output folder holds an earlier run."""
 
 
 class OutputFolder:
@@ -55,7 +55,8 @@ class OutputFolder:
             for marker in OUTPUT_MARKERS:
                 if (Path(path) / marker).exists():
                     raise OutputExistsError(f"{path} already holds {marker} from an earlier run; "
-                                            "pass --overwrite or choose another --out")
+                                            "pass overwrite=True or choose another output folder",
+                                            parameter="overwrite")
 
     def claim(self, stem, suffix):
         """A fresh output path ``<stem><suffix>`` (``<stem>-2<suffix>`` when this run used it already)."""
@@ -65,7 +66,8 @@ class OutputFolder:
         self._claimed.add(name)
         path = self.path / name
         if path.exists() and not self.overwrite:
-            raise OutputExistsError(f"{path} exists; pass --overwrite or choose another --out")
+            raise OutputExistsError(f"{path} exists; pass overwrite=True or choose another output folder",
+                                    parameter="overwrite")
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 

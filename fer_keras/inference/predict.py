@@ -70,8 +70,8 @@ class FacePredictor:
         self.class_names = tuple(class_names)
         members = getattr(ensemble, "members", [])
         if members and not 0 <= explain_member < len(members):
-            raise ConfigError(f"--explain-member {explain_member}: the ensemble has {len(members)} member(s) "
-                              f"(0..{len(members) - 1})")
+            raise ConfigError(f"explain_member must be 0..{len(members) - 1}: the ensemble has {len(members)} "
+                              f"member(s). Received: explain_member={explain_member}", parameter="explain_member")
         self.explain_member = explain_member
         self._explainers = {}
 
@@ -196,7 +196,7 @@ class FacePredictor:
         from tqdm.auto import tqdm
 
         if every < 1:
-            raise ConfigError("--every must be at least 1")
+            raise ConfigError(f"every must be at least 1. Received: every={every}", parameter="every")
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such file")
@@ -249,7 +249,8 @@ class FacePredictor:
         import cv2
 
         if interval < 0:
-            raise ConfigError("--interval must be 0 (every frame) or more seconds")
+            raise ConfigError(f"interval must be 0 (every frame) or more seconds. Received: interval={interval}",
+                              parameter="interval")
         label = f"webcam:{source}"
         _reset(self.detector)
         capture = (open_capture or open_camera)(source)

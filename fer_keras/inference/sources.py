@@ -1,4 +1,4 @@
-"""What ``--input`` names: a picture, a folder of pictures, a video file or a webcam.
+"""What an input names: a picture, a folder of pictures, a video file or a webcam.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def demo_image():
     except (OSError, ValueError):
         path = None
     if path is None or not path.is_file():
-        raise FerError("matplotlib's sample picture grace_hopper.jpg is not installed here; pass --input FILE")
+        raise FerError("matplotlib's sample picture grace_hopper.jpg is not installed here; name a picture of "
+                       "your own as the input", parameter="input")
     return path
 
 
@@ -36,7 +37,7 @@ def parse_webcam(spec):
 
 
 def input_kind(spec):
-    """``webcam``, ``folder``, ``video`` or ``image`` for an ``--input`` value."""
+    """``webcam``, ``folder``, ``video`` or ``image`` for an input (a path or ``webcam[:N]``)."""
     if parse_webcam(spec) is not None and not Path(spec).exists():
         return "webcam"
     path = Path(spec)

@@ -39,7 +39,7 @@ def builder(name):
 
 
 def options_of(name):
-    """The builder's options and their defaults (for --help and model cards)."""
+    """The builder's options and their defaults (for help texts and model cards)."""
     params = inspect.signature(builder(name)).parameters
     return {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
 
@@ -93,9 +93,9 @@ def _check_weights_file(path):
         with open(path, "rb") as fh:
             head = fh.read(len(HDF5_SIGNATURE))
     except OSError as exc:
-        raise ConfigError(f"weights {path}: cannot read ({exc.strerror or exc})") from None
+        raise ConfigError(f"weights {path}: cannot read ({exc.strerror or exc})", parameter="weights") from None
     if head != HDF5_SIGNATURE:
-        raise ConfigError(f"weights {path}: not an HDF5 weights file (.h5)")
+        raise ConfigError(f"weights {path}: not an HDF5 weights file (.h5)", parameter="weights")
 
 
 @contextlib.contextmanager
@@ -114,13 +114,14 @@ def _pretrained_weights_errors(name, weights):
         if not isinstance(weights, str) or weights == "imagenet":
             raise
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ConfigError(f"weights {weights}: does not fit {name}'s ImageNet base ({reason})") from None
+        raise ConfigError(f"weights {weights}: does not fit {name}'s ImageNet base ({reason})",
+                          parameter="weights") from None
     except Exception as exc:
         if weights != "imagenet" or "URL fetch failure" not in str(exc):
             raise
         raise ConfigError(f"{name}: the ImageNet weights could not be downloaded (offline?); download the "
-                          "keras.applications *_notop.h5 file elsewhere and pass its path as the weights "
-                          "(train.py --weights FILE)") from None
+                          "keras.applications *_notop.h5 file elsewhere and pass its path as weights",
+                          parameter="weights") from None
 
 
 def _class_names(num_classes):

@@ -23,7 +23,7 @@ for depthwise convolutions are slow to train (width 4: 94 img/s).
 What we changed: the paper's last layer is a 3x3 conv to one map per class
 followed by global average pooling; up to its border effects that is a
 linear layer on the pooled features, so we pool first and use the shared
-Dense classifier (named like every family's, which ``--init`` fine-tuning to
+Dense classifier (named like every family's, which fine-tuning from ``init`` to
 another class count relies on). The paper's L2 penalty (0.01 on every conv)
 is left to the optimiser's weight decay. ``width`` scales every channel
 count: width 1 has 49,783 trainable parameters at 7 classes (51,255 with

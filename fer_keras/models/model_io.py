@@ -219,10 +219,13 @@ def load_model(path, *, safe_mode=True):
         model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as exc:  # Keras raises many types for bad files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        parameter = None
         if "lambda" in reason.lower() or "safe_mode" in reason.lower():
-            reason = "contains a Lambda layer (arbitrary code); refused in safe mode (use --unsafe only for files you trust)"
+            reason = ("contains a Lambda layer (arbitrary code); refused in safe mode (load it with safe_mode=False "
+                      "only if you trust the file)")
+            parameter = "safe_mode"
         elif "no model config found" in reason.lower():
             reason = "an HDF5 file with no Keras model in it (weights only, or other data)"
-        raise ModelFileError(f"{path}: cannot load ({reason[:300]})") from None
+        raise ModelFileError(f"{path}: cannot load ({reason[:300]})", parameter=parameter) from None
     model.fer_metadata = meta
     return model

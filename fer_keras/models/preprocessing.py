@@ -26,7 +26,7 @@ def adapt_input(x, *, size=None, channels=1, scale="0-1", crop=None):
     ``crop``: keep the central ``crop`` x ``crop`` pixels of the 48x48 face
     (Keras' ``CenterCrop``). This is how the crop recipe lives inside the
     file: training shifts each face by up to ``(48 - crop) / 2`` pixels
-    (``--augment crop``), so the centre crop sees a random crop of the face,
+    (``augment="crop"``), so the centre crop sees a random crop of the face,
     while inference sees the central one with no extra code; the ten-crop
     average shifts the face the same way (:func:`input_crop` tells by how
     much). ``size``: the side the net runs at, resized to when it differs
@@ -86,7 +86,7 @@ def input_crop(model):
 
 def crop_margin(model):
     """Pixels ``model``'s central crop drops on each side of the 48 px face (0: no crop):
-    what ``--augment crop`` shifts training faces by, and what the ten-crop views shift by."""
+    what ``augment="crop"`` shifts training faces by, and what the ten-crop views shift by."""
     crop = input_crop(model)
     return (IMAGE_SIZE - crop) // 2 if crop else 0
 

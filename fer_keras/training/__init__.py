@@ -4,7 +4,7 @@ One module per job: :mod:`~fer_keras.training.config` (the run's options and
 the folder they name), :mod:`~fer_keras.training.pipeline` and
 :mod:`~fer_keras.training.augment` (batches), :mod:`~fer_keras.training.schedule`
 (learning rate, time budget), :mod:`~fer_keras.training.callbacks`,
-:mod:`~fer_keras.training.transfer` (``--init``, frozen layers, two-phase
+:mod:`~fer_keras.training.transfer` (``init``, frozen layers, two-phase
 transfer learning), :mod:`~fer_keras.training.distill` (a student taught by an
 ensemble), :mod:`~fer_keras.training.distributed`,
 :mod:`~fer_keras.training.precision`, and :mod:`~fer_keras.training.engine`,

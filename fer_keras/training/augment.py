@@ -19,7 +19,7 @@ Levels (what the FER2013 literature found to matter, cheapest first):
   jitter and random erasing (a grey box over up to a third of the face,
   which stops the model relying on one region, e.g. the mouth).
 
-Independently of the level, ``--mixup ALPHA`` blends each face with another
+Independently of the level, ``mixup`` (an alpha) blends each face with another
 face of the batch and their targets in the same proportion (Zhang et al.,
 "mixup: Beyond Empirical Risk Minimization", ICLR 2018): a regulariser that
 leaves every face's geometry intact, for nets that memorise the training set.
@@ -52,7 +52,8 @@ def build_augmenter(level="light", *, seed=None, crop_margin=0):
         return None
     if level == "crop":
         if crop_margin < 1:
-            raise ValueError("--augment crop needs a model that crops its input (e.g. -o crop=44)")
+            raise ValueError(f"level 'crop' needs crop_margin >= 1: a model that crops its input (model option "
+                             f"crop=44). Received: crop_margin={crop_margin}")
         # Nearest-neighbour shifts move whole pixels, as a crop does; the
         # reflected border is cut off by the model's centre crop.
         shift = crop_margin / IMAGE_SIZE

@@ -71,17 +71,17 @@ class Validation(keras.callbacks.Callback):
         collapse = prediction_collapse(probs)
         if collapse:
             cls, share = collapse
-            # Keras starts the --ema average at the first step's (near random)
+            # Keras starts the ema average at the first step's (near random)
             # weights; their share decays as ema ** steps.
             first_step_share = self.ema ** int(self.model.optimizer.iterations.numpy()) if self.ema else 0.0
             if first_step_share > 0.1:
                 print(f"\nepoch {epoch + 1}: {share:.0%} of validation predictions are "
-                      f"'{self.class_names[cls]}', as expected this early with --ema {self.ema:g}: "
+                      f"'{self.class_names[cls]}', as expected this early with ema={self.ema:g}: "
                       f"the average is still {first_step_share:.0%} the first step's weights", flush=True)
             else:
                 warning = (f"epoch {epoch + 1}: {share:.0%} of validation predictions are "
                            f"'{self.class_names[cls]}' — the model has collapsed onto one class "
-                           "(lower --lr, check labels/class weights)")
+                           "(lower lr, check labels/class weights)")
                 print(f"\n!!! WARNING: {warning}", flush=True)
                 self.state.setdefault("warnings", []).append(warning)
         self.state["last_val"] = m
@@ -185,7 +185,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 class SwapEMAWeights(keras.callbacks.Callback):
-    """With ``--ema``: exchanges the weights and their moving average at the
+    """With ``ema``: exchanges the weights and their moving average at the
     end of each epoch. One instance before Validation puts the average in
     for validation and the best checkpoint; one after BestKeeper swaps it
     back before the epoch backup, so training continues from the raw

@@ -82,76 +82,82 @@ class TrainConfig:
     distill_temperature: float = 2.0  # > 1 flattens the teacher's probabilities
 
     def validate(self):
+        """Raise :class:`ConfigError` naming the first field whose value cannot work; returns ``self``."""
         checks = [
-            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.distribute in DISTRIBUTE, f"--distribute must be one of {', '.join(DISTRIBUTE)}"),
-            (self.class_weight in ("none", "balanced"), "--class-weight must be none or balanced"),
-            (self.epochs >= 1, "--epochs must be at least 1"),
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
-            (self.lr > 0, "--lr must be positive"),
-            (0 <= self.momentum <= 1, f"--momentum {self.momentum}: must be in [0, 1] (0.9 is usual)"),
-            (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: must be >= 0 (0 = off)"),
-            (self.clipnorm >= 0, f"--clipnorm {self.clipnorm}: must be >= 0 (0 = off)"),
-            (self.warmup_steps >= 0, f"--warmup-steps {self.warmup_steps}: must be >= 0 (0 = no warm-up)"),
-            (not Path(self.models_dir).exists() or Path(self.models_dir).is_dir(),
-             f"--models-dir {self.models_dir}: is a file; the trained model is saved into a folder"),
-            (self.time_budget >= 0, "--time-budget must be >= 0 minutes"),
-            (self.snapshots >= 0, "--snapshots must be >= 0"),
-            (0 <= self.ema < 1, "--ema must be in [0, 1) (0 = off; 0.999 averages about the last 1000 steps)"),
-            (self.save_format in (".h5", ".keras"), "--save-format must be .h5 or .keras"),
-            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
-            (self.mixup >= 0, "--mixup must be >= 0 (0 = off; 0.2 is the usual choice)"),
-            (self.dataset in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}"),
-            (self.ferplus_mode in FERPLUS_MODES, f"--ferplus-mode must be one of {', '.join(FERPLUS_MODES)}"),
-            (self.num_classes in (7, 8), "--num-classes must be 7 (FER2013 classes) or 8 (plus contempt)"),
-            (self.freeze_layers >= 0, "--freeze-layers must be >= 0"),
-            (not (self.freeze_layers and self.freeze_until), "give --freeze-layers or --freeze-until, not both"),
-            (0 <= self.distill_alpha <= 1, "--distill-alpha must be in [0, 1]"),
-            (self.distill_temperature > 0, "--distill-temperature must be positive"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
+            ("schedule", self.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),
+            ("distribute", self.distribute in DISTRIBUTE, f"must be one of {', '.join(DISTRIBUTE)}"),
+            ("class_weight", self.class_weight in ("none", "balanced"), "must be none or balanced"),
+            ("epochs", self.epochs >= 1, "must be at least 1"),
+            ("batch_size", self.batch_size >= 1, "must be at least 1"),
+            ("lr", self.lr > 0, "must be positive"),
+            ("momentum", 0 <= self.momentum <= 1, "must be in [0, 1] (0.9 is usual)"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0 (0 = off)"),
+            ("clipnorm", self.clipnorm >= 0, "must be >= 0 (0 = off)"),
+            ("warmup_steps", self.warmup_steps >= 0, "must be >= 0 (0 = no warm-up)"),
+            ("models_dir", not Path(self.models_dir).exists() or Path(self.models_dir).is_dir(),
+             "must be a folder, and is a file (the trained model is saved into a folder)"),
+            ("time_budget", self.time_budget >= 0, "must be >= 0 minutes"),
+            ("snapshots", self.snapshots >= 0, "must be >= 0"),
+            ("ema", 0 <= self.ema < 1, "must be in [0, 1) (0 = off; 0.999 averages about the last 1000 steps)"),
+            ("save_format", self.save_format in (".h5", ".keras"), "must be .h5 or .keras"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            ("mixup", self.mixup >= 0, "must be >= 0 (0 = off; 0.2 is the usual choice)"),
+            ("dataset", self.dataset in DATASETS, f"must be one of {', '.join(DATASETS)}"),
+            ("ferplus_mode", self.ferplus_mode in FERPLUS_MODES, f"must be one of {', '.join(FERPLUS_MODES)}"),
+            ("num_classes", self.num_classes in (7, 8), "must be 7 (FER2013 classes) or 8 (plus contempt)"),
+            ("freeze_layers", self.freeze_layers >= 0, "must be >= 0"),
+            ("freeze_until", not (self.freeze_layers and self.freeze_until),
+             f"cannot be combined with freeze_layers={self.freeze_layers}; give one, not both"),
+            ("distill_alpha", 0 <= self.distill_alpha <= 1, "must be in [0, 1]"),
+            ("distill_temperature", self.distill_temperature > 0, "must be positive"),
         ]
-        for ok, message in checks:
+        for field, ok, requirement in checks:
             if not ok:
-                raise ConfigError(message)
+                raise _refused(field, requirement, getattr(self, field))
         check_seed(self.seed)
         models.check_options(self.model, {**self.model_options, **({"weights": self.weights} if self.weights else {})})
         self._validate_dataset()
         if self.augment not in augment.LEVELS:
-            raise ConfigError(f"--augment must be one of {', '.join(augment.LEVELS)}")
+            raise _refused("augment", f"must be one of {', '.join(augment.LEVELS)}", self.augment)
         if self.precision not in precision.POLICIES:
-            raise ConfigError(f"--precision must be one of {', '.join(precision.POLICIES)}")
+            raise _refused("precision", f"must be one of {', '.join(precision.POLICIES)}", self.precision)
         return self
 
     def _validate_dataset(self):
-        """What each --dataset needs, and the options it cannot take."""
+        """What each ``dataset`` needs, and the options it cannot take."""
         name = self.dataset
-        if name == "fer2013" and self.num_classes != 7:
-            raise ConfigError("--dataset fer2013 has 7 classes; --num-classes 8 needs ferplus, affectnet or ckplus")
-        if name == "rafdb" and self.num_classes != 7:
-            raise ConfigError("--dataset rafdb (RAF-DB basic) has 7 classes, no contempt; drop --num-classes 8")
+        if name in ("fer2013", "rafdb") and self.num_classes != 7:
+            raise ConfigError(f"dataset {name!r} has 7 classes, no contempt; num_classes=8 needs ferplus, affectnet "
+                              f"or ckplus. Received: num_classes={self.num_classes}", parameter="num_classes")
         if name == "ferplus" and not self.ferplus_labels:
-            raise ConfigError("--dataset ferplus needs --ferplus-labels FILE (fer2013new.csv) and --csv "
-                              "(the original fer2013.csv the labels refer to, by row)")
+            raise ConfigError("dataset 'ferplus' needs ferplus_labels, the FER+ fer2013new.csv, and csv, the "
+                              "original fer2013.csv the labels refer to, by row", parameter="ferplus_labels")
         if name in ("rafdb", "affectnet", "ckplus") and not self.data_root:
-            raise ConfigError(f"--dataset {name} needs --data-root DIR (see --help for the layout)")
+            raise ConfigError(f"dataset {name!r} needs data_root, its folder in the official layout (see "
+                              "fer_keras.data)", parameter="data_root")
         if name == "ckplus" and not (self.ckplus_folds >= 2 and 0 <= self.ckplus_fold < self.ckplus_folds):
-            raise ConfigError(f"--ckplus-fold must be 0..{self.ckplus_folds - 1} and --ckplus-folds >= 2")
+            raise ConfigError(f"ckplus_fold must be 0..{self.ckplus_folds - 1} and ckplus_folds >= 2. Received: "
+                              f"ckplus_fold={self.ckplus_fold}, ckplus_folds={self.ckplus_folds}",
+                              parameter="ckplus_fold")
         if self.teacher:
             if not Path(self.teacher).exists():
-                raise ConfigError(f"--teacher {self.teacher}: no such folder or model file")
+                raise ConfigError(f"teacher {self.teacher}: no such folder or model file", parameter="teacher")
             if self.soft_targets:
-                raise ConfigError("--teacher replaces the targets; it cannot be combined with --ferplus-mode "
-                                  "probability")
+                raise ConfigError("teacher replaces the targets; it cannot be combined with "
+                                  "ferplus_mode='probability'", parameter="teacher")
             if self.class_weight != "none":
-                raise ConfigError("--class-weight balanced is not supported with --teacher (the targets are "
-                                  "the teacher's probabilities, not one class per face)")
+                raise ConfigError("class_weight='balanced' is not supported with a teacher (the targets are "
+                                  "the teacher's probabilities, not one class per face)", parameter="class_weight")
         if self.soft_targets:
             if self.class_weight != "none":
-                raise ConfigError("--class-weight balanced is not supported with --ferplus-mode probability "
-                                  "(soft targets have no single class per face to weight); use majority mode")
+                raise ConfigError("class_weight='balanced' is not supported with ferplus_mode='probability' "
+                                  "(soft targets have no single class per face to weight); use majority mode",
+                                  parameter="class_weight")
             if self.balanced_data:
-                raise ConfigError("--balanced-data is not supported with --ferplus-mode probability "
-                                  "(soft targets have no single class per face to balance); use majority mode")
+                raise ConfigError("balanced_data is not supported with ferplus_mode='probability' "
+                                  "(soft targets have no single class per face to balance); use majority mode",
+                                  parameter="balanced_data")
 
     @property
     def soft_targets(self):
@@ -167,3 +173,8 @@ class TrainConfig:
 
     def resolved_run_dir(self):
         return Path(self.run_dir or Path("runs") / f"{self.model}-{self.fingerprint()}")
+
+
+def _refused(field, requirement, value):
+    """The error for one field: what it needs, then what it got (``lr must be positive. Received: lr=0``)."""
+    return ConfigError(f"{field} {requirement}. Received: {field}={value!r}", parameter=field)

@@ -40,7 +40,8 @@ def soften(probs, temperature):
     """``softmax(log p / T)``, row by row; T = 1 returns the probabilities unchanged."""
     probs = np.asarray(probs, dtype=np.float64)
     if temperature <= 0:
-        raise ConfigError("--distill-temperature must be positive")
+        raise ConfigError(f"temperature must be positive. Received: temperature={temperature}",
+                          parameter="temperature")
     logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
     logits -= logits.max(axis=1, keepdims=True)
     out = np.exp(logits)
@@ -50,7 +51,7 @@ def soften(probs, temperature):
 def distillation_targets(teacher_probs, labels, *, alpha, temperature, num_classes):
     """The student's targets: ``alpha`` of the softened teacher, the rest the one-hot label."""
     if not 0.0 <= alpha <= 1.0:
-        raise ConfigError("--distill-alpha must be in [0, 1]")
+        raise ConfigError(f"alpha must be in [0, 1]. Received: alpha={alpha}", parameter="alpha")
     teacher_probs = np.asarray(teacher_probs)
     if teacher_probs.shape != (len(labels), num_classes):
         raise ConfigError(f"the teacher gives {teacher_probs.shape[1:]} probabilities per face for "

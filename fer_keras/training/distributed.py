@@ -11,7 +11,7 @@ budget behave exactly as with ``fit``.
 
 Workers are described by ``TF_CONFIG``; only the chief writes the model and
 the run folder's artefacts, the others write into ``<run_dir>/worker_<i>``.
-:func:`make_strategy` picks the strategy ``--distribute`` names.
+:func:`make_strategy` picks the strategy ``TrainConfig.distribute`` names.
 """
 
 from __future__ import annotations
@@ -97,14 +97,14 @@ def fit_custom_loop(model, dataset, *, strategy, epochs, steps_per_epoch, callba
 
 
 def make_strategy(config):
-    """The ``tf.distribute`` strategy ``--distribute`` asks for (one device without TensorFlow).
+    """The ``tf.distribute`` strategy ``config.distribute`` asks for (one device without TensorFlow).
 
     MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else:
     the engine makes the strategy first.
     """
     if not tensorflow_backend():
         if config.distribute != "none":
-            raise ConfigError(f"--distribute {config.distribute} needs the TensorFlow backend")
+            raise ConfigError(f"distribute={config.distribute!r} needs the TensorFlow backend", parameter="distribute")
         return _NoStrategy()
     import tensorflow as tf
 

@@ -3,7 +3,7 @@
 ``train(TrainConfig(...))`` (or ``train(model="vgg16", csv=...)``) reads the
 training data (FER2013 by default, or FER+, RAF-DB, AffectNet, CK+:
 :func:`load_training_data`), builds a registered model (or starts from
-``--init``, optionally with early layers frozen), trains it with a tf.data
+``init``, optionally with early layers frozen), trains it with a tf.data
 pipeline (augmentation on batches, prefetching), validates on PublicTest after
 every epoch, keeps the best weights, and saves the best model as
 ``models/model_<i>.h5`` with its recipe, dataset and scores inside the file.
@@ -116,8 +116,8 @@ def _run(config, *, verbose):
     class_weight = _class_weight(config, train_split, len(class_names))
     steps_per_epoch = len(train_split) // config.batch_size
     if steps_per_epoch == 0:
-        raise ConfigError(f"--batch-size {config.batch_size} is larger than the training split "
-                          f"({len(train_split)} faces)")
+        raise ConfigError(f"batch_size must be at most the training split's {len(train_split)} faces. "
+                          f"Received: batch_size={config.batch_size}", parameter="batch_size")
     state, resumed, finished = _resume_state(config, run_dir)
 
     model = _compiled_model(config, strategy, class_names)
@@ -145,33 +145,33 @@ def _start_run_folder(config):
             run_dir = run_dir / f"worker_{index}"
             models_dir = str(run_dir / "models")
         if config.class_weight != "none":
-            raise ConfigError("--class-weight is not supported with --distribute multiworker")
+            raise ConfigError("class_weight is not supported with distribute='multiworker'", parameter="class_weight")
     summary_file = run_dir / "summary.json"
     if summary_file.exists():
         done = json.loads(summary_file.read_text())
         raise FerError(f"{run_dir} holds a finished run (model: {done.get('model_file')}); "
-                       "choose another --run-dir (or --seed) to train again")
+                       "choose another run_dir (or seed) to train again", parameter="run_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", dataclasses.asdict(config))
     return run_dir, models_dir
 
 
 def _set_determinism(config):
-    """``--deterministic``: TensorFlow's deterministic kernels (slower)."""
+    """``config.deterministic``: TensorFlow's deterministic kernels (slower)."""
     if config.deterministic:
         if not tensorflow_backend():
-            raise ConfigError("--deterministic needs the TensorFlow backend")
+            raise ConfigError("deterministic=True needs the TensorFlow backend", parameter="deterministic")
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
 
 
 def load_training_data(config):
-    """The dataset ``config`` names (``--dataset``), as a FERDataset whose
+    """The dataset ``config`` names (``config.dataset``), as a FERDataset whose
     ``class_names`` has ``config.num_classes`` names; Training trains and
     PublicTest validates (RAF-DB test, AffectNet val and the CK+ held-out fold
     are read as PublicTest). See :func:`~fer_keras.data.load_dataset`;
-    ``--skip-bad-rows`` skips bad CSV rows and missing/unreadable images with a warning.
+    ``config.skip_bad_rows`` skips bad CSV rows and missing/unreadable images with a warning.
     """
     return load_dataset(config.dataset, csv=config.csv, ferplus_labels=config.ferplus_labels,
                         ferplus_mode=config.ferplus_mode, data_root=config.data_root,
@@ -180,12 +180,12 @@ def load_training_data(config):
 
 
 def _read_data(config):
-    """``(dataset, training split, validation split)``; the training split balanced with ``--balanced-data``."""
+    """``(dataset, training split, validation split)``; the training split balanced with ``config.balanced_data``."""
     dataset = load_training_data(config)
     num_classes = len(dataset.class_names)
     if num_classes != config.num_classes:
-        raise ConfigError(f"--dataset {config.dataset} gave {num_classes} classes, not --num-classes "
-                          f"{config.num_classes}")
+        raise ConfigError(f"dataset {config.dataset!r} gave {num_classes} classes. Received: "
+                          f"num_classes={config.num_classes}", parameter="num_classes")
     train_split = dataset[TRAIN_SPLIT]
     if VALIDATION_SPLIT not in dataset:
         raise FerError(f"{dataset.source}: no {VALIDATION_SPLIT} split to validate on")
@@ -199,7 +199,7 @@ def _targets(config, train_split, class_names, run_dir, verbose):
     """``(targets, teacher info or None)``: what the loss compares the model with.
 
     Soft targets (FER+ probability mode) are used as they are; hard labels are
-    one-hot encoded by the pipeline; with ``--teacher`` the targets mix the
+    one-hot encoded by the pipeline; with ``config.teacher`` the targets mix the
     teacher ensemble's softened probabilities with the labels (:mod:`~fer_keras.training.distill`).
     """
     targets = train_split.soft if config.soft_targets else train_split.y
@@ -215,7 +215,7 @@ def _targets(config, train_split, class_names, run_dir, verbose):
 
 
 def _class_weight(config, train_split, num_classes):
-    """``--class-weight balanced``: each class weighted by its inverse frequency; else None."""
+    """``class_weight="balanced"``: each class weighted by its inverse frequency; else None."""
     if config.class_weight != "balanced":
         return None
     counts = np.maximum(train_split.class_counts(num_classes), 1)
@@ -239,7 +239,7 @@ def _resume_state(config, run_dir):
 
 
 def make_optimizer(config):
-    """The optimizer ``--optimizer`` names, with ``--clipnorm`` and ``--ema`` (the moving average
+    """The optimizer ``config.optimizer`` names, with its ``clipnorm`` and ``ema`` (the moving average
     lives in the optimizer, so a resume restores it)."""
     import keras
 
@@ -339,11 +339,11 @@ def _finish(config, model, dataset, val_split, class_names, state, policy, wall,
     nan_at = state.pop("nan_at", None)
     if nan_at is not None:
         print(f"\n!!! the loss became NaN/inf at epoch {nan_at[0]}, batch {nan_at[1]}: training stopped "
-              "(lower --lr or add --clipnorm)", flush=True)
+              "(lower lr or add clipnorm)", flush=True)
     best_weights = run_dir / "best.weights.h5"
     if not best_weights.exists():
-        why = "the loss became NaN/inf in the first epoch (lower --lr)" if nan_at is not None else "no epoch finished"
-        raise FerError(f"training produced no model: {why}")
+        why = "the loss became NaN/inf in the first epoch (lower lr)" if nan_at is not None else "no epoch finished"
+        raise FerError(f"training produced no model: {why}", parameter="lr" if nan_at is not None else None)
     model.load_weights(best_weights)
     # Score and save the same float32 copy: the file's figures are what it
     # does, not the mixed-precision model's (bf16 moves a few faces either way).
@@ -461,7 +461,7 @@ def _print_summary(summary, val_name):
         f" machine: {summary['machine']}",
     ]
     if summary["stopped_by_budget"]:
-        lines.append(" stopped at the --time-budget; the best epoch was kept")
+        lines.append(" stopped at the time budget; the best epoch was kept")
     if summary["stopped_by_nan"]:
         lines.append(" !!! the loss became NaN/inf: training stopped; the last good best model was kept")
     if summary["collapsed_onto"]:

@@ -101,7 +101,7 @@ def array_batches(x, y, *, batch_size, num_classes, training, augmenter=None, mi
 
 
 def check_crop_recipe(config, model):
-    """``--augment crop`` shifts faces for the model's central crop: a model without one cannot use it."""
+    """``augment="crop"`` shifts faces for the model's central crop: a model without one cannot use it."""
     if config.augment == "crop" and not models.crop_margin(model):
-        raise ConfigError(f"--augment crop needs a model that crops its input: add -o crop=44 "
-                          f"(or 40..46) to --model {config.model}")
+        raise ConfigError(f"augment='crop' needs a model that crops its input: add crop=44 (or 40..46) to the "
+                          f"model_options of {config.model}", parameter="model_options")

@@ -1,4 +1,4 @@
-"""Starting from what exists: ``--init``, frozen early layers, and two-phase transfer learning.
+"""Starting from what exists: ``init`` (a model file), frozen early layers, and two-phase transfer learning.
 
 :func:`build_model` builds a registered model or continues one from a file
 (copying every weight but the classifier when the number of classes
@@ -21,12 +21,12 @@ from fer_keras.models import model_io
 
 CLASSIFIER_LAYER = "predictions_logits"
 """The final Dense of every registered model (``models.preprocessing.classifier``):
-the one layer re-initialised when ``--init`` changes the number of classes."""
+the one layer re-initialised when ``init`` changes the number of classes."""
 
 
 def build_model(config, num_classes):
-    """The model to train: registered by name, or initialised from ``--init``;
-    then ``--freeze-layers`` / ``--freeze-until`` freeze its early layers."""
+    """The model to train: registered by name, or initialised from ``config.init``;
+    then ``freeze_layers`` / ``freeze_until`` freeze its early layers."""
     model = _build_or_init(config, num_classes)
     freeze_early_layers(model, layers=config.freeze_layers, until=config.freeze_until)
     return model
@@ -41,9 +41,10 @@ def _build_or_init(config, num_classes):
     source = model_io.load_model(config.init)
     meta = source.fer_metadata
     if not meta.get("architecture"):
-        raise ConfigError(f"--init {config.init}: the file has no fer_keras metadata (architecture unknown)")
+        raise ConfigError(f"init {config.init}: the file has no fer_keras metadata (architecture unknown)",
+                          parameter="init")
     if meta["architecture"] != config.model:
-        print(f"--init: training {meta['architecture']} (from the file), not {config.model}")
+        print(f"init: training {meta['architecture']} (from the file), not {config.model}")
         config.model = meta["architecture"]
     options = {**meta.get("options", {}), **config.model_options}
     if "weights" in options:
@@ -54,10 +55,10 @@ def _build_or_init(config, num_classes):
         try:
             model.set_weights(source.get_weights())
         except ValueError as exc:
-            raise ConfigError(f"--init {config.init}: weights do not fit ({exc})") from None
+            raise ConfigError(f"init {config.init}: weights do not fit ({exc})", parameter="init") from None
         return model
-    copied = copy_weights_except_classifier(source, model, what=f"--init {config.init}")
-    print(f"--init: {Path(config.init).name} has {source_classes} classes, this run {num_classes}: copied the "
+    copied = copy_weights_except_classifier(source, model, what=f"init {config.init}")
+    print(f"init: {Path(config.init).name} has {source_classes} classes, this run {num_classes}: copied the "
           f"weights of {copied} layers; the classifier ({CLASSIFIER_LAYER}) starts from a fresh initialisation")
     return model
 
@@ -68,7 +69,7 @@ LINEAGE_KEYS = ("architecture", "recipe", "epochs_run", "best_epoch", "train_sec
 
 
 def init_lineage(path):
-    """Where an ``--init`` run started: the file (name, sha256) and how it was made.
+    """Where an ``init`` run started: the file (name, sha256) and how it was made.
 
     The run's own recipe covers only its last stage; without this a card would
     show a 25-minute fine-tune as the whole recipe, and a reader could not tell
@@ -84,7 +85,7 @@ def init_lineage(path):
             **{key: meta[key] for key in LINEAGE_KEYS if key in meta}}
 
 
-def copy_weights_except_classifier(source, target, *, what="--init"):
+def copy_weights_except_classifier(source, target, *, what="init"):
     """Copy every layer's weights from ``source`` into ``target`` (same
     architecture, layer by layer in order) except the final classifier Dense
     (``predictions_logits``), which keeps ``target``'s fresh initialisation.
@@ -123,11 +124,12 @@ def freeze_early_layers(model, *, layers=0, until=""):
         names = [layer.name for layer in weighted]
         if until not in names:
             shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-            raise ConfigError(f"--freeze-until {until!r}: no layer with weights of that name ({shown})")
+            raise ConfigError(f"freeze_until {until!r}: no layer with weights of that name ({shown})",
+                              parameter="freeze_until")
         layers = names.index(until) + 1
     if layers >= len(weighted):
-        raise ConfigError(f"--freeze-layers {layers}: the model has {len(weighted)} layers with weights; "
-                          "freezing all of them would leave nothing to train")
+        raise ConfigError(f"freeze_layers {layers}: the model has {len(weighted)} layers with weights; "
+                          "freezing all of them would leave nothing to train", parameter="freeze_layers")
     frozen = weighted[:layers]
     for layer in frozen:
         layer.trainable = False

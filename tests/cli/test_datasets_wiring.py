@@ -138,16 +138,18 @@ def test_soft_targets_refuse_class_weights(tmp_path, capsys):
     base = ["--dataset", "ferplus", "--csv", str(csv), "--ferplus-labels", str(labels), "--ferplus-mode",
             "probability"]
     assert run_train(tmp_path, *base, "--class-weight", "balanced") == 2
-    assert "--class-weight balanced is not supported with --ferplus-mode probability" in capsys.readouterr().err
+    assert "error: --class-weight: class_weight='balanced' is not supported with ferplus_mode='probability'" \
+        in capsys.readouterr().err
     assert run_train(tmp_path, *base, "--balanced-data") == 2
-    assert "--balanced-data is not supported" in capsys.readouterr().err
+    assert "error: --balanced-data: balanced_data is not supported" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--dataset", "rafdb"], "needs --data-root"),
-    (["--dataset", "ferplus"], "needs --ferplus-labels"),
-    (["--dataset", "rafdb", "--data-root", "x", "--num-classes", "8"], "rafdb .*7 classes"),
-    (["--num-classes", "8"], "fer2013 has 7 classes"),
+    (["--dataset", "rafdb"], "needs data_root"),
+    (["--dataset", "ferplus"], "needs ferplus_labels"),
+    (["--dataset", "rafdb", "--data-root", "x", "--num-classes", "8"],
+     "'rafdb' has 7 classes.*Received: num_classes=8"),
+    (["--num-classes", "8"], "'fer2013' has 7 classes"),
     (["--freeze-layers", "2", "--freeze-until", "block1_1_conv"], "not both"),
 ])
 def test_dataset_options_are_checked(args, message):
@@ -288,11 +290,12 @@ def test_ensemble_refuses_mixed_class_sets_without_a_class_map(eight_class_data,
     root, zoo = eight_class_data
     assert ensemble_cli.main(ensemble_args(root, tmp_path / "a", zoo["eight"], zoo["seven"])) == 2
     err = capsys.readouterr().err
-    assert "refusing to mix" in err and "--class-map drop-contempt" in err and err.count("\n") == 1
+    assert err.startswith("error: --class-map: ") and "refusing to mix" in err and err.count("\n") == 1
+    assert "class_map='drop-contempt'" in err
     seven_class_data = ensemble_args(root, tmp_path / "b", zoo["eight"])
     seven_class_data[seven_class_data.index("8")] = "7"
     assert ensemble_cli.main(seven_class_data) == 2
-    assert "--num-classes 8" in capsys.readouterr().err
+    assert "num_classes=8" in capsys.readouterr().err
 
 
 def test_ensemble_drop_contempt_evaluates_the_shared_classes(eight_class_data, tmp_path, capsys):

@@ -118,7 +118,7 @@ def test_outputs_are_never_overwritten_without_permission(tmp_path):
     out = tmp_path / "tree"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    with pytest.raises(DataError, match="already exists; use --overwrite"):
+    with pytest.raises(DataError, match="already exists; pass overwrite=True"):
         data.csv_to_images(source, out, progress=False)
     assert (out / "stale.txt").exists()
     data.csv_to_images(source, out, overwrite=True, progress=False)
@@ -226,7 +226,7 @@ def test_resize_flat_folder(tmp_path):
     """Check that a flat folder needs --label for a CSV, takes --usage, and --label makes a class folder."""
     picture(tmp_path / "src" / "one.jpg")
     picture(tmp_path / "src" / "two.png", mode="L")
-    with pytest.raises(DataError, match="pass --label CLASS"):
+    with pytest.raises(DataError, match="pass label=CLASS"):
         data.resize_folder(tmp_path / "src", tmp_path / "a.csv", fmt="csv", progress=False)
     data.resize_folder(tmp_path / "src", tmp_path / "a.csv", fmt="csv", label="happiness",
                              usage="PublicTest", progress=False)

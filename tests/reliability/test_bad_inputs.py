@@ -387,7 +387,7 @@ def test_ensemble_cli_skips_each_bad_model_with_a_one_line_reason(bad_models, sy
     skipped = {os.path.basename(m["file"]): m["skipped"] for m in report["members"] if m.get("skipped")}
     assert set(skipped) == set(BAD_MODEL_REASONS)
     assert all(reason and "\n" not in reason for reason in skipped.values())
-    assert "Lambda" in skipped["lambda.h5"] and "--unsafe" in skipped["lambda.h5"]
+    assert "Lambda" in skipped["lambda.h5"] and "safe_mode=False" in skipped["lambda.h5"]
 
 
 @pytest.mark.parametrize("name", sorted(BAD_MODEL_REASONS))

@@ -29,22 +29,22 @@ def _nothing_written(tmp_path):
     assert not (tmp_path / "run").exists() and not (tmp_path / "models").exists()
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    (["--seed", "-1"], "--seed -1"),
-    (["--seed", "4294967296"], "--seed 4294967296"),
-    (["--momentum", "-1"], "--momentum -1"),
-    (["--weight-decay", "-1"], "--weight-decay -1"),
-    (["--clipnorm", "-1"], "--clipnorm -1"),
-    (["--warmup-steps", "-1"], "--warmup-steps -1"),
-    (["--model", "vgg16", "-o", "width=-1"], "width=-1"),
-    (["--model", "vgg16", "-o", "width=abc"], "width='abc': expected a number"),
-    (["--model", "resemotenet", "-o", "stem_pools=2.5"], "expected a whole number"),
-    (["--model", "vgg16", "-o", "dropout=1.5"], "dropout rate must be in [0, 1)"),
+@pytest.mark.parametrize("extra, fragments", [
+    (["--seed", "-1"], ("--seed: ", "seed=-1")),
+    (["--seed", "4294967296"], ("--seed: ", "seed=4294967296")),
+    (["--momentum", "-1"], ("--momentum: ", "momentum=-1.0")),
+    (["--weight-decay", "-1"], ("--weight-decay: ", "weight_decay=-1.0")),
+    (["--clipnorm", "-1"], ("--clipnorm: ", "clipnorm=-1.0")),
+    (["--warmup-steps", "-1"], ("--warmup-steps: ", "warmup_steps=-1")),
+    (["--model", "vgg16", "-o", "width=-1"], ("width=-1",)),
+    (["--model", "vgg16", "-o", "width=abc"], ("width='abc': expected a number",)),
+    (["--model", "resemotenet", "-o", "stem_pools=2.5"], ("expected a whole number",)),
+    (["--model", "vgg16", "-o", "dropout=1.5"], ("dropout rate must be in [0, 1)",)),
 ])
-def test_train_refuses_bad_values_before_any_work(extra, fragment, synthetic_csv, tmp_path, capsys):
-    """Check that each bad training value is one line naming it, exit 2, and no run or models folder."""
+def test_train_refuses_bad_values_before_any_work(extra, fragments, synthetic_csv, tmp_path, capsys):
+    """Check that each bad training value is one line naming its flag and value, exit 2, no run or models folder."""
     assert _train(synthetic_csv, tmp_path, *extra) == 2
-    line = one_error_line(capsys.readouterr().err, fragment)
+    line = one_error_line(capsys.readouterr().err, *fragments)
     assert line.count("abc") <= 1  # the value once, not eight times
     _nothing_written(tmp_path)
 
@@ -54,7 +54,7 @@ def test_train_refuses_a_models_dir_that_is_a_file_before_training(synthetic_csv
     models = tmp_path / "models"
     models.write_text("a file")
     assert _train(synthetic_csv, tmp_path, "--models-dir", str(models)) == 2
-    one_error_line(capsys.readouterr().err, "--models-dir", "is a file")
+    one_error_line(capsys.readouterr().err, "--models-dir: ", "is a file")
     assert not (tmp_path / "run").exists()
 
 
@@ -67,7 +67,7 @@ def test_transfer_learning_offline_says_the_weights_could_not_be_downloaded(synt
 
     monkeypatch.setattr(file_utils, "get_file", offline)
     assert _train(synthetic_csv, tmp_path, "--head-epochs", "1", script="transfer") == 2
-    one_error_line(capsys.readouterr().err, "could not be downloaded", "--weights FILE")
+    one_error_line(capsys.readouterr().err, "--weights: ", "could not be downloaded", "pass its path as weights")
 
 
 def test_transfer_learning_refuses_a_text_file_as_weights(synthetic_csv, tmp_path, capsys):
@@ -94,17 +94,17 @@ def test_transfer_learning_refuses_weights_of_another_architecture(synthetic_csv
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    (["--seed", "-1"], "--seed -1"),
-    (["--seed", "4294967296"], "--seed 4294967296"),
-    (["--bootstrap", "1"], "--bootstrap 1"),
+@pytest.mark.parametrize("extra, fragments", [
+    (["--seed", "-1"], ("--seed: ", "seed=-1")),
+    (["--seed", "4294967296"], ("--seed: ", "seed=4294967296")),
+    (["--bootstrap", "1"], ("--bootstrap 1",)),
 ])
-def test_ensemble_refuses_bad_values_and_leaves_no_out(extra, fragment, synthetic_csv, good_models, tmp_path, capsys):
+def test_ensemble_refuses_bad_values_and_leaves_no_out(extra, fragments, synthetic_csv, good_models, tmp_path, capsys):
     """Check that a bad --seed or --bootstrap 1 is one line, exit 2, and --out is not created."""
     out = tmp_path / "out"
     assert ensemble_cli.main(["--csv", str(synthetic_csv), "--models-dir", str(good_models), "--out", str(out),
                               "--quiet", *extra]) == 2
-    one_error_line(capsys.readouterr().err, fragment)
+    one_error_line(capsys.readouterr().err, *fragments)
     assert not out.exists()
 
 
@@ -117,7 +117,7 @@ def _export(synthetic_csv, good_models, out, *extra):
 def test_export_refuses_a_seed_numpy_cannot_take(seed, synthetic_csv, good_models, tmp_path, capsys):
     """Check that export.py --seed out of NumPy's range is one line and writes nothing."""
     assert _export(synthetic_csv, good_models, tmp_path / "out", "--seed", seed) == 2
-    one_error_line(capsys.readouterr().err, f"--seed {seed}")
+    one_error_line(capsys.readouterr().err, "--seed: ", f"seed={seed}")
     assert not (tmp_path / "out").exists()
 
 

@@ -44,7 +44,7 @@ def test_load_model_refuses_the_lambda_payload(hostile):
     """Check that model_io.load_model (default: safe mode) refuses the file naming the Lambda layer,
     and the payload never ran."""
     path, marker = hostile
-    with pytest.raises(ModelFileError, match=rf"{path.name}: cannot load \(contains a Lambda layer.*--unsafe"):
+    with pytest.raises(ModelFileError, match=rf"{path.name}: cannot load \(contains a Lambda layer.*safe_mode=False"):
         model_io.load_model(path)
     assert not marker.exists()
     assert model_io.read_metadata(path)["class_names"][0] == "angry"  # metadata is data, read without code
@@ -61,13 +61,14 @@ def test_ensemble_cli_skips_the_payload_and_strict_refuses_it(hostile, good_mode
     out, err = capsys.readouterr()
     assert code == 0, err
     assert f"skipped {path.name}: contains a Lambda layer" in out
+    assert "safe_mode=False only for files you trust (--unsafe loads it)" in out
     code = ensemble_cli.main(base + ["--model", str(path), "--out", str(tmp_path / "b")], prog="test_ensemble_model.py")
     assert code == 2
-    one_error_line(capsys.readouterr().err, "no usable model files", "Lambda")
+    one_error_line(capsys.readouterr().err, "error: --unsafe: no usable model files", "Lambda")
     code = ensemble_cli.main(base + ["--models-dir", str(good_models), "--model", str(path), "--strict",
                                      "--out", str(tmp_path / "c")], prog="test_ensemble_model.py")
     assert code == 2
-    one_error_line(capsys.readouterr().err, str(path), "Lambda", "--strict")
+    one_error_line(capsys.readouterr().err, f"error: --strict: {path}", "Lambda", "strict=True")
     assert not marker.exists()
 
 

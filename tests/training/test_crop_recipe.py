@@ -63,7 +63,8 @@ def test_augment_crop_without_a_cropping_model_is_a_one_line_error(band_csv, tmp
          "--run-dir", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "-o crop=44" in proc.stderr and "Traceback" not in proc.stderr
+    assert "error: --model-option: augment='crop' needs a model that crops its input" in proc.stderr
+    assert "add crop=44" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
 
 
