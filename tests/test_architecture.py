@@ -188,16 +188,12 @@ def test_no_package_name_hides_one_of_its_modules():
 FLAG = re.compile(r"(?<![\w-])--[a-z]")
 """A command-line flag in a string: ``--time-budget`` (not ``a--b`` or a ``----`` rule)."""
 
-FLAGS_NOT_YET_MOVED = ("faces/",)
-"""Folders whose strings still name flags: their owner is reworking fer_keras/faces/ now."""
-
-
 def flag_mentions(root):
     """``path:line`` of every string (docstrings too) outside ``cli/`` that names a flag."""
     found = []
     for path in sorted(root.rglob("*.py")):
         relative = path.relative_to(root).as_posix()
-        if relative.startswith(("cli/", *FLAGS_NOT_YET_MOVED)):
+        if relative.startswith("cli/"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and FLAG.search(node.value):

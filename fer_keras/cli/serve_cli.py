@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from fer_keras import ensemble as ens
-from fer_keras.cli.common import add_face_crop_arguments, add_tta_argument, plain_warnings, run_cli
+from fer_keras.cli.common import (add_face_crop_arguments, add_tta_argument, calibration_note, plain_warnings,
+                                  run_cli, skipped_line)
 from fer_keras.ensemble import METHODS, distilled_member, find_model_files
 from fer_keras.errors import ConfigError, ModelFileError
 from fer_keras.faces import DEFAULT_DETECTOR, available_detectors, build_detector
@@ -131,10 +132,12 @@ def load_models(args, *, stdout):
     ensemble = ens.Ensemble(members, method=args.method)
     print(f"ensemble (/api/predict): {len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else "")
           + f": {', '.join(m.name for m in members)}", file=stdout)
+    for s in skipped:
+        print(skipped_line(s), file=stdout)
     if folder and not args.model:
         ensemble.temperatures, note = ens.folder_temperatures(folder, members)
         if note:
-            print(f"  {note}", file=stdout)
+            print(f"  {calibration_note(note, folder, ensemble.temperatures is not None)}", file=stdout)
     live_file = args.live_model or (distilled_member(folder) if folder and not args.model else None)
     live = None
     if live_file is not None:
@@ -184,4 +187,4 @@ def main(argv=None, *, prog=None, description=None, run_server=None):
             (run_server or _uvicorn)(app, args.host, args.port)
         return 0
 
-    return run_cli(job)
+    return run_cli(job, parser=parser)

@@ -4,8 +4,8 @@ Every path that makes a face of a picture (``predict.py``, ``detect_emotions``,
 ``data_resize``'s training data, the benchmarks) goes through
 :func:`crop_face`, so a model sees at inference the framing it was trained on.
 
-The framing is measured, not guessed (``benchmarks/bench_detect.py
---framing``): PublicTest faces are enlarged 4x onto a grey canvas, each
+The framing is measured, not guessed (the framing part of
+``benchmarks/bench_detect.py``): PublicTest faces are enlarged 4x onto a grey canvas, each
 detector runs on them, and the medians of where its box and landmarks fall
 inside the original 48x48 frame become that detector's :class:`Framing`.
 

@@ -360,9 +360,9 @@ def test_detector_rejects_bad_options():
     """Check that impossible detector settings are refused with the option's name."""
     from fer_keras.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--scale-factor"):
+    with pytest.raises(ConfigError, match="Received: scale_factor=1.0"):
         FaceDetector(scale_factor=1.0)
-    with pytest.raises(ConfigError, match="--margin"):
+    with pytest.raises(ConfigError, match="Received: margin=2"):
         FaceDetector(margin=2)
 
 

@@ -62,8 +62,8 @@ def test_a_public_address_is_served_with_a_warning(tiny_models, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--models-dir", "no/such/folder"], "error: no/such/folder/ does not exist"),
     (["--port", "70000"], "error: --port 70000: a port is 0..65535"),
-    (["--min-face", "0"], "error: min_face must be at least 12 pixels"),
-    (["--detect-side", "-1"], "error: --detect-side must be 0 (full size) or a number of pixels"),
+    (["--min-face", "0"], "error: --min-face: min_face must be at least 12 pixels"),
+    (["--detect-side", "-1"], "error: --detect-side: detect_side must be 0 (full size) or a number of pixels"),
     (["--live-model", "nope.h5"], "error: --live-model nope.h5: no such file"),
 ])
 def test_bad_options_are_one_line_errors_with_exit_2(argv, message, tiny_models, capsys):

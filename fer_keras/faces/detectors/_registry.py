@@ -100,12 +100,15 @@ class Detector:
 
     def __init__(self, *, align=True, margin=None, detect_side=0, keep_tilt=KEEP_TILT):
         if not 0 <= keep_tilt <= 90:
-            raise ConfigError("keep_tilt must be between 0 and 90 degrees")
+            raise ConfigError(f"keep_tilt must be between 0 and 90 degrees. Received: keep_tilt={keep_tilt}",
+                              parameter="keep_tilt")
         self.keep_tilt = float(keep_tilt)
         if margin is not None and not 0 <= margin <= 1:
-            raise ConfigError("--margin must be between 0 and 1 (a fraction of the face box)")
+            raise ConfigError(f"margin must be between 0 and 1 (a fraction of the face box). Received: margin={margin}",
+                              parameter="margin")
         if detect_side < 0:
-            raise ConfigError("--detect-side must be 0 (full size) or a number of pixels")
+            raise ConfigError("detect_side must be 0 (full size) or a number of pixels. "
+                              f"Received: detect_side={detect_side}", parameter="detect_side")
         self.align = bool(align)
         self.margin = None if margin is None else float(margin)
         self.detect_side = int(detect_side)

@@ -20,7 +20,7 @@ CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 HAAR_FRAMING = Framing(box_side=0.948, box_dx=-0.003, box_dy=-0.003)
 """Where the cascade's box sits in a FER2013 face (fractions of the 48-pixel
-side): measured by ``benchmarks/bench_detect.py --framing`` on 150 PublicTest
+side): measured by ``benchmarks/bench_detect.py`` (its framing part) on 150 PublicTest
 faces enlarged 4x onto a grey canvas, medians over the 91 it found (box side
 interquartile range 0.12). FER2013's faces were cut close to such a box:
 the old margins (0.1 and 0.15 on each side) showed more than the data has."""
@@ -59,11 +59,13 @@ class HaarDetector(Detector):
                  detect_side=0):
         super().__init__(align=align, margin=margin, detect_side=detect_side)
         if min_face < 1:
-            raise ConfigError("--min-face must be at least 1 pixel")
+            raise ConfigError(f"min_face must be at least 1 pixel. Received: min_face={min_face}", parameter="min_face")
         if scale_factor <= 1.0:
-            raise ConfigError("--scale-factor must be above 1 (e.g. 1.1)")
+            raise ConfigError(f"scale_factor must be above 1 (e.g. 1.1). Received: scale_factor={scale_factor}",
+                              parameter="scale_factor")
         if min_neighbors < 0:
-            raise ConfigError("--min-neighbors must be 0 or more")
+            raise ConfigError(f"min_neighbors must be 0 or more. Received: min_neighbors={min_neighbors}",
+                              parameter="min_neighbors")
         self.min_face = int(min_face)
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)

@@ -16,7 +16,7 @@ from fer_keras.faces.detectors._registry import LANDMARKS, Detection, Detector, 
 
 MTCNN_FRAMING = Framing(box_side=0.922, box_dx=-0.005, box_dy=0.01, eyes_x=0.497, eyes_y=0.385, eye_scale=0.381)
 """Where MTCNN's box and landmarks sit in a FER2013 face (fractions of the
-48-pixel side): measured by ``benchmarks/bench_detect.py --framing`` on 150
+48-pixel side): measured by ``benchmarks/bench_detect.py`` (its framing part) on 150
 PublicTest faces enlarged 4x onto a grey canvas, medians over the 133 it
 found. The crop is placed by the landmarks: the eyes' midpoint at
 (0.497, 0.385) of the side, and the mean of the eye distance and the
@@ -61,9 +61,10 @@ class MTCNNDetector(Detector):
         super().__init__(align=align, margin=margin, detect_side=detect_side)
         self.proposal_scores = tuple(float(v) for v in proposal_scores)
         if min_face < 12:
-            raise ConfigError("min_face must be at least 12 pixels (MTCNN's smallest window)")
+            raise ConfigError(f"min_face must be at least 12 pixels (MTCNN's smallest window). Received: min_face={min_face}",
+                              parameter="min_face")
         if not 0 <= min_score <= 1:
-            raise ConfigError("min_score must be between 0 and 1")
+            raise ConfigError(f"min_score must be between 0 and 1. Received: min_score={min_score}", parameter="min_score")
         self.min_face = int(min_face)
         self.min_score = float(min_score)
         self.device = device
