@@ -10,6 +10,8 @@ TensorFlow is imported on first use only.
 
 from __future__ import annotations
 
+import functools
+
 from fer_keras.errors import ConfigError, MissingPackageError
 from fer_keras.faces.align import Framing
 from fer_keras.faces.detectors._registry import LANDMARKS, Detection, Detector, register
@@ -68,19 +70,11 @@ class MTCNNDetector(Detector):
         self.min_face = int(min_face)
         self.min_score = float(min_score)
         self.device = device
-        self._model = None
 
     @property
     def model(self):
-        if self._model is None:
-            try:
-                import lz4  # noqa: F401  (the weights are lz4 files: a clear message when it is missing)
-                from mtcnn import MTCNN
-            except ImportError as exc:
-                raise MissingPackageError(f"the mtcnn detector needs the mtcnn and lz4 packages ({exc}); "
-                                          "pip install -r requirements.txt") from None
-            self._model = _as_graphs(MTCNN(device=self.device))
-        return self._model
+        """The package's ``MTCNN``, its networks traced: one per device, shared by every detector."""
+        return _networks(self.device)
 
     def _find(self, bgr, factor):
         import numpy as np
@@ -114,18 +108,29 @@ class MTCNNDetector(Detector):
                 "proposal_scores": list(self.proposal_scores)}
 
 
-def _as_graphs(mtcnn):
-    """``mtcnn`` with each stage's network traced once into a TensorFlow graph.
+@functools.lru_cache(maxsize=None)
+def _networks(device):
+    """``mtcnn.MTCNN(device)`` with each stage's network traced once into a TensorFlow graph.
 
     The package calls its Keras networks eagerly: the proposal network runs on
     every level of the image pyramid (ten levels for a 640x480 picture) and
     eager mode dispatches each of its ops from Python, which cost ~4x the
-    graph's time there (``benchmarks/bench_detect.py``, BENCHMARKS.md). One
-    shape-free signature per network keeps it to one trace each. The outputs
-    are the same numbers (tests/faces/test_detectors.py).
+    graph's time there (BENCHMARKS.md, "Finding faces"). One shape-free
+    signature per network keeps it to one trace each; the outputs are the
+    same numbers (tests/faces/test_detectors.py). Shared, because the
+    package's detection holds no state between calls and a traced function
+    may be called from several threads at once (serve.py's request threads
+    each build a detector).
     """
+    try:
+        import lz4  # noqa: F401  (the weights are lz4 files: a clear message when it is missing)
+        from mtcnn import MTCNN
+    except ImportError as exc:
+        raise MissingPackageError(f"the mtcnn detector needs the mtcnn and lz4 packages ({exc}); "
+                                  "pip install -r requirements.txt") from None
     import tensorflow as tf
 
+    mtcnn = MTCNN(device=device)
     for stage, side in zip(mtcnn.stages, (None, 24, 48)):  # PNet: any size; RNet, ONet: fixed patches
         stage._model = tf.function(stage._model, input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)])
     return mtcnn
