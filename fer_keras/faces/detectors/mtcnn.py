@@ -42,16 +42,18 @@ class MTCNNDetector(Detector):
       device: the TensorFlow device it runs on (``"CPU:0"``, ``"GPU:0"``).
       align, margin, detect_side: as every :class:`~fer_keras.faces.detectors.Detector`.
 
-    The defaults were swept on the group photos of another seed (7) than the
-    benchmark's (0), faces 56-150 px: proposal thresholds 0.3, 0.4 (the
-    package's 0.6, 0.7; ours until now 0.5, 0.6) and a last-stage 0.5 found
-    94.7% of upright faces at 0.07 false ones per photo and 87.0% of turned
-    ones, where 0.5, 0.6 and 0.8 found 88.1% and 78.2%. Lower thresholds found
-    more (96.5% at 0.2, 0.3 and 0.4) with more false faces than the picture
-    default may give (0.1 per photo). The low thresholds also let through
-    tiny "faces" (19 px in the bundled photo's jacket): boxes under
-    ``min_face`` (32 px; a face that small carries little expression for a
-    48-px classifier) are dropped.
+    The defaults were chosen on the group photos of another seed (7) than the
+    benchmark's (0), faces 56-150 px (``benchmarks/bench_detect_thresholds.py``):
+    proposal thresholds 0.3, 0.4 (the package's 0.6, 0.7) and a last-stage
+    0.5 found 93.8% of upright and 87.0% of turned faces at 0.05 false ones
+    per photo, where 0.5, 0.6 and 0.8 found 88.1% and 78.2%. Their crops
+    lose a little more accuracy, but they give more correct labels per face
+    present (62.9 vs 60.3 in 100 upright, 61.8 vs 55.9 turned). Lower
+    thresholds found more with more false faces than the picture default
+    may give (0.1 per photo). The low thresholds also let through tiny
+    "faces" (19 px in the bundled photo's jacket): boxes under ``min_face``
+    (32 px; a face that small carries little expression for a 48-px
+    classifier) are dropped.
     """
 
     name = "mtcnn"
