@@ -106,6 +106,48 @@ def test_bench_detect_builds_its_photos_and_matches_faces():
     assert found == {0: near} and false == 2
 
 
+def test_bench_detect_intervals_bracket_the_figures_and_narrow_with_more_faces():
+    """Check the intervals bench_detect prints beside recall and the points lost: a known Wilson interval,
+    a paired bootstrap that holds its own point estimate, and narrower bounds from 4x the faces."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("bench_detect", REPO / "benchmarks" / "bench_detect.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.wilson_interval(93, 100) == pytest.approx([0.8625, 0.9656], abs=2e-4)
+    rng = np.random.default_rng(1)
+    raw = rng.random(200) < 0.7
+    found = raw & (rng.random(200) < 0.95)  # found faces lose about 3.5 points
+    lost = 100 * (raw.mean() - found.mean())
+    low, high = bench.lost_interval(raw, found)
+    assert low < lost < high and low > 0
+    low4, high4 = bench.lost_interval(np.tile(raw, 4), np.tile(found, 4))
+    assert high4 - low4 < 0.7 * (high - low)
+
+
+def test_bench_crop_exact_crop_gives_back_the_pasted_face():
+    """Check that bench_crop's floor (the known square, turned back) returns the face it pasted, upright and
+    turned, so the points it loses are those of resampling alone."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("bench_crop", REPO / "benchmarks" / "bench_crop.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    yy, xx = np.mgrid[0:48, 0:48]
+    face = (128 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0) + xx).clip(0, 255).astype(np.uint8)[None, ..., None]
+    rng = np.random.default_rng(3)
+    for rotated in (False, True):
+        (index, canvas, side, angle), = bench.single_faces(face, 1, rotated, rng)
+        back = bench.exact_crop(canvas, side, angle).astype(float)
+        inner = (slice(8, 40), slice(8, 40))  # turned faces lose their corners to the background
+        assert np.corrcoef(back[inner].ravel(), face[0, ..., 0][inner].ravel().astype(float))[0, 1] > 0.97
+        assert (angle != 0) == rotated
+
+
 @pytest.mark.slow
 def test_bench_serve_loads_both_servers_and_reports_no_server_error(tmp_path):
     """Check that the serving benchmark starts serve.py with and without micro-batching, sends its bounded

@@ -36,8 +36,9 @@ exit codes: 0 stopped, 2 a problem to fix (no models, a bad option), 130 interru
 
 LIVE_DETECTOR = "haar"
 """Webcam frames come one request at a time, so nothing follows a face from frame to frame: OpenCV's
-cascade on a 320-pixel copy keeps the live view above 15 annotated frames/s (BENCHMARKS.md, "Serving");
-MTCNN, the picture default, finds more faces but costs 150-600 ms a frame here."""
+cascade on a 320-pixel copy gave the browser 25 annotated frames/s on a busy 2-core machine, MTCNN
+(``--live-detector mtcnn``) 15.6: it finds turned faces the cascade misses, at ~50 ms a 320-pixel
+frame (BENCHMARKS.md, "Finding faces", 2026-12-07)."""
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
