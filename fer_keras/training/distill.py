@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_keras import ensemble as ens
+from fer_keras.ensemble.calibration import apply_temperature
 from fer_keras.errors import ConfigError
 from fer_keras.io_utils import atomic_path
 
@@ -37,15 +38,12 @@ TEACHER_PROBS_FILE = "teacher_probs.npz"
 
 
 def soften(probs, temperature):
-    """``softmax(log p / T)``, row by row; T = 1 returns the probabilities unchanged."""
-    probs = np.asarray(probs, dtype=np.float64)
-    if temperature <= 0:
+    """``softmax(log p / T)``, row by row, as float32 targets: the calibration's temperature
+    (:func:`~fer_keras.ensemble.calibration.apply_temperature`), checked as a training option."""
+    if not temperature > 0:
         raise ConfigError(f"temperature must be positive. Received: temperature={temperature}",
                           parameter="temperature")
-    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    out = np.exp(logits)
-    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+    return apply_temperature(probs, temperature).astype(np.float32)
 
 
 def distillation_targets(teacher_probs, labels, *, alpha, temperature, num_classes):
