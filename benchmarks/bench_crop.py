@@ -72,13 +72,6 @@ def policy_crop(policy, canvas, detection, side, angle, framing):
     return crop_face(canvas, detection, framing=framing, align=True, keep_tilt=keep)
 
 
-def paired_interval(right, base, resamples=2000, seed=0):
-    """95% bootstrap interval of the accuracy difference (points) between two crops of the same faces."""
-    diff = right.astype(float) - base.astype(float)
-    means = diff[np.random.default_rng(seed).integers(0, len(diff), (resamples, len(diff)))].mean(axis=1) * 100
-    return [round(float(v), 2) for v in np.percentile(means, [2.5, 97.5])]
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", default=str(bench_detect.CSV), help="FER2013 CSV with PublicTest rows")
@@ -123,7 +116,8 @@ def main(argv=None):
             right = got == truth
             base = right if base is None else base
             lost = 100 * (np.mean(raw == truth) - right.mean())
-            delta, interval = 100 * (right.mean() - base.mean()), paired_interval(right, base)
+            delta = 100 * (right.mean() - base.mean())
+            interval = bench_detect.lost_interval(right, base)  # paired bootstrap of right - base
             results[name][policy] = {"acc": float(right.mean()), "lost": float(lost), "agree": float(np.mean(got == raw)),
                                      "vs_default": float(delta), "vs_default_ci": interval}
             print(f"{policy:<14}{right.mean():>10.1%}{lost:>7.2f}p{np.mean(got == raw):>8.1%}   "
