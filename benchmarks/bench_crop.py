@@ -15,7 +15,10 @@ detection:
 
 Per policy: the ensemble's accuracy on the crops against the raw 48x48 faces
 (points lost) and the paired difference from ``default`` with a 95%
-bootstrap interval (the faces resampled).
+bootstrap interval (the faces resampled). Then per member, the points the
+default crop costs it: members differ in how much a detector's framing
+(FER2013's own crops vary in scale by about 9%) moves their answers, so
+this is one of the things a member adds to, or takes from, the ensemble.
 
     nice -n 19 python benchmarks/bench_crop.py --faces 1800
 """
@@ -72,6 +75,22 @@ def policy_crop(policy, canvas, detection, side, angle, framing):
     return crop_face(canvas, detection, framing=framing, align=True, keep_tilt=keep)
 
 
+def member_losses(ensemble, raw_faces, crops, truth):
+    """``{member: {"acc_raw", "acc_crop", "lost", "lost_ci"}}``: each member alone on the raw faces and on their crops."""
+    raw = ensemble.member_probas(raw_faces).argmax(axis=-1) == truth
+    cut = ensemble.member_probas(crops).argmax(axis=-1) == truth
+    print(f"{'member (default crop)':<28}{'raw':>8}{'crop':>8}{'lost [95% interval]':>24}")
+    out = {}
+    for member, right_raw, right_cut in zip(ensemble.members, raw, cut):
+        lost = 100 * (right_raw.mean() - right_cut.mean())
+        interval = bench_detect.paired_interval(right_raw, right_cut)
+        out[member.name] = {"acc_raw": float(right_raw.mean()), "acc_crop": float(right_cut.mean()),
+                            "lost": float(lost), "lost_ci": interval}
+        print(f"{member.name:<28}{right_raw.mean():>8.1%}{right_cut.mean():>8.1%}"
+              f"{lost:>9.2f}p [{interval[0]:.2f}, {interval[1]:.2f}]", flush=True)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", default=str(bench_detect.CSV), help="FER2013 CSV with PublicTest rows")
@@ -117,11 +136,13 @@ def main(argv=None):
             base = right if base is None else base
             lost = 100 * (np.mean(raw == truth) - right.mean())
             delta = 100 * (right.mean() - base.mean())
-            interval = bench_detect.lost_interval(right, base)  # paired bootstrap of right - base
+            interval = bench_detect.paired_interval(right, base)  # paired bootstrap of right - base
             results[name][policy] = {"acc": float(right.mean()), "lost": float(lost), "agree": float(np.mean(got == raw)),
                                      "vs_default": float(delta), "vs_default_ci": interval}
             print(f"{policy:<14}{right.mean():>10.1%}{lost:>7.2f}p{np.mean(got == raw):>8.1%}   "
                   f"{delta:+.2f} [{interval[0]:+.2f}, {interval[1]:+.2f}]", flush=True)
+        crops = np.stack([policy_crop("default", c, d, s, a, detector.framing) for _, c, d, s, a in rows])
+        results[name]["members"] = member_losses(ensemble, test.x[index], crops[..., None], truth)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine_description(), "date": str(date.today()),
                                                "seed": args.seed, "results": results}, indent=1))

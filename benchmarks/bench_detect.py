@@ -195,15 +195,19 @@ def accuracy_rows(ensemble, faces, labels, results):
                 rows.append({"detector": detector, "set": name, "crop": how if per_set["landmarks"] else "box",
                              "faces": len(index), "acc_raw": float((raw == truth).mean()),
                              "acc_found": float((got == truth).mean()),
-                             "lost_ci": lost_interval(raw == truth, got == truth),
+                             "lost_ci": paired_interval(raw == truth, got == truth),
                              "agree_raw": float((got == raw).mean())})
     return rows
 
 
-def lost_interval(right_raw, right_found, resamples=2000, seed=0):
-    """95% interval of the points lost (raw minus found accuracy), bootstrapping the faces (paired)."""
+def paired_interval(right_a, right_b, resamples=2000, seed=0):
+    """95% interval, in points, of accuracy ``a`` minus accuracy ``b`` on the same faces (a paired bootstrap).
+
+    ``right_a``/``right_b``: per face, whether each was right; e.g. raw crops
+    against found ones: the points lost to detection + crop.
+    """
     rng = np.random.default_rng(seed)
-    diff = right_raw.astype(float) - right_found.astype(float)
+    diff = right_a.astype(float) - right_b.astype(float)
     means = diff[rng.integers(0, len(diff), (resamples, len(diff)))].mean(axis=1) * 100
     return [round(float(v), 2) for v in np.percentile(means, [2.5, 97.5])]
 

@@ -172,8 +172,8 @@ def main(argv=None):
     p.add_argument("--live-detector", help="serve.py --live-detector for the webcam frames (default: serve.py's)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
-    detector = ["--detector", args.detector] if args.detector else []
-    detector += ["--live-detector", args.live_detector] if args.live_detector else []
+    server_flags = ["--detector", args.detector] if args.detector else []
+    server_flags += ["--live-detector", args.live_detector] if args.live_detector else []
 
     picture = cv2.imencode(".jpg", photo_frame(), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "cpu": cpu_model(),
@@ -185,7 +185,7 @@ def main(argv=None):
           f"detector: {report['detector']}, live detector: {report['live_detector']}")
     # Both servers run at once (an idle one costs nothing); the rounds alternate between them.
     ports = {True: free_port(), False: free_port()}
-    servers = {batching: start_server(args.models_dir, port, *detector, *([] if batching else ["--no-batching"]))
+    servers = {batching: start_server(args.models_dir, port, *server_flags, *([] if batching else ["--no-batching"]))
                for batching, port in ports.items()}
     try:
         if not args.skip_load:

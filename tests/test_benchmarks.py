@@ -121,9 +121,9 @@ def test_bench_detect_intervals_bracket_the_figures_and_narrow_with_more_faces()
     raw = rng.random(200) < 0.7
     found = raw & (rng.random(200) < 0.95)  # found faces lose about 3.5 points
     lost = 100 * (raw.mean() - found.mean())
-    low, high = bench.lost_interval(raw, found)
+    low, high = bench.paired_interval(raw, found)
     assert low < lost < high and low > 0
-    low4, high4 = bench.lost_interval(np.tile(raw, 4), np.tile(found, 4))
+    low4, high4 = bench.paired_interval(np.tile(raw, 4), np.tile(found, 4))
     assert high4 - low4 < 0.7 * (high - low)
 
 
@@ -147,6 +147,31 @@ def test_bench_crop_exact_crop_gives_back_the_pasted_face():
         assert np.corrcoef(back[inner].ravel(), face[0, ..., 0][inner].ravel().astype(float))[0, 1] > 0.97
         assert (angle != 0) == rotated
 
+
+
+def test_bench_crop_charges_each_member_its_own_loss():
+    """Check that the per-member table charges a member the points it loses on the crops, and only it: one
+    member right on every raw face but wrong on every crop, one unmoved by the crop."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("bench_crop", REPO / "benchmarks" / "bench_crop.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    truth = np.arange(40) % 7
+    right, wrong = np.eye(7)[truth], np.eye(7)[(truth + 1) % 7]
+    raw_faces, crops = np.zeros((40, 48, 48, 1)), np.ones((40, 48, 48, 1))
+
+    def member_probas(faces):
+        return np.stack([right if faces.max() == 0 else wrong, right])
+
+    ensemble = SimpleNamespace(members=[SimpleNamespace(name="fragile.h5"), SimpleNamespace(name="steady.h5")],
+                               member_probas=member_probas)
+    out = bench.member_losses(ensemble, raw_faces, crops, truth)
+    assert out["fragile.h5"]["lost"] == pytest.approx(100) and out["fragile.h5"]["acc_crop"] == 0
+    assert out["steady.h5"]["lost"] == 0 and out["steady.h5"]["lost_ci"] == [0, 0]
 
 @pytest.mark.slow
 def test_bench_serve_loads_both_servers_and_reports_no_server_error(tmp_path):
