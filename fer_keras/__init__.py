@@ -11,7 +11,7 @@ faces in photos, videos and webcams. One line each::
 
 The package is laid out as the pipeline (ARCHITECTURE.md): ``fer_keras.data``
 → ``fer_keras.models`` → ``fer_keras.ensemble`` / ``fer_keras.training`` →
-``fer_keras.inference`` / ``fer_keras.export``, with ``fer_keras.cli`` on top.
+``fer_keras.inference`` / ``fer_keras.export`` → ``fer_keras.serve``, with ``fer_keras.cli`` on top.
 ``import fer_keras`` imports none of them: each name above loads its stage
 (and TensorFlow) when it is first used.
 """
@@ -36,7 +36,7 @@ _API = {
 }
 """The one-line API: name → the stage package that defines it."""
 
-_STAGES = ("cli", "data", "ensemble", "export", "faces", "inference", "models", "training")
+_STAGES = ("cli", "data", "ensemble", "export", "faces", "inference", "models", "serve", "training")
 
 _MOVED = {
     "fer_keras.annotate": "fer_keras.inference.annotate",

@@ -32,6 +32,9 @@ USAGES = ("Training", "PublicTest", "PrivateTest")
 TRAIN_SPLIT, VALIDATION_SPLIT, TEST_SPLIT = USAGES
 """Training trains, PublicTest selects, PrivateTest judges."""
 
+TTA_MODES = ("none", "flip", "tencrop")
+"""Test-time augmentation: none, the face and its mirror image, or the crop recipe's ten crops."""
+
 INPUT_SCALES = ("0-255", "0-1", "-1-1")
 """How a model file may expect its pixels (for files not written by fer_keras)."""
 

@@ -51,6 +51,18 @@ def test_one_line_names_are_the_stage_objects():
         fer_keras.nonsense
 
 
+
+def test_every_stage_package_is_an_attribute_of_fer_keras():
+    """Check that each stage folder of the package (data, models, ..., serve) is listed by dir(fer_keras) and
+    loads on attribute access, so a new stage cannot be left out of the lazy loader."""
+    import importlib
+    from pathlib import Path
+
+    stages = {p.name for p in Path(fer_keras.__file__).parent.iterdir() if (p / "__init__.py").exists()}
+    assert {"data", "models", "serve"} <= stages
+    assert stages <= set(dir(fer_keras))
+    assert fer_keras.serve is importlib.import_module("fer_keras.serve")
+
 def test_old_import_paths_still_work():
     """Check that the paths of fer_keras 0.1 still import the same objects, with a DeprecationWarning
     for the modules that moved."""

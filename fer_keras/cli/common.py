@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 
+from fer_keras.constants import TTA_MODES
 from fer_keras.errors import FerError
 
 
@@ -160,11 +161,7 @@ def add_face_crop_arguments(group):
 
 def add_tta_argument(group):
     """``--tta [MODE]``: plain ``--tta`` is the mirror image, as before; ``--tta tencrop`` the crop recipe's."""
-    # Imported here, not at the top: scripts import this module before TensorFlow to silence it
-    # (quiet_tensorflow), and the ensemble package loads Keras.
-    from fer_keras.ensemble.tta import MODES
-
-    group.add_argument("--tta", nargs="?", const="flip", default="none", choices=MODES, metavar="MODE",
+    group.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA_MODES, metavar="MODE",
                        help="test-time augmentation: average each member over views of the face. flip (what a "
                        "bare --tta means): the face and its mirror image; tencrop: the four corner and the "
                        "centre crops, each mirrored, for members that crop their input (-o crop=44), flip for "

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fer_keras.constants import TTA_MODES
 from fer_keras.errors import ConfigError
-
-MODES = ("none", "flip", "tencrop")
 
 _CORNERS = ((0, 0), (-1, -1), (-1, 1), (1, -1), (1, 1))
 """Shift directions (rows, columns): the centre, then the four corners."""
@@ -36,8 +35,8 @@ def tta_mode(tta):
         return "none"
     if tta is True:
         return "flip"
-    if tta not in MODES:
-        raise ConfigError(f"tta must be one of {', '.join(MODES)}, not {tta!r}")
+    if tta not in TTA_MODES:
+        raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, not {tta!r}")
     return tta
 
 

@@ -326,7 +326,7 @@ def _fit(config, model, train_ds, strategy, steps_per_epoch, callbacks, class_we
             model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                       class_weight=class_weight, verbose=verbose, shuffle=False)
     except KeyboardInterrupt:
-        print("\ninterrupted: rerun the same command to resume from the last finished epoch")
+        print("\ninterrupted: training again with the same configuration resumes from the last finished epoch")
         raise
     return time.monotonic() - started
 

@@ -18,7 +18,7 @@ import dataclasses
 from fer_keras.constants import IMAGE_SIZE
 from fer_keras.errors import ConfigError
 from fer_keras.faces.align import crop_faces
-from fer_keras.faces.image import Box, to_grey
+from fer_keras.faces.image import Box, as_uint8, to_bgr, to_grey
 
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 """The five landmarks a detection may carry, in this order; left and right as
@@ -120,8 +120,6 @@ class Detector:
     def detect(self, image):
         """The faces in ``image`` (grey, BGR or BGRA array) → list of :class:`Detection`, left to right."""
         import cv2
-
-        from fer_keras.faces.image import as_uint8, to_bgr
 
         image = as_uint8(image)
         image = to_bgr(image) if self.has_landmarks else to_grey(image)
