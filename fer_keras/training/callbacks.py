@@ -197,12 +197,23 @@ class SwapEMAWeights(keras.callbacks.Callback):
         swap_ema_weights(self.model)
 
 
+EMA_INTERNALS = ("_trainable_variables", "_model_variables_moving_average")
+"""The Keras optimizer attributes that hold the weights and their moving average."""
+
+
 def swap_ema_weights(model):
     """Exchange ``model``'s trainable weights with the optimizer's moving
     average of them (Keras keeps it in the optimizer when ``use_ema`` is set
     and writes it into the model only when ``fit`` ends)."""
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer wraps it
-    for weight, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
+    # Keras has no public handle on the average (its own SwapEMAWeights reaches in too), so a
+    # Keras that renames these fails here with a clear line rather than deep in an epoch.
+    missing = [name for name in EMA_INTERNALS if not hasattr(optimizer, name)]
+    if missing:
+        raise FerError(f"ema: this Keras ({keras.__version__}) optimizer has no {', '.join(missing)}; "
+                       f"fer_keras's moving average was written against Keras 3.15. Received: ema with "
+                       f"{type(optimizer).__name__}")
+    for weight, average in zip(*(getattr(optimizer, name) for name in EMA_INTERNALS)):
         if average is not None:
             current = keras.ops.convert_to_numpy(weight)
             weight.assign(keras.ops.convert_to_numpy(average))

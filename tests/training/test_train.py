@@ -211,6 +211,19 @@ def test_swap_ema_weights_exchanges_weights_and_average():
         np.testing.assert_array_equal(variable.numpy(), weight)
 
 
+
+def test_swap_ema_weights_names_the_missing_keras_internals():
+    """Check that an optimizer without Keras 3.15's moving-average attributes fails with one line naming
+    them and the Keras version, not an AttributeError mid-epoch."""
+    from types import SimpleNamespace
+
+    from fer_keras.errors import FerError
+    from fer_keras.training.callbacks import swap_ema_weights
+
+    model = SimpleNamespace(optimizer=SimpleNamespace(_trainable_variables=[]))
+    with pytest.raises(FerError, match=r"no _model_variables_moving_average.*Keras 3\.15"):
+        swap_ema_weights(model)
+
 def test_collapse_warning_waits_while_the_ema_average_is_mostly_the_first_step(capsys):
     """Check that one-class predictions early in an --ema run print a note, not a warning, and later warn."""
     from types import SimpleNamespace
