@@ -42,7 +42,7 @@ class KerasBackend:
         return np.asarray(self.model.predict_on_batch(np.asarray(x, dtype=np.float32)))
 
 
-class _SavedModelBackend:
+class SavedModelBackend:
     runtime = "tf.saved_model"
 
     def __init__(self, path):
@@ -113,7 +113,7 @@ class TFLiteBackend:
         return out.astype(np.float32)
 
 
-class _OnnxBackend:
+class OnnxBackend:
     runtime = "onnxruntime"
 
     def __init__(self, path):
@@ -138,14 +138,14 @@ def _open_backend(path):
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ModelFileError(f"{path}: a folder without saved_model.pb is not a SavedModel")
-        return _SavedModelBackend(path)
+        return SavedModelBackend(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".tflite":
         return TFLiteBackend(path)
     if suffix == ".onnx":
-        return _OnnxBackend(path)
+        return OnnxBackend(path)
     if suffix in (".keras", ".h5"):
         return KerasBackend(path)
     raise ModelFileError(f"{path}: not a .tflite, .onnx, .keras/.h5 file or SavedModel folder")

@@ -404,7 +404,7 @@ def test_video_through_an_exported_tflite_or_onnx_file(fmt, models_dir, grace, t
         writer.write(grace)
     writer.release()
 
-    backend = {"tflite": runtime.TFLiteBackend, "onnx": runtime._OnnxBackend}[fmt]
+    backend = {"tflite": runtime.TFLiteBackend, "onnx": runtime.OnnxBackend}[fmt]
     calls, run = [], backend.run
 
     def counting_run(self, x):
