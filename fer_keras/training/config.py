@@ -26,7 +26,7 @@ FERPLUS_MODES = ("majority", "probability")
 _HASHED_ONLY_WHEN_SET = {"dataset": "fer2013", "ferplus_labels": "", "ferplus_mode": "majority",
                          "data_root": "", "num_classes": 7, "ckplus_fold": 0, "ckplus_folds": 10,
                          "freeze_layers": 0, "freeze_until": "", "teacher": "", "distill_alpha": 0.7,
-                         "distill_temperature": 2.0, "ema": 0.0, "mixup": 0.0}
+                         "distill_temperature": 2.0, "ema": 0.0, "mixup": 0.0, "zoom": 0.0}
 
 
 @dataclasses.dataclass
@@ -48,6 +48,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     augment: str = "strong"
     mixup: float = 0.0  # Beta(alpha, alpha) of the mixup weight; 0 = off
+    zoom: float = 0.0  # random zoom by 1 +- zoom on top of augment; 0 = the level's own (strong: 0.1)
     class_weight: str = "none"
     balanced_data: bool = False
     seed: int = 1
@@ -103,6 +104,7 @@ class TrainConfig:
             ("save_format", self.save_format in (".h5", ".keras"), "must be .h5 or .keras"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("mixup", self.mixup >= 0, "must be >= 0 (0 = off; 0.2 is the usual choice)"),
+            ("zoom", 0 <= self.zoom < 0.5, "must be in [0, 0.5) (0 = off; 0.1 matches FER2013's framing spread)"),
             ("dataset", self.dataset in DATASETS, f"must be one of {', '.join(DATASETS)}"),
             ("ferplus_mode", self.ferplus_mode in FERPLUS_MODES, f"must be one of {', '.join(FERPLUS_MODES)}"),
             ("num_classes", self.num_classes in (7, 8), "must be 7 (FER2013 classes) or 8 (plus contempt)"),

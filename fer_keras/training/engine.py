@@ -124,7 +124,7 @@ def _run(config, *, verbose):
     check_crop_recipe(config, model)
     train_ds = make_dataset(train_split.x, targets, batch_size=config.batch_size, num_classes=len(class_names),
                             training=True, augment=config.augment, mixup=config.mixup, seed=config.seed,
-                            crop_margin=models.crop_margin(model))
+                            crop_margin=models.crop_margin(model), zoom=config.zoom)
     callbacks = _callbacks(config, run_dir, state, steps_per_epoch, val_split, class_names)
     _announce(config, model, policy, dataset, train_split, val_split, run_dir, resumed)
     wall = _fit(config, model, train_ds, strategy, steps_per_epoch, callbacks, class_weight, finished, verbose)

@@ -19,7 +19,7 @@ from fer_keras.training.augment import build_augmenter, build_mixer
 
 
 def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mixup=0.0, seed=0,
-                 crop_margin=0):
+                 crop_margin=0, zoom=0.0):
     """tf.data pipeline: uint8 faces → float batches, one target row per face.
 
     ``y``: integer labels (N,), one-hot encoded here, or soft targets
@@ -28,7 +28,8 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mix
     whole batches in parallel (and mix them with ``mixup`` > 0, after the
     targets are rows, so both are blended alike) and prefetch so the model
     never waits. ``crop_margin``: what ``augment="crop"`` shifts by (the
-    pixels the model's central crop drops on each side).
+    pixels the model's central crop drops on each side); ``zoom``: random
+    zoom on top of the level (see :func:`~fer_keras.training.augment.build_augmenter`).
     Under another Keras backend (JAX on a GPU machine without TensorFlow)
     the same batches come from :func:`array_batches` instead.
     """
@@ -36,7 +37,7 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mix
     soft = y.ndim == 2
     if soft and y.shape[1] != num_classes:
         raise ConfigError(f"soft targets have {y.shape[1]} columns; the model has {num_classes} classes")
-    augmenter = build_augmenter(augment, seed=seed, crop_margin=crop_margin) if training else None
+    augmenter = build_augmenter(augment, seed=seed, crop_margin=crop_margin, zoom=zoom) if training else None
     mixer = build_mixer(mixup, seed=seed) if training else None
     if not tensorflow_backend():
         return array_batches(x, y, batch_size=batch_size, num_classes=num_classes, training=training,
