@@ -142,10 +142,10 @@ def build_parser(prog, description, defaults, *, choose_model=False):
                         "(-o crop=44) + erasing; strong: medium + rotation, zoom, brightness/contrast "
                         "(default: %(default)s)")
     g.add_argument("--zoom", type=float, default=d.zoom, metavar="FRACTION",
-                   help="also zoom each face by a random 1 +- FRACTION, after the shifts: faces cut by a "
-                   "detector (and FER2013's own crops) differ in scale by about 9%%; in benchmarks/bench_crop.py "
-                   "the shipped member trained with zoom loses the fewest points to a detector's crop (0.1 is "
-                   "usual; default: %(default)s = the level's own: 0.1 for strong, none otherwise)")
+                   help="also scale each face by a random factor of about 1 +- FRACTION, after the shifts: "
+                   "faces cut by a detector (and FER2013's own crops) differ in scale by about 9%%; "
+                   "benchmarks/bench_crop.py measures what that costs a member (0.1 is usual; default: "
+                   "%(default)s = the level's own: 0.1 for strong, none otherwise)")
     g.add_argument("--mixup", type=float, default=d.mixup, metavar="ALPHA",
                    help="blend each face and its target with another face's, by a weight drawn from "
                    "Beta(ALPHA, ALPHA), after --augment (0.2 is usual; default: %(default)s = off)")

@@ -20,12 +20,14 @@ Levels (what the FER2013 literature found to matter, cheapest first):
   which stops the model relying on one region, e.g. the mouth).
 
 Independently of the level, ``zoom`` (a fraction) scales each face by a
-random factor in 1 +- zoom about its centre, after the shifts. FER2013's own
-crops frame faces of the same geometry at sizes about 9% apart, and a face
-detector's crop (``fer_keras.faces``) lands with the same spread; members
-trained with zoom lose the fewest points to it (``benchmarks/bench_crop.py``:
-the one shipped member trained with ``strong``'s zoom lost 0.9-1.6 points,
-the others up to 4.7). ``strong`` zooms by 0.1 unless ``zoom`` says otherwise.
+random factor of about 1 +- zoom about its centre, after the shifts (with
+``crop``, the zoom resamples, so the crop is no longer whole pixels).
+FER2013's own crops frame faces of the same geometry at sizes about 9%
+apart, and a face detector's crop (``fer_keras.faces``) lands with the same
+spread: ``benchmarks/bench_crop.py`` measures what that costs each member
+(0.9-4.7 points; the one shipped member trained with ``strong``'s zoom is
+among those that lose least, which one member cannot show zoom caused).
+``strong`` zooms by 0.1 unless ``zoom`` says otherwise.
 
 Also independently of the level, ``mixup`` (an alpha) blends each face with another
 face of the batch and their targets in the same proportion (Zhang et al.,
@@ -47,20 +49,35 @@ from fer_keras.models.layers import RandomErasing
 LEVELS = ("none", "light", "medium", "crop", "strong")
 
 
+def layer_seeds(seed):
+    """One seed per random layer: ``seed``, ``seed + 1``, ... (all None when ``seed`` is None).
+
+    Why: Keras layers given the same seed draw the same random numbers, so
+    a flip, a shift and a zoom seeded alike would move together (a flipped
+    face always shifted up, say) instead of independently.
+    """
+    count = 0
+    while True:
+        yield None if seed is None else seed + count
+        count += 1
+
+
 def build_augmenter(level="light", *, seed=None, crop_margin=0, zoom=0.0):
     """A ``keras.Sequential`` of random layers for ``level`` (None for ``none`` without zoom).
 
     Works on float batches of raw 0..255 faces, (B, 48, 48, 1).
     ``crop_margin``: for ``crop``, the pixels the model's central crop drops
     on each side (``(48 - crop) / 2``); it must be at least 1. ``zoom``: a
-    random zoom by 1 +- zoom after the shifts (0: none, or ``strong``'s 0.1).
+    random zoom after the shifts, the face scaled by about 1 +- zoom (Keras draws
+    1 / (1 + u), u in [-zoom, zoom]); 0: none, or ``strong``'s 0.1.
     """
     if level not in LEVELS:
         raise ValueError(f"augment must be one of {', '.join(LEVELS)}")
     if not 0 <= zoom < 0.5:
         raise ValueError(f"zoom must be in [0, 0.5). Received: zoom={zoom}")
     zoom = zoom or (0.1 if level == "strong" else 0.0)
-    zooming = [layers.RandomZoom(zoom, fill_mode="reflect", seed=seed)] if zoom else []
+    seeds = layer_seeds(seed)
+    zooming = [layers.RandomZoom(zoom, fill_mode="reflect", seed=next(seeds))] if zoom else []
     if level == "none":
         return keras.Sequential(zooming, name="augment_zoom") if zooming else None
     if level == "crop":
@@ -71,25 +88,25 @@ def build_augmenter(level="light", *, seed=None, crop_margin=0, zoom=0.0):
         # reflected border is cut off by the model's centre crop.
         shift = crop_margin / IMAGE_SIZE
         steps = [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomTranslation(shift, shift, fill_mode="reflect", interpolation="nearest", seed=seed),
+            layers.RandomFlip("horizontal", seed=next(seeds)),
+            layers.RandomTranslation(shift, shift, fill_mode="reflect", interpolation="nearest", seed=next(seeds)),
             *zooming,
-            RandomErasing(rate=0.5, seed=seed),
+            RandomErasing(rate=0.5, seed=next(seeds)),
         ]
         return keras.Sequential(steps, name="augment_crop")
     steps = [
-        layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed),
+        layers.RandomFlip("horizontal", seed=next(seeds)),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=next(seeds)),
         *zooming,
     ]
     if level == "strong":
         steps += [
-            layers.RandomRotation(10 / 360, fill_mode="reflect", seed=seed),
-            layers.RandomBrightness(0.15, value_range=(0, PIXEL_MAX), seed=seed),
-            layers.RandomContrast(0.2, value_range=(0, PIXEL_MAX), seed=seed),
+            layers.RandomRotation(10 / 360, fill_mode="reflect", seed=next(seeds)),
+            layers.RandomBrightness(0.15, value_range=(0, PIXEL_MAX), seed=next(seeds)),
+            layers.RandomContrast(0.2, value_range=(0, PIXEL_MAX), seed=next(seeds)),
         ]
     if level in ("medium", "strong"):
-        steps.append(RandomErasing(rate=0.5, seed=seed))
+        steps.append(RandomErasing(rate=0.5, seed=next(seeds)))
     return keras.Sequential(steps, name=f"augment_{level}")
 
 

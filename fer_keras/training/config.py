@@ -104,7 +104,7 @@ class TrainConfig:
             ("save_format", self.save_format in (".h5", ".keras"), "must be .h5 or .keras"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("mixup", self.mixup >= 0, "must be >= 0 (0 = off; 0.2 is the usual choice)"),
-            ("zoom", 0 <= self.zoom < 0.5, "must be in [0, 0.5) (0 = off; 0.1 matches FER2013's framing spread)"),
+            ("zoom", 0 <= self.zoom < 0.5, "must be in [0, 0.5) (0 = the augment level's own: 0.1 for strong, none otherwise)"),
             ("dataset", self.dataset in DATASETS, f"must be one of {', '.join(DATASETS)}"),
             ("ferplus_mode", self.ferplus_mode in FERPLUS_MODES, f"must be one of {', '.join(FERPLUS_MODES)}"),
             ("num_classes", self.num_classes in (7, 8), "must be 7 (FER2013 classes) or 8 (plus contempt)"),

@@ -17,6 +17,9 @@ from fer_keras.errors import ConfigError
 from fer_keras.machine import tensorflow_backend
 from fer_keras.training.augment import build_augmenter, build_mixer
 
+MIXER_SEED_OFFSET = 1000
+"""Added to the run's seed for the mixer: past every augmentation layer's seed."""
+
 
 def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mixup=0.0, seed=0,
                  crop_margin=0, zoom=0.0):
@@ -38,7 +41,9 @@ def make_dataset(x, y, *, batch_size, num_classes, training, augment="none", mix
     if soft and y.shape[1] != num_classes:
         raise ConfigError(f"soft targets have {y.shape[1]} columns; the model has {num_classes} classes")
     augmenter = build_augmenter(augment, seed=seed, crop_margin=crop_margin, zoom=zoom) if training else None
-    mixer = build_mixer(mixup, seed=seed) if training else None
+    # The mixer draws its own numbers: seeded like the augmenter's first layer, it would pair its
+    # weights with the flips (see augment.layer_seeds).
+    mixer = build_mixer(mixup, seed=None if seed is None else seed + MIXER_SEED_OFFSET) if training else None
     if not tensorflow_backend():
         return array_batches(x, y, batch_size=batch_size, num_classes=num_classes, training=training,
                             augmenter=augmenter, mixer=mixer, seed=seed)

@@ -76,3 +76,54 @@ def test_unknown_level_and_erasing_config_round_trip():
     layer = RandomErasing(rate=0.25, area=(0.1, 0.2), seed=7)
     clone = RandomErasing.from_config(layer.get_config())
     assert (clone.rate, clone.area, clone.seed) == (0.25, (0.1, 0.2), 7)
+
+
+def test_zoom_scales_faces_about_their_centre_on_any_level():
+    """Check that --zoom rescales each face by its own random factor about the centre (a disc's area
+    varies, its centre stays), that strong keeps its 0.1 unless told, and that a zoom out of range is refused."""
+    from keras import layers
+
+    from fer_keras.training import TrainConfig, make_dataset
+    from fer_keras.errors import ConfigError
+
+    yy, xx = np.mgrid[0:48, 0:48]
+    disc = ((yy - 23.5) ** 2 + (xx - 23.5) ** 2 < 10 ** 2).astype("float32") * 255
+    batch = np.repeat(disc[None, ..., None], 64, axis=0)
+    assert build_augmenter("none") is None
+    ds = make_dataset(batch.astype("uint8"), np.zeros(64, int), batch_size=64, num_classes=7, training=True,
+                      augment="none", zoom=0.3, seed=1)
+    out = np.asarray(next(iter(ds))[0])
+    area = (out > 127).sum(axis=(1, 2, 3))
+    assert area.std() > 0.1 * area.mean() and area.min() < (disc > 127).sum() < area.max()
+    lit = out[..., 0] > 127
+    height, width = lit.any(axis=2).sum(axis=1), lit.any(axis=1).sum(axis=1)
+    assert np.abs(height - width).max() <= 1  # both ways alike: a disc stays a disc
+    np.testing.assert_allclose(out[:, 23:25, 23:25], 255, atol=1)  # about the centre: the middle stays lit
+
+    def zoom_of(augmenter):
+        return [layer.height_factor for layer in augmenter.layers if isinstance(layer, layers.RandomZoom)]
+
+    assert zoom_of(build_augmenter("strong")) == [0.1] and zoom_of(build_augmenter("strong", zoom=0.2)) == [0.2]
+    assert zoom_of(build_augmenter("crop", crop_margin=2, zoom=0.1)) == [0.1]
+    assert zoom_of(build_augmenter("light")) == []
+    with pytest.raises(ConfigError, match="zoom must be in.*Received: zoom=0.6"):
+        TrainConfig(zoom=0.6).validate()
+
+
+@pytest.mark.parametrize("level", ["light", "strong"])
+def test_random_layers_draw_independently(level):
+    """Check that a flip, a vertical shift and a zoom seeded by one run seed are independent: layers given
+    the same seed draw the same numbers, which tied every flipped face to an upward shift."""
+    block = np.zeros((48, 48), "float32")
+    block[20:28, 4:12] = 255  # a bright square left of centre: flipped, it lies right of centre
+    batch = np.repeat(block[None, ..., None], 1024, axis=0)
+    out = np.asarray(build_augmenter(level, seed=1, zoom=0.2)(batch, training=True))[..., 0]
+    mass = out.sum(axis=(1, 2)) + 1e-6
+    columns, rows = np.arange(48), np.arange(48)[:, None]
+    centre_x = (out.sum(axis=1) * columns).sum(axis=1) / mass
+    centre_y = (out * rows).sum(axis=(1, 2)) / mass
+    size = (out > 127).sum(axis=(1, 2))
+    flipped = centre_x > 24
+    assert 0.3 < flipped.mean() < 0.7
+    assert abs(np.corrcoef(flipped, centre_y)[0, 1]) < 0.15
+    assert abs(np.corrcoef(size, centre_y)[0, 1]) < 0.15

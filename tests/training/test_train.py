@@ -583,36 +583,6 @@ def test_mixup_off_and_negative_alpha():
         TrainConfig(mixup=-0.1).validate()
 
 
-
-def test_zoom_scales_faces_about_their_centre_on_any_level():
-    """Check that --zoom rescales each face by its own random factor about the centre (a disc's area
-    varies, its centre stays), that strong keeps its 0.1 unless told, and that a zoom out of range is refused."""
-    from keras import layers
-
-    from fer_keras.training.augment import build_augmenter
-
-    yy, xx = np.mgrid[0:48, 0:48]
-    disc = ((yy - 23.5) ** 2 + (xx - 23.5) ** 2 < 10 ** 2).astype("float32") * 255
-    batch = np.repeat(disc[None, ..., None], 64, axis=0)
-    assert build_augmenter("none") is None
-    from fer_keras.training import make_dataset
-
-    ds = make_dataset(batch.astype("uint8"), np.zeros(64, int), batch_size=64, num_classes=7, training=True,
-                      augment="none", zoom=0.3, seed=1)
-    out = np.asarray(next(iter(ds))[0])
-    area = (out > 127).sum(axis=(1, 2, 3))
-    assert area.std() > 0.1 * area.mean() and area.min() < (disc > 127).sum() < area.max()
-    np.testing.assert_allclose(out[:, 23:25, 23:25], 255, atol=1)  # about the centre: the middle stays lit
-
-    def zoom_of(augmenter):
-        return [layer.height_factor for layer in augmenter.layers if isinstance(layer, layers.RandomZoom)]
-
-    assert zoom_of(build_augmenter("strong")) == [0.1] and zoom_of(build_augmenter("strong", zoom=0.2)) == [0.2]
-    assert zoom_of(build_augmenter("crop", crop_margin=2, zoom=0.1)) == [0.1]
-    assert zoom_of(build_augmenter("light")) == []
-    with pytest.raises(ConfigError, match="zoom must be in.*Received: zoom=0.6"):
-        TrainConfig(zoom=0.6).validate()
-
 def test_options_added_later_leave_old_run_folders_where_they_were():
     """Check that every option kept out of the run-folder hash at its default really defaults to
     that value, and that setting one (e.g. --mixup) names a new run folder."""
@@ -625,7 +595,7 @@ def test_options_added_later_leave_old_run_folders_where_they_were():
 
 
 @pytest.mark.slow
-def test_mixup_run_trains_and_its_card_command_repeats_the_option(learnable_csv, tmp_path, monkeypatch):
+def test_mixup_and_zoom_run_trains_and_its_card_command_repeats_both(learnable_csv, tmp_path, monkeypatch):
     """Check that a --mixup --zoom run trains end to end with both in its training pipeline, and the card's
     command reproduces both."""
     from fer_keras.cli.model_card import training_command
