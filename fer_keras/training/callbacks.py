@@ -206,13 +206,13 @@ def swap_ema_weights(model):
     average of them (Keras keeps it in the optimizer when ``use_ema`` is set
     and writes it into the model only when ``fit`` ends)."""
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer wraps it
-    # Keras has no public handle on the average (its own SwapEMAWeights reaches in too), so a
-    # Keras that renames these fails here with a clear line rather than deep in an epoch.
+    # Keras has no public handle on the average (its own SwapEMAWeights reaches in too), so an
+    # optimizer without it (built without use_ema, or a Keras that renamed it) fails with one line.
     missing = [name for name in EMA_INTERNALS if not hasattr(optimizer, name)]
     if missing:
-        raise FerError(f"ema: this Keras ({keras.__version__}) optimizer has no {', '.join(missing)}; "
-                       f"fer_keras's moving average was written against Keras 3.15. Received: ema with "
-                       f"{type(optimizer).__name__}")
+        raise FerError(f"ema: the {type(optimizer).__name__} optimizer has no {', '.join(missing)}: it was "
+                       f"built without use_ema, or this Keras ({keras.__version__}) keeps its moving average "
+                       f"elsewhere (fer_keras reads it as Keras 3.15 does)")
     for weight, average in zip(*(getattr(optimizer, name) for name in EMA_INTERNALS)):
         if average is not None:
             current = keras.ops.convert_to_numpy(weight)

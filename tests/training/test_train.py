@@ -214,14 +214,14 @@ def test_swap_ema_weights_exchanges_weights_and_average():
 
 def test_swap_ema_weights_names_the_missing_keras_internals():
     """Check that an optimizer without Keras 3.15's moving-average attributes fails with one line naming
-    them and the Keras version, not an AttributeError mid-epoch."""
+    them, use_ema and the Keras version, not an AttributeError."""
     from types import SimpleNamespace
 
     from fer_keras.errors import FerError
     from fer_keras.training.callbacks import swap_ema_weights
 
     model = SimpleNamespace(optimizer=SimpleNamespace(_trainable_variables=[]))
-    with pytest.raises(FerError, match=r"no _model_variables_moving_average.*Keras 3\.15"):
+    with pytest.raises(FerError, match=r"no _model_variables_moving_average: it was built without use_ema.*Keras 3\.15"):
         swap_ema_weights(model)
 
 def test_collapse_warning_waits_while_the_ema_average_is_mostly_the_first_step(capsys):
