@@ -131,6 +131,7 @@ def main(argv=None):
         base, results[name] = None, {"found": len(rows), "faces": count, "acc_raw": float(np.mean(raw == truth))}
         for policy in POLICIES:
             crops = np.stack([policy_crop(policy, c, d, s, a, detector.framing) for _, c, d, s, a in rows])
+            default_crops = crops if policy == "default" else default_crops
             got = ensemble.predict(crops[..., None])
             right = got == truth
             base = right if base is None else base
@@ -141,8 +142,7 @@ def main(argv=None):
                                      "vs_default": float(delta), "vs_default_ci": interval}
             print(f"{policy:<14}{right.mean():>10.1%}{lost:>7.2f}p{np.mean(got == raw):>8.1%}   "
                   f"{delta:+.2f} [{interval[0]:+.2f}, {interval[1]:+.2f}]", flush=True)
-        crops = np.stack([policy_crop("default", c, d, s, a, detector.framing) for _, c, d, s, a in rows])
-        results[name]["members"] = member_losses(ensemble, test.x[index], crops[..., None], truth)
+        results[name]["members"] = member_losses(ensemble, test.x[index], default_crops[..., None], truth)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine_description(), "date": str(date.today()),
                                                "seed": args.seed, "results": results}, indent=1))
