@@ -40,6 +40,8 @@ model has no augmentation layers and the pipeline overlaps with training.
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 from keras import layers
 
@@ -56,10 +58,7 @@ def layer_seeds(seed):
     a flip, a shift and a zoom seeded alike would move together (a flipped
     face always shifted up, say) instead of independently.
     """
-    count = 0
-    while True:
-        yield None if seed is None else seed + count
-        count += 1
+    return itertools.repeat(None) if seed is None else itertools.count(seed)
 
 
 def build_augmenter(level="light", *, seed=None, crop_margin=0, zoom=0.0):
