@@ -16,7 +16,7 @@ Levels (what the FER2013 literature found to matter, cheapest first):
   in the file), that shift *is* a random crop of the face, and inference
   needs nothing but the file: it sees the central crop.
 - ``strong``: flip, shift, rotation ±10°, zoom ±10%, brightness/contrast
-  jitter and random erasing (a grey box over up to a third of the face,
+  jitter and random erasing (a box of noise over up to a third of the face,
   which stops the model relying on one region, e.g. the mouth).
 
 Independently of the level, ``zoom`` (a fraction) scales each face by a
@@ -36,6 +36,10 @@ leaves every face's geometry intact, for nets that memorise the training set.
 
 They run on batches inside the input pipeline (not in the model), so a saved
 model has no augmentation layers and the pipeline overlaps with training.
+Every layer computes in float32 whatever the global policy: under
+mixed_bfloat16 (the default on CPUs with AMX) a bf16 augmenter would resample
+and round faces with 8 bits of mantissa (``strong`` moved pixels by up to 26
+grey levels against float32).
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ from fer_keras.constants import IMAGE_SIZE, PIXEL_MAX
 from fer_keras.models.layers import RandomErasing
 
 LEVELS = ("none", "light", "medium", "crop", "strong")
+
+CROP_SHIFT_ROUNDING = 0.499
+"""Pixels added to the crop recipe's largest shift before rounding: just under
+half a pixel, so every whole shift -m..m is equally likely and none exceeds m."""
 
 
 def layer_seeds(seed):
@@ -76,7 +84,11 @@ def build_augmenter(level="light", *, seed=None, crop_margin=0, zoom=0.0):
         raise ValueError(f"zoom must be in [0, 0.5). Received: zoom={zoom}")
     zoom = zoom or (0.1 if level == "strong" else 0.0)
     seeds = layer_seeds(seed)
-    zooming = [layers.RandomZoom(zoom, fill_mode="reflect", seed=next(seeds))] if zoom else []
+
+    def random(layer_class, *args, **kwargs):
+        return layer_class(*args, **kwargs, seed=next(seeds), dtype="float32")
+
+    zooming = [random(layers.RandomZoom, zoom, fill_mode="reflect")] if zoom else []
     if level == "none":
         return keras.Sequential(zooming, name="augment_zoom") if zooming else None
     if level == "crop":
@@ -84,28 +96,31 @@ def build_augmenter(level="light", *, seed=None, crop_margin=0, zoom=0.0):
             raise ValueError(f"level 'crop' needs crop_margin >= 1: a model that crops its input (model option "
                              f"crop=44). Received: crop_margin={crop_margin}")
         # Nearest-neighbour shifts move whole pixels, as a crop does; the
-        # reflected border is cut off by the model's centre crop.
-        shift = crop_margin / IMAGE_SIZE
+        # reflected border is cut off by the model's centre crop. A shift drawn
+        # from [-m - 1/2, m + 1/2] rounds to each of -m..m equally often (drawn
+        # from [-m, m], the corner crops ten-crop averages over came half as
+        # often as the others).
+        shift = (crop_margin + CROP_SHIFT_ROUNDING) / IMAGE_SIZE
         steps = [
-            layers.RandomFlip("horizontal", seed=next(seeds)),
-            layers.RandomTranslation(shift, shift, fill_mode="reflect", interpolation="nearest", seed=next(seeds)),
+            random(layers.RandomFlip, "horizontal"),
+            random(layers.RandomTranslation, shift, shift, fill_mode="reflect", interpolation="nearest"),
             *zooming,
-            RandomErasing(rate=0.5, seed=next(seeds)),
+            random(RandomErasing, rate=0.5),
         ]
         return keras.Sequential(steps, name="augment_crop")
     steps = [
-        layers.RandomFlip("horizontal", seed=next(seeds)),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=next(seeds)),
+        random(layers.RandomFlip, "horizontal"),
+        random(layers.RandomTranslation, 0.1, 0.1, fill_mode="reflect"),
         *zooming,
     ]
     if level == "strong":
         steps += [
-            layers.RandomRotation(10 / 360, fill_mode="reflect", seed=next(seeds)),
-            layers.RandomBrightness(0.15, value_range=(0, PIXEL_MAX), seed=next(seeds)),
-            layers.RandomContrast(0.2, value_range=(0, PIXEL_MAX), seed=next(seeds)),
+            random(layers.RandomRotation, 10 / 360, fill_mode="reflect"),
+            random(layers.RandomBrightness, 0.15, value_range=(0, PIXEL_MAX)),
+            random(layers.RandomContrast, 0.2, value_range=(0, PIXEL_MAX)),
         ]
     if level in ("medium", "strong"):
-        steps.append(RandomErasing(rate=0.5, seed=next(seeds)))
+        steps.append(random(RandomErasing, rate=0.5))
     return keras.Sequential(steps, name=f"augment_{level}")
 
 

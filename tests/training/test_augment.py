@@ -127,3 +127,33 @@ def test_random_layers_draw_independently(level):
     assert 0.3 < flipped.mean() < 0.7
     assert abs(np.corrcoef(flipped, centre_y)[0, 1]) < 0.15
     assert abs(np.corrcoef(size, centre_y)[0, 1]) < 0.15
+
+
+def test_crop_level_draws_every_whole_shift_equally_often():
+    """Check that the crop recipe's shifts are uniform over -m..m and never beyond: rounding a shift drawn
+    from [-m, m] made the corner crops, eight of ten-crop's ten views, half as likely as the others."""
+    columns = np.tile(np.arange(48, dtype="float32") * 5, (48, 1))
+    batch = np.repeat(columns[None, ..., None], 4000, axis=0)
+    out = np.asarray(build_augmenter("crop", seed=5, crop_margin=2).layers[1](batch, training=True))
+    shifts = (24 - out[:, 24, 24, 0] / 5).round().astype(int)
+    values, counts = np.unique(shifts, return_counts=True)
+    assert values.tolist() == [-2, -1, 0, 1, 2]
+    assert counts.min() > 0.85 * counts.max()  # about 800 each; the old draw gave about 480 at +-2
+
+
+@pytest.mark.parametrize("level", ["light", "crop", "strong"])
+def test_augmenter_computes_in_float32_under_mixed_bfloat16(level):
+    """Check that under mixed_bfloat16 each level gives exactly the float32 faces: a bf16 augmenter
+    rounded resampled pixels to 8 bits of mantissa (strong moved some by 26 grey levels)."""
+    import keras
+
+    faces = np.random.default_rng(0).uniform(0, 255, (16, 48, 48, 1)).round().astype("float32")
+    expected = np.asarray(build_augmenter(level, seed=3, crop_margin=2)(faces, training=True))
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        out = build_augmenter(level, seed=3, crop_margin=2)(faces, training=True)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    np.testing.assert_array_equal(np.asarray(out), expected)
