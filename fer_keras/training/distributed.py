@@ -60,7 +60,11 @@ def fit_custom_loop(model, dataset, *, strategy, epochs, steps_per_epoch, callba
                 loss = tf.nn.compute_average_loss(loss_fn(y, probs), global_batch_size=global_batch_size)
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-            grads = tape.gradient(loss, model.trainable_variables)
+                # Under mixed_float16 the optimizer is a LossScaleOptimizer, which divides every
+                # gradient by its loss scale: the gradient must be of the scaled loss (as
+                # model.fit takes it), or each update is 32768 times too small.
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             hits = tf.cast(tf.equal(tf.argmax(probs, -1), tf.argmax(y, -1)), tf.float32)
             return loss, tf.reduce_sum(hits)

@@ -698,3 +698,41 @@ def test_ema_average_survives_a_resume(learnable_csv, tmp_path, monkeypatch):
     assert [row.split(",")[0] for row in (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]] == \
         ["0", "1", "2"]
     assert summary["epochs_run"] == 3
+
+
+def test_custom_loop_scales_the_loss_like_fit_under_mixed_float16():
+    """Check that the multi-worker loop's first update under mixed_float16 equals model.fit's: the
+    LossScaleOptimizer divides gradients by its loss scale, so unscaled gradients moved 32768x too little."""
+    import keras
+    import tensorflow as tf
+
+    from fer_keras.training.distributed import fit_custom_loop
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (32, 48, 48, 1)).astype("float32")
+    y = np.eye(7, dtype="float32")[rng.integers(0, 7, 32)]
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+
+    def first_update(fit):
+        keras.utils.set_random_seed(0)
+        face = keras.Input((48, 48, 1))
+        hidden = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(face))
+        hidden = keras.layers.Dense(16, activation="relu")(hidden)
+        probs = keras.layers.Activation("softmax", dtype="float32")(keras.layers.Dense(7)(hidden))
+        model = keras.Model(face, probs)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+        before = np.array(model.trainable_weights[-1])
+        fit(model)
+        return np.array(model.trainable_weights[-1]) - before
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        by_fit = first_update(lambda m: m.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False))
+        by_loop = first_update(lambda m: fit_custom_loop(
+            m, dataset, strategy=tf.distribute.get_strategy(), epochs=1, steps_per_epoch=1, callbacks=[],
+            label_smoothing=0.0, global_batch_size=32, verbose=0))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert np.abs(by_fit).max() > 1e-3
+    np.testing.assert_allclose(by_loop, by_fit, rtol=0.02, atol=1e-5)
