@@ -133,7 +133,8 @@ def build_parser(prog, description, defaults, *, choose_model=False):
                    help="stop cleanly after this many minutes, keeping the best epoch; the cosine "
                    "schedule is shortened to fit (default: %(default)s = none)")
     g.add_argument("--snapshots", type=int, default=d.snapshots, metavar="K",
-                   help="snapshot ensemble: K cosine cycles, each end saved as its own member")
+                   help="snapshot ensemble: K cosine cycles of EPOCHS // K epochs, each end saved as its "
+                   "own member; a --time-budget stops the run, keeping the cycles completed")
 
     g = p.add_argument_group("regularisation")
     g.add_argument("--augment", choices=augment.LEVELS, default=d.augment,

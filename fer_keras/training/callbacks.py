@@ -19,7 +19,7 @@ from fer_keras.constants import CLASS_NAMES_8
 from fer_keras.errors import FerError
 from fer_keras.io_utils import atomic_path, write_json_atomic
 from fer_keras.metrics import classification_metrics, prediction_collapse
-from fer_keras.training.schedule import lr_at, plan_epochs
+from fer_keras.training.schedule import lr_at, plan_epochs, snapshot_epochs
 
 
 class LearningRateSchedule(keras.callbacks.Callback):
@@ -138,12 +138,14 @@ class Budget(keras.callbacks.Callback):
         self.state["epochs_done"] = epoch + 1
         epoch_seconds = now - self.epoch_start
         self.state.setdefault("epoch_seconds", []).append(round(epoch_seconds, 1))
-        if self.budget and self.config.schedule != "plateau":
+        # A snapshot run keeps its cycles (re-planning would move their ends off the epochs
+        # its snapshots are saved at): the budget only stops it, keeping the cycles completed.
+        if self.budget and self.config.schedule != "plateau" and not snapshot_epochs(self.config.epochs,
+                                                                                     self.config.snapshots):
             previous = self.state["planned_epochs"]
             planned = plan_epochs(
                 epochs_done=epoch + 1, planned=previous, max_epochs=self.config.epochs,
-                epoch_seconds=self.state["epoch_seconds"], seconds_left=self.budget - self.state["train_seconds"],
-                may_grow=not self.config.snapshots)
+                epoch_seconds=self.state["epoch_seconds"], seconds_left=self.budget - self.state["train_seconds"])
             if planned != previous:
                 recent = ", ".join(f"{t:.0f}" for t in self.state["epoch_seconds"][-3:])
                 print(f"\ntime budget {self.config.time_budget:g} min (last epochs: {recent} s): "

@@ -39,6 +39,7 @@ from fer_keras.training.callbacks import (BestKeeper, Budget, LearningRateSchedu
 from fer_keras.training.config import TrainConfig
 from fer_keras.training.distributed import fit_custom_loop, make_strategy, worker_role
 from fer_keras.training.pipeline import check_crop_recipe, make_dataset
+from fer_keras.training.schedule import snapshot_epochs
 from fer_keras.training.transfer import build_model, fine_tune_phase, head_phase, init_lineage
 
 
@@ -222,12 +223,18 @@ def _class_weight(config, train_split, num_classes):
     return {i: float(len(train_split) / (num_classes * c)) for i, c in enumerate(counts)}
 
 
+def _first_plan(config):
+    """Epochs planned before the first one: all of them, or a snapshot run's last cycle end."""
+    cycle_ends = snapshot_epochs(config.epochs, config.snapshots)
+    return cycle_ends[-1] if cycle_ends else config.epochs
+
+
 def _resume_state(config, run_dir):
     """``(state, resumed, finished)``: the run's saved state (state.json), whether this run resumes,
     and whether every planned epoch was done before an interruption."""
     state_file = run_dir / "state.json"
     resumed = state_file.exists()
-    state = json.loads(state_file.read_text()) if resumed else {"planned_epochs": config.epochs}
+    state = json.loads(state_file.read_text()) if resumed else {"planned_epochs": _first_plan(config)}
     # A run killed after its last epoch but before the model was saved: Keras
     # has already deleted its backup, so fit() would start again from epoch 0.
     finished = resumed and (run_dir / "best.weights.h5").exists() and (
@@ -273,16 +280,12 @@ def _callbacks(config, run_dir, state, steps_per_epoch, val_split, class_names):
     """The run's callbacks, in the order they must run (:mod:`~fer_keras.training.callbacks`)."""
     import keras
 
-    snapshot_epochs = ()
-    if config.snapshots > 1:
-        cycle = config.epochs // config.snapshots
-        snapshot_epochs = tuple(cycle * (k + 1) for k in range(config.snapshots))
     callbacks = [
         NaNGuard(state),
         LearningRateSchedule(config, steps_per_epoch, state),
         *([SwapEMAWeights()] if config.ema else []),  # the average is validated and kept ...
         Validation(val_split.x, val_split.y, len(class_names), 256, state, class_names, ema=config.ema),
-        BestKeeper(run_dir, state, snapshot_epochs),
+        BestKeeper(run_dir, state, snapshot_epochs(config.epochs, config.snapshots)),
         *([SwapEMAWeights()] if config.ema else []),  # ... and the raw weights go on training
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         SafeBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),

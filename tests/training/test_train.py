@@ -149,11 +149,15 @@ def test_time_budget_stops_early_and_keeps_best(learnable_csv, tmp_path):
 
 @pytest.mark.slow
 def test_snapshot_ensemble_saves_each_cycle(learnable_csv, tmp_path):
-    """Check that --snapshots K saves K members (the best model plus K snapshots)."""
-    summary = train(tiny_config(learnable_csv, tmp_path, epochs=4, snapshots=2), verbose=0)
+    """Check that --snapshots K saves K members (the best model plus K snapshots), each at the end of a
+    cycle, where the learning rate is near 0; 5 epochs in 2 cycles train 4 (cycles cut from all 5 put
+    the first snapshot at 10% of the peak)."""
+    summary = train(tiny_config(learnable_csv, tmp_path, epochs=5, snapshots=2), verbose=0)
     assert len(summary["snapshot_files"]) == 2
     for file in summary["snapshot_files"]:
         assert model_io.read_metadata(file)["snapshot_epoch"] in (2, 4)
+    lr = _history(tmp_path / "run")["lr"]
+    assert len(lr) == 4 and lr[1] < 0.02 * 0.01 and lr[3] < 0.02 * 0.01
 
 
 @pytest.mark.slow
@@ -467,9 +471,6 @@ def test_budget_plan_shrinks_to_fit_and_regrows_only_early():
     real_epochs = [42.2, 44.5, 45.9, 42.1, 42.6, 81.7, 82.7, 44.2]
     assert plan_epochs(epochs_done=23, planned=65, max_epochs=150, epoch_seconds=real_epochs,
                        seconds_left=1807.6) == 56
-    # Snapshot runs keep their cycle ends: no growth.
-    assert plan_epochs(epochs_done=1, planned=10, max_epochs=60, epoch_seconds=[10], seconds_left=1000,
-                       may_grow=False) == 10
     # Never more than --epochs.
     assert plan_epochs(epochs_done=1, planned=20, max_epochs=20, epoch_seconds=[1], seconds_left=1000) == 20
 
@@ -736,3 +737,49 @@ def test_custom_loop_scales_the_loss_like_fit_under_mixed_float16():
         keras.mixed_precision.set_global_policy(previous)
     assert np.abs(by_fit).max() > 1e-3
     np.testing.assert_allclose(by_loop, by_fit, rtol=0.02, atol=1e-5)
+
+
+@pytest.mark.parametrize("epochs, snapshots", [(50, 3), (60, 3), (4, 2), (7, 2)])
+def test_snapshots_are_saved_where_the_learning_rate_ends_a_cycle(epochs, snapshots):
+    """Check that every snapshot epoch ends a cosine cycle, at under 0.1% of the peak learning rate: cycles
+    cut from all 50 epochs in 3 put the snapshots of epochs 16, 32, 48 at 0.4%, 1.6% and 3.5%."""
+    from fer_keras.training.schedule import snapshot_epochs
+
+    steps = 40
+    ends = snapshot_epochs(epochs, snapshots)
+    assert len(ends) == snapshots and ends[-1] <= epochs
+    for end in ends:
+        last_step = end * steps - 1
+        lr = lr_at(last_step, peak=1.0, total_steps=ends[-1] * steps, warmup_steps=0, schedule="cosine",
+                   cycles=snapshots)
+        assert lr < 1e-3
+    assert snapshot_epochs(epochs, 1) == snapshot_epochs(epochs, 0) == ()
+
+
+def test_time_budget_stops_a_snapshot_run_without_moving_its_cycles(tmp_path, monkeypatch):
+    """Check that a slow epoch shrinks a plain run's plan but leaves a snapshot run's cycles where they are
+    (a shrunk plan moved the cycle ends off the snapshot epochs), and that the budget still stops it."""
+    from fer_keras.training import callbacks
+
+    clock = [0.0]
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
+
+    class Model:
+        stop_training = False
+
+    plans = {}
+    for snapshots in (0, 3):
+        config = TrainConfig(epochs=60, snapshots=snapshots, time_budget=1)  # 60 s
+        state = {"planned_epochs": 60}
+        budget = callbacks.Budget(config, state, tmp_path)
+        budget.set_model(Model())
+        clock[0] = 0.0
+        budget.on_train_begin()
+        budget.on_epoch_begin(0)
+        clock[0] = 25.0  # 25 s an epoch: two fit in the budget
+        budget.on_epoch_end(0)
+        plans[snapshots] = state["planned_epochs"]
+        clock[0] = 61.0
+        budget.on_train_batch_end(0)
+        assert state["stopped_by_budget"] and budget.model.stop_training
+    assert plans == {0: 2, 3: 60}
