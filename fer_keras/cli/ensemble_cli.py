@@ -17,7 +17,7 @@ import numpy as np
 from fer_keras import data
 from fer_keras import ensemble as ens
 from fer_keras.cli.common import add_tta_argument, calibration_note, plain_warnings, run_cli, skipped_line
-from fer_keras.constants import CLASS_NAMES, TEST_SPLIT, VALIDATION_SPLIT
+from fer_keras.constants import CLASS_NAMES, TEST_SPLIT, TRAIN_SPLIT, VALIDATION_SPLIT
 from fer_keras.data import DATASETS, Split, load_dataset
 from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS, combine_probas, report_files
 from fer_keras.ensemble.calibration import expected_calibration_error, held_out_ece
@@ -299,10 +299,13 @@ def run(args, *, stdout=None):
     if args.select:
         weights_source = _select(ensemble, dataset, select_on, args, context, out, stdout)
 
+    overlap = None
+    if TRAIN_SPLIT in dataset and usage != TRAIN_SPLIT:  # FER2013: 280 PublicTest faces are Training faces
+        overlap = (TRAIN_SPLIT, data.seen_in(split.x, dataset[TRAIN_SPLIT].x))
     report = ens.evaluate(ensemble, split.x, split.y, tta=args.tta, skipped=skipped,
                           context={**context, "usage": usage, "weights_source": weights_source,
                                    "safe_mode": not args.unsafe, "options": vars(args)},
-                          bootstrap=args.bootstrap, seed=args.seed, class_names=classes)
+                          bootstrap=args.bootstrap, seed=args.seed, class_names=classes, overlap=overlap)
     if args.select:
         report.context["selection"]["evaluated"] = _selected_vs_all(report, all_weights)
     report.seconds["total"] = round(time.perf_counter() - started, 3)

@@ -194,7 +194,22 @@ def ensemble_section(report):
                   "member gets right vs only the ensemble gets right."]
     lines += ["", "Per-class F1 of the ensemble: "
               + ", ".join(f"{k} {v['f1']:.2f}" for k, v in e["per_class"].items()), ""]
+    lines += _overlap_lines(report)
     return "\n".join(lines)
+
+
+def _overlap_lines(report):
+    """The faces of the scored split that are also in the training split, and the score without them."""
+    overlap = report.get("overlap")
+    if not overlap or not overlap["faces"] or not overlap["rest"]:
+        return []
+    seen, rest, e = overlap["faces"], overlap["rest"], overlap["ensemble"]
+    rest_scores = {"accuracy": e["accuracy_rest"], "macro_f1": e["macro_f1_rest"],
+                   "ci95": e.get("ci95_rest", {})}
+    return [f"{seen} of the {seen + rest} {report['usage']} faces ({seen / (seen + rest):.1%}) are also, pixel "
+            f"for pixel, in {overlap['reference']}; the ensemble gets {e['accuracy_seen']:.1%} of them right. "
+            f"On the other {rest}: **{_with_ci(rest_scores, 'accuracy', ACCURACY)}**, macro-F1 "
+            f"{_with_ci(rest_scores, 'macro_f1', MACRO_F1)}.", ""]
 
 
 def calibration_section(models_dir):

@@ -38,7 +38,8 @@ from fer_keras.constants import CLASS_NAMES_8
 from fer_keras.data.affectnet import load_affectnet
 from fer_keras.data.ckplus import load_ckplus
 from fer_keras.data.convert import csv_lines, csv_to_images, images_to_csv, pack_dataset, write_csv
-from fer_keras.data.dataset import DatasetInfo, FERDataset, SoftSplit, Split, balanced, soft_targets, stratified_split
+from fer_keras.data.dataset import (DatasetInfo, FERDataset, SoftSplit, Split, balanced, seen_in, soft_targets,
+                                    stratified_split)
 from fer_keras.data.dispatch import DATASETS, load_dataset
 from fer_keras.data.fer2013 import load_fer2013, require_file
 from fer_keras.data.ferplus import load_ferplus
@@ -54,7 +55,7 @@ from fer_keras.data.synthetic import synthetic_faces, write_synthetic_csv
 
 __all__ = [
     # === Structures ===
-    "DatasetInfo", "FERDataset", "SoftSplit", "Split", "balanced", "soft_targets", "stratified_split",
+    "DatasetInfo", "FERDataset", "SoftSplit", "Split", "balanced", "seen_in", "soft_targets", "stratified_split",
     # === Readers ===
     "DATASETS", "load_dataset", "load_fer2013", "load_image_folder", "load_ferplus", "load_rafdb", "load_affectnet",
     "load_ckplus", "load_packed", "require_file",

@@ -125,6 +125,9 @@ def science_tables(report):
                                   f"on the evaluated faces", "headers": ["ensemble", "members", "accuracy",
                                                                          "macro-F1", "NLL"],
                        "rows": rows, "note": f"selected weights: {chosen}"})
+    overlap = sci.get("overlap")
+    if overlap and overlap["faces"]:
+        tables.append(_overlap_table(report, overlap, label))
     unc = sci.get("uncertainty")
     if unc and unc.get("mean_entropy") is not None:
         tables.append({"caption": "Per-face uncertainty", "headers": ["figure", "value"],
@@ -289,6 +292,25 @@ def _save_html(report, path, pngs):
     title = f"Ensemble report: {len(report.member_names)} member(s) on {where} [{ctx.get('usage', '?')}]"
     write_html(path, title, facts, [(h, [{**b, "caption": None} for b in blocks]) for h, blocks in sections],
                pngs)
+
+
+def _overlap_table(report, overlap, label):
+    """Each model's accuracy on the faces also in another split (the training split) and on the others."""
+    seen, rest, reference = overlap["faces"], overlap["rest"], overlap["reference"]
+    headers = ["model", f"accuracy on the {seen} also in {reference}", f"accuracy on the other {rest}",
+               f"macro-F1 on the other {rest}"]
+    rows = [[name, s["accuracy_seen"], s.get("accuracy_rest"), s.get("macro_f1_rest")]
+            for name, s in overlap["members"].items()]
+    e = overlap["ensemble"]
+    rows.append([label, e["accuracy_seen"], e.get("accuracy_rest"), e.get("macro_f1_rest")])
+    share = seen / (seen + rest)
+    note = (f"{seen} of the {seen + rest} evaluated faces ({share:.1%}) are, pixel for pixel, faces of "
+            f"{reference}: a model that memorised its training faces gets them right, so the figures on the "
+            f"other {rest} say more about faces it has never seen.")
+    if "ci95_rest" in e:
+        low, high = e["ci95_rest"]["accuracy"]
+        note += f" Ensemble accuracy on the other {rest}: 95% bootstrap interval [{low:.4f}, {high:.4f}]."
+    return {"caption": f"Faces also in {reference}", "headers": headers, "rows": rows, "note": note}
 
 
 def _p_value(p):

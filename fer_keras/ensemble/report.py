@@ -120,6 +120,8 @@ class EnsembleReport:
             doc["diversity"] = sci["diversity"]
         if "uncertainty" in sci:
             doc["uncertainty"] = sci["uncertainty"]
+        if "overlap" in sci:
+            doc["overlap"] = sci["overlap"]
         if "temperature_scaling" in sci or "temperature_scaling" in ctx:
             scaling = {**ctx.pop("temperature_scaling", {}), **sci.get("temperature_scaling", {})}
             doc["temperature_scaling"] = scaling

@@ -93,6 +93,22 @@ def test_card_gives_intervals_and_mcnemar_when_the_report_has_them(tmp_path):
     assert "**66.15% [64.67, 67.76]**" in card and "1000 seeded bootstrap resamples" in card
 
 
+def test_card_gives_the_score_without_the_faces_training_also_holds(tmp_path):
+    """Check that the card says how many scored faces are also in Training and the ensemble's score on the rest."""
+    model_io.save_model(models.build("vgg16", width=0.125), tmp_path / "model_1.h5", {})
+    scores = {"accuracy": 0.7113, "macro_f1": 0.679, "weighted_f1": 0.709, "per_class": {}}
+    report = {"usage": "PublicTest", "n_samples": 3589, "ensemble": scores,
+              "members": [{"file": "model_1.h5", "skipped": None, **scores}],
+              "overlap": {"reference": "Training", "faces": 280, "rest": 3309, "members": {},
+                          "ensemble": {"accuracy_seen": 0.9107, "accuracy_rest": 0.6945, "macro_f1_rest": 0.661,
+                                       "ci95_rest": {"accuracy": [0.6787, 0.7102], "macro_f1": [0.64, 0.68]}}}}
+    card = model_card.render(tmp_path, [report])
+    assert ("280 of the 3589 PublicTest faces (7.8%) are also, pixel for pixel, in Training; the ensemble gets "
+            "91.1% of them right. On the other 3309: **69.45% [67.87, 71.02]**, macro-F1 0.661 [0.640, 0.680].") in card
+    report["overlap"]["faces"] = 0
+    assert "pixel for pixel" not in model_card.render(tmp_path, [report])
+
+
 def test_card_has_one_ensemble_section_per_report(tmp_path):
     """Check that a plain and a flip-TTA report each get their own section, in the order given."""
     model_io.save_model(models.build("vgg16", width=0.125), tmp_path / "model_1.h5", {})

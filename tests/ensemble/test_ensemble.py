@@ -303,6 +303,31 @@ def test_cli_oracle_confusion_matrix(tiny_csv, zoo, tmp_path):
     assert doc["ensemble"]["per_class"]["angry"]["support"] == 5
 
 
+def test_cli_scores_the_faces_the_training_split_does_not_hold(zoo, tmp_path, capsys):
+    """Check that faces pixel-identical to Training faces are counted, and that every model is also scored
+    without them: FER2013's PublicTest shares 280 faces with Training, which memorising models get right."""
+    from tests.conftest import write_band_csv
+
+    from fer_keras.data import seen_in
+
+    path = write_band_csv(tmp_path / "overlap.csv", [(k, k, "Training") for k in range(7)]
+                          + [(k, k, "PrivateTest") for k in range(7)])
+    lines = path.read_text().splitlines()
+    copies = [lines[1].replace(",Training", ",PrivateTest"),  # the angry face, labelled angry again
+              "6" + lines[2][1:].replace(",Training", ",PrivateTest")]  # the disgust face, labelled neutral
+    path.write_text("\n".join(lines + copies) + "\n")
+    out = tmp_path / "r"
+    assert ensemble_cli.main(["--csv", str(path), "--model", str(zoo["oracle"]), "--out", str(out), "--quiet",
+                              "--bootstrap", "50"]) == 0
+    overlap = json.loads((out / "report.json").read_text())["overlap"]
+    assert (overlap["reference"], overlap["faces"], overlap["rest"]) == ("Training", 2, 7)
+    assert overlap["ensemble"]["accuracy_seen"] == 0.5 and overlap["ensemble"]["accuracy_rest"] == 1.0
+    assert overlap["members"]["oracle.h5"]["accuracy_rest"] == 1.0
+    assert "faces also in Training" in capsys.readouterr().out
+    faces = np.arange(3 * 4, dtype=np.uint8).reshape(3, 2, 2, 1)
+    assert seen_in(faces, faces[[1, 1]]).tolist() == [False, True, False]
+
+
 def test_cli_strict_and_no_members_exit_2(tiny_csv, zoo, tmp_path, capsys):
     """Check that --strict with a bad file, and a folder with no usable model, exit 2 with one line."""
     folder = models_dir(tmp_path, zoo, "oracle", "ten")
