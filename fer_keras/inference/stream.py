@@ -121,9 +121,12 @@ def analyse_frames(predictor, read, *, source, fps, due, time_of, sink=None, ste
 
     ``read()`` gives ``(ok, frame)``; frame ``index`` (its time ``time_of(index)``
     seconds) is analysed when ``due(index, seconds)``. With a ``sink`` the
-    annotated video is written: every frame, carrying the latest analysed
-    boxes (``write_every_frame``: a video file's), or the analysed frames only
-    (a camera's). ``on_frame`` gets each analysed :class:`FrameResult`;
+    annotated video is written at ``fps``: every frame, carrying the latest
+    analysed boxes (``write_every_frame``: a video file's), or the analysed
+    frames only (a camera's), each held until the next one's time so that
+    the video keeps the stream's clock (a camera read at 30 frames/s whose
+    frames are analysed 10 times a second otherwise played 3x too fast).
+    ``on_frame`` gets each analysed :class:`FrameResult`;
     ``after_frame(frame, result, seconds)`` returns why to stop (``"user"``,
     ``"max-frames"`` ...) or None. The stream ends when ``read`` gives nothing
     (:class:`InputError` ``no_picture`` if it never gave a frame), or on
@@ -131,7 +134,7 @@ def analyse_frames(predictor, read, *, source, fps, due, time_of, sink=None, ste
     """
     result = StreamResult(source=source, frames=[], frames_read=0, fps=fps)
     video = sink.video(stem, fps) if sink is not None else contextlib.nullcontext()
-    latest = []
+    latest, held, written = [], None, 0
     try:
         with video as writer:
             while True:
@@ -148,8 +151,15 @@ def analyse_frames(predictor, read, *, source, fps, due, time_of, sink=None, ste
                     frame_result = FrameResult(source, predictor.predict_image(frame), frame=index, time_s=seconds)
                     result.frames.append(frame_result)
                     latest = frame_result.faces
-                if writer is not None and (analysed or write_every_frame):
+                if writer is not None and write_every_frame:
                     writer.write(annotate_frame(frame, latest))
+                elif writer is not None and analysed:
+                    picture = annotate_frame(frame, latest)
+                    for _ in range(written, round(seconds * fps)):  # the last picture until this one's time
+                        writer.write(picture if held is None else held)
+                    written = max(written, round(seconds * fps)) + 1
+                    writer.write(picture)
+                    held = picture
                 if analysed and on_frame:
                     on_frame(frame_result)
                 stop = after_frame(frame, result, seconds) if after_frame else None

@@ -474,3 +474,33 @@ def test_webcam_analysing_every_frame_tracks_between_detections(models_dir, grac
     assert not isinstance(detector, Tracker) and detector.detect_side == 320
     args = predict_cli.build_parser().parse_args(base[:-4] + ["--input", "photo.jpg"])
     assert predict_cli.build_face_detector(args).detect_side == 0
+
+
+def test_camera_video_keeps_the_stream_clock():
+    """Check that a camera's annotated video holds each analysed picture until the next one's time: analysed
+    10 times a second into a 30 frames/s video, each picture fills three frames (one each played 3x too fast)."""
+    import contextlib
+
+    from fer_keras.inference.stream import analyse_frames
+
+    class Predictor:
+        def predict_image(self, frame):
+            return []
+
+    written = []
+
+    class Sink:
+        @contextlib.contextmanager
+        def video(self, stem, fps):
+            yield type("Writer", (), {"write": lambda self, picture: written.append(int(picture[0, 0, 0]))})()
+
+    frames = iter(np.full((5, 8, 8, 3), np.arange(5)[:, None, None, None], np.uint8))
+
+    def read():
+        frame = next(frames, None)
+        return frame is not None, frame
+
+    result, _ = analyse_frames(Predictor(), read, source="cam", fps=30.0,
+                               due=lambda index, seconds: True, time_of=lambda index: index / 10, sink=Sink())
+    assert result.frames_read == 5 and len(result.frames) == 5
+    assert written == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
