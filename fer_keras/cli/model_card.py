@@ -222,11 +222,13 @@ def calibration_section(models_dir):
     fitted = doc.get("fitted_on", {})
     temps = ", ".join(f"{name} {t:.3f}" for name, t in doc.get("temperatures", {}).items())
     lines = ["## Calibration", "",
-             f"`{path.name}` is applied by default (the tester, `predict.py` and `export.py`; "
-             "`--weights uniform` turns it off): one temperature per member, fitted on "
+             f"`{path.name}` is applied by default (the tester, `predict.py`, `serve.py`, `export.py` and "
+             "`Ensemble.from_dir`; `--weights uniform` turns it off): one temperature per member, fitted on "
              f"**{fitted.get('usage', '?')}** ({fitted.get('n_samples', '?')} faces, "
              f"TTA {fitted.get('tta', 'none')}), then one shared factor "
-             f"({doc.get('shared_scale', 1.0):.3f}) that calibrates their average. Temperatures: {temps}.", ""]
+             f"({doc.get('shared_scale', 1.0):.3f}) that calibrates their average. Temperatures: {temps}. "
+             "One member run alone (the webcam's and the live view's distilled member) gets the temperature "
+             "fitted for it alone: its own divided by the shared factor.", ""]
     if "ece" in doc:
         ece = doc["ece"]
         lines += [f"Ensemble ECE on {fitted.get('usage', '?')}: {ece['before']:.3f} before, {ece['after']:.3f} "

@@ -144,8 +144,10 @@ def load_models(args, *, stdout):
     if live_file is not None:
         live_members, _ = ens.load_members([live_file], safe_mode=not args.unsafe, strict=True)
         live = ens.Ensemble(live_members)
+        live.temperatures, note = ens.folder_temperatures(Path(live_file).parent, live_members)
         print(f"live view (/api/live): {live_members[0].name}"
-              + ("" if args.live_model else ", the member distilled from the ensemble (fast)"), file=stdout)
+              + ("" if args.live_model else ", the member distilled from the ensemble (fast)")
+              + (f"; {note}" if live.temperatures is not None else ""), file=stdout)
     else:
         print("live view (/api/live): the ensemble (no distilled member; pass --live-model FILE for speed)",
               file=stdout)

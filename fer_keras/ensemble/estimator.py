@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import os
 import time
 import warnings
 
@@ -20,6 +21,7 @@ from fer_keras.ensemble.combine import (METHODS, combine_probas, drop_contempt, 
                                         member_keys, normalise_weights, weights_from_mapping)
 from fer_keras.ensemble.members import BATCH_SIZE, load_members
 from fer_keras.ensemble.tta import tta_mode
+from fer_keras.ensemble.weights_file import folder_temperatures
 from fer_keras.errors import ConfigError, ModelFileError
 
 
@@ -72,10 +74,20 @@ class Ensemble:
         takes; ``options`` go to :class:`Ensemble` (``method``, ``weights`` ...). A file that
         cannot be a member is skipped with a warning naming it and why, so nothing drops out
         unseen; :class:`~fer_keras.errors.ModelFileError` when no member is left.
+
+        A folder's own calibration (its ``temperatures.json``, see
+        :func:`~fer_keras.ensemble.folder_temperatures`) is applied, as the
+        tester, ``predict.py``, ``serve.py`` and ``export.py`` apply it, so the
+        library gives their probabilities; ``temperatures=None`` turns it off,
+        and a file fitted for other members is left out with a warning.
         """
         members, skipped = load_members(path, safe_mode=safe_mode, include_distilled=include_distilled)
         for item in skipped:
             warnings.warn(f"skipped {item}", stacklevel=2)
+        if "temperatures" not in options and isinstance(path, (str, os.PathLike)) and os.path.isdir(path):
+            options["temperatures"], note = folder_temperatures(path, members)
+            if note and options["temperatures"] is None:
+                warnings.warn(note, stacklevel=2)
         return cls(members, **options)
 
     # === Weights ===

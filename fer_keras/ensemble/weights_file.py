@@ -71,7 +71,10 @@ def folder_temperatures(folder, members):
     probabilities overstate doubt; the folder's own calibration makes the shipped models'
     confidence honest unless the caller asks for ``uniform``. It is fitted for one set of
     members: after a file is dropped in or removed it no longer applies, and is left out with
-    a note saying how to refit it rather than applied to members it never saw.
+    a note saying how to refit it rather than applied to members it never saw. One of its
+    members alone (the webcam's and the live view's distilled member) gets its own
+    temperature, the one fitted for it before the shared factor (a distilled member is
+    under-confident alone: ``model_6.h5``'s is 0.49).
     """
     path = Path(folder) / CALIBRATION_FILE
     if not path.is_file():
@@ -79,7 +82,18 @@ def folder_temperatures(folder, members):
     _, temperatures = read_weights_file(path)
     if temperatures is None:
         return None, f"{path} holds no temperatures; not applied"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        fitted_on = doc.get("fitted_on", {}).get("usage")
+        shared_scale = float(doc.get("shared_scale", 1.0))
+    except (OSError, ValueError, AttributeError, TypeError):
+        fitted_on, shared_scale = None, 1.0
+    where = f" (fitted on {fitted_on})" if fitted_on else ""
     keys = set(member_keys(members))
+    if len(keys) == 1 < len(temperatures) and keys <= set(temperatures) and shared_scale > 0:
+        (key,) = keys
+        own = temperatures[key] / shared_scale
+        return [own], f"calibrated by {path}{where}: {key}'s own temperature, {own:.3f}"
     if set(temperatures) != keys:
         extra = sorted(set(temperatures) - keys)
         missing = sorted(keys - set(temperatures))
@@ -88,11 +102,7 @@ def folder_temperatures(folder, members):
             f"files it names that are not members: {', '.join(extra)}" if extra else "") if part)
         return None, (f"{path} was fitted for other members ({differences}); not applied: refit it for the "
                       "members now there, on a held-out split")
-    try:
-        fitted_on = json.loads(path.read_text(encoding="utf-8")).get("fitted_on", {}).get("usage")
-    except (OSError, ValueError, AttributeError):
-        fitted_on = None
-    return temperatures, f"calibrated by {path}" + (f" (fitted on {fitted_on})" if fitted_on else "")
+    return temperatures, f"calibrated by {path}{where}"
 
 
 def read_weights(path):

@@ -8,7 +8,7 @@ import pytest
 
 from fer_keras import ensemble as ens
 from fer_keras.cli import ensemble_cli
-from fer_keras.ensemble import calibration, selection, stats
+from fer_keras.ensemble import Ensemble, calibration, member_keys, selection, stats
 from fer_keras.errors import ConfigError
 from fer_keras.models import model_io
 
@@ -372,6 +372,16 @@ def test_folder_calibration_applies_by_default_to_exactly_its_members(tiny_csv, 
     assert auto["ensemble"]["ece"] != pytest.approx(uniform["ensemble"]["ece"])
     calibrated = json.loads((fitted / "report.json").read_text())
     assert auto["ensemble"]["nll"] == pytest.approx(calibrated["ensemble"]["nll"])
+    # The library applies it too (detect_emotions, FacePredictor and create_app take Ensemble.from_dir).
+    written = json.loads((folder / "temperatures.json").read_text())["temperatures"]
+    library = Ensemble.from_dir(folder)
+    assert library.temperatures_.tolist() == pytest.approx([written[k] for k in member_keys(library.members)])
+    assert not Ensemble.from_dir(folder, temperatures=None).is_calibrated
+    # One member alone (the webcam's distilled member) gets the temperature fitted for it alone.
+    scale = json.loads((folder / "temperatures.json").read_text())["shared_scale"]
+    alone, note = ens.folder_temperatures(folder, library.members[:1])
+    key = member_keys(library.members[:1])[0]
+    assert alone == pytest.approx([written[key] / scale]) and f"{key}'s own temperature" in note
 
     shutil.copy(folder / "rand.h5", folder / "rand2.h5")
     capsys.readouterr()
@@ -380,6 +390,8 @@ def test_folder_calibration_applies_by_default_to_exactly_its_members(tiny_csv, 
     assert "fitted for other members (members it has no temperature for: rand2.h5)" in printed
     assert "--calibrate PublicTest" in printed
     assert "temperature_scaling" not in json.loads((tmp_path / "dropped" / "report.json").read_text())
+    with pytest.warns(UserWarning, match="fitted for other members"):
+        assert not Ensemble.from_dir(folder).is_calibrated
 
 
 def test_cli_worst_shows_the_most_confidently_wrong_faces_first(models, tmp_path, monkeypatch):

@@ -49,6 +49,30 @@ def test_a_distilled_member_runs_the_live_view(tiny_models, tmp_path, capsys):
     assert (health["members"], health["live_members"], health["micro_batching"]) == (
         ["model_1.h5"], ["model_2.h5"], False)
     assert "model_2.h5, the member distilled from the ensemble" in out
+    assert "own temperature" not in out  # no calibration file: raw probabilities
+
+
+def test_the_live_member_gets_its_own_temperature(tiny_models, tmp_path, capsys):
+    """Check that the live view's lone member is calibrated by its own temperature from the folder's file
+    (the stored one divided by the shared factor), while /api/predict's members get theirs as stored."""
+    import json
+    import shutil
+
+    import keras
+
+    from fer_keras.models import model_io
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("model_1.h5", "model_3.h5"):
+        shutil.copy(tiny_models / "model_1.h5", folder / name)
+    model_io.save_model(keras.models.load_model(tiny_models / "model_1.h5", compile=False), folder / "model_2.h5",
+                        metadata={"teacher": {"members": ["model_1.h5"]}})
+    (folder / "temperatures.json").write_text(json.dumps({
+        "temperatures": {"model_1.h5": 0.5, "model_2.h5": 0.8, "model_3.h5": 0.6}, "shared_scale": 0.5}))
+    code, served, out, _ = serve(["--models-dir", str(folder), "--no-batching", "--live-model",
+                                  str(folder / "model_2.h5")], capsys)
+    assert code == 0 and "model_2.h5's own temperature, 1.600" in out
 
 
 def test_a_public_address_is_served_with_a_warning(tiny_models, capsys):
