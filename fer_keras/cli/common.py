@@ -150,7 +150,7 @@ def add_face_crop_arguments(group):
                        help="do not rotate faces so the eyes are level (mtcnn gives eye landmarks; haar has none "
                        "and never aligns)")
     group.add_argument("--min-face", type=int, default=None, metavar="PX",
-                       help="smallest face side searched for, in pixels (default: 24 haar, 20 mtcnn)")
+                       help="smallest face side searched for, in pixels (default: 24 haar, 32 mtcnn)")
     group.add_argument("--min-neighbors", type=int, default=None, metavar="N",
                        help="haar: detections a face needs; lower finds more faces and more false ones "
                        "(default: 5)")
