@@ -67,7 +67,9 @@ def draw_faces(image, faces, class_names=CLASS_NAMES, *, caption=None, extend=Tr
     panel_w, panel_h = _panel_size(class_names, bar_scale, bar_thick)[:2]
     gap = max(4, int(6 * scale))
     boxes = [face.box.scaled(factor) if factor != 1 else face.box for face in faces]
-    origins = [_panel_origin(box, panel_w, panel_h, width, height, gap) for box in boxes]
+    label_h = _label_height(scale, thick)  # each box's label sits above it: keep panels off it too
+    labelled = [(b.x, b.y - label_h, b.w, b.h + label_h) for b in boxes]
+    origins = panel_origins(labelled, panel_w, panel_h, width, height, gap)
     if not extend:
         origins = [o if o is not None else (min(max(b.x, 0), max(width - panel_w, 0)),
                                              min(max(b.y, 0), max(height - panel_h, 0)))
@@ -100,13 +102,21 @@ def _draw_face(canvas, box, face, class_names, scale, thick):
     label = f"{face.label} {face.confidence:.0%}"
     (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     pad = max(2, int(4 * scale))
-    top = y - th - base - 2 * pad
+    top = y - _label_height(scale, thick)
     if top < 0:
         top = y
     x0 = min(max(x, 0), max(canvas.shape[1] - tw - 2 * pad, 0))
     cv2.rectangle(canvas, (x0, top), (x0 + tw + 2 * pad, top + th + base + 2 * pad), colour, -1)
     cv2.putText(canvas, label, (x0 + pad, top + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, _ink_for(colour),
                 thick, cv2.LINE_AA)
+
+
+def _label_height(scale, thick):
+    """Height of the label drawn above a box (its text, descent and padding)."""
+    import cv2
+
+    (_, th), base = cv2.getTextSize("Hg 100%", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    return th + base + 2 * max(2, int(4 * scale))
 
 
 def _panel_size(class_names, scale, thick):
@@ -123,20 +133,50 @@ def _panel_size(class_names, scale, thick):
     return pad * 4 + name_w + bar_w + pct_w, pad * 2 + row * len(class_names), name_w, bar_w, row, pad, text_h
 
 
-def _panel_origin(box, panel_w, panel_h, width, height, gap):
-    """Top-left corner for the panel: right of the box, else left, below, above; None when nothing fits."""
-    x, y, w, h = box.as_tuple()
+def panel_origins(boxes, panel_w, panel_h, width, height, gap):
+    """Top-left corners for each face's probability panel (None where none fits in the picture).
+
+    Each panel goes right of its box, else left, below or above: the first
+    of these that covers no face and no panel placed before it, else the one
+    that covers least (in a group photo the first free side is often on a
+    neighbour). ``boxes``: ``(x, y, w, h)`` tuples, each face's box with
+    its label.
+    """
+    taken = [tuple(box) for box in boxes]
+    origins = []
+    for box in boxes:
+        sides = _panel_sides(box, panel_w, panel_h, width, height, gap)
+        if not sides:
+            origins.append(None)
+            continue
+        best = min(sides, key=lambda corner: sum(_overlap((*corner, panel_w, panel_h), other) for other in taken))
+        taken.append((*best, panel_w, panel_h))
+        origins.append(best)
+    return origins
+
+
+def _panel_sides(box, panel_w, panel_h, width, height, gap):
+    """The corners inside the picture right of, left of, below and above ``box``, in that order."""
+    x, y, w, h = box
     clip_y = min(max(y, 0), max(height - panel_h, 0))
     clip_x = min(max(x, 0), max(width - panel_w, 0))
+    sides = []
     if panel_h <= height and x + w + gap + panel_w <= width:
-        return x + w + gap, clip_y
+        sides.append((x + w + gap, clip_y))
     if panel_h <= height and x - gap - panel_w >= 0:
-        return x - gap - panel_w, clip_y
+        sides.append((x - gap - panel_w, clip_y))
     if panel_w <= width and y + h + gap + panel_h <= height:
-        return clip_x, y + h + gap
+        sides.append((clip_x, y + h + gap))
     if panel_w <= width and y - gap - panel_h >= 0:
-        return clip_x, y - gap - panel_h
-    return None
+        sides.append((clip_x, y - gap - panel_h))
+    return sides
+
+
+def _overlap(a, b):
+    """The area two ``(x, y, w, h)`` rectangles share."""
+    dx = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    dy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(dx, 0) * max(dy, 0)
 
 
 def _draw_bars(canvas, origin, probs, class_names, scale, thick, top_index):

@@ -504,3 +504,17 @@ def test_camera_video_keeps_the_stream_clock():
                                due=lambda index, seconds: True, time_of=lambda index: index / 10, sink=Sink())
     assert result.frames_read == 5 and len(result.frames) == 5
     assert written == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+
+
+def test_probability_panels_cover_no_face_and_no_other_panel():
+    """Check that in a row of faces each panel goes to the first side that covers no face and no panel
+    placed before it: right of each box, the panels of the first two covered their neighbours' faces."""
+    from fer_keras.inference.annotate import _overlap, panel_origins
+
+    boxes = [(50, 200, 150, 150), (260, 200, 150, 150), (470, 200, 150, 150)]
+    origins = panel_origins(boxes, 200, 150, 1000, 600, 6)
+    assert origins == [(50, 356), (260, 356), (626, 200)]  # below, below, right
+    panels = [(*origin, 200, 150) for origin in origins]
+    for i, panel in enumerate(panels):
+        assert all(_overlap(panel, other) == 0 for other in boxes + panels[:i] + panels[i + 1:])
+    assert panel_origins([(0, 0, 1000, 600)], 200, 150, 1000, 600, 6) == [None]  # a face filling the picture
