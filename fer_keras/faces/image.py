@@ -62,7 +62,7 @@ def to_grey(image):
     if image.ndim == 3 and image.shape[2] == 3:
         return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+        return cv2.cvtColor(_on_white(image), cv2.COLOR_BGR2GRAY)
     raise InputError(f"not an image array: shape {image.shape} (expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4))")
 
 
@@ -74,10 +74,17 @@ def to_bgr(image):
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
         return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
     if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return _on_white(image)
     if image.ndim == 3 and image.shape[2] == 3:
         return image.copy()
     raise InputError(f"not an image array: shape {image.shape}")
+
+
+def _on_white(bgra):
+    """uint8 BGR of a BGRA picture laid on white, as the reader lays a transparent file: dropping
+    the alpha instead showed a transparent background as whatever colour its pixels hold (often black)."""
+    alpha = bgra[..., 3:].astype(np.float32) / PIXEL_MAX
+    return np.rint(bgra[..., :3] * alpha + PIXEL_MAX * (1 - alpha)).astype(np.uint8)
 
 
 def as_uint8(image):

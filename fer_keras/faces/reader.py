@@ -183,7 +183,9 @@ def _flattened(img):
         return img.convert("RGB")
     if img.mode.startswith("I") or img.mode == "F":  # I;16, I;16B, I;16L, I (32-bit), F (float)
         values = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if np.nanmax(values) > 255 else 255.0
+        # 16-bit samples are 16-bit however dark (as image.to_uint8 reads a uint16 array); only
+        # 32-bit and float modes, which say nothing of their range, are judged by their values.
+        top = 65535.0 if img.mode.startswith("I;16") or np.nanmax(values) > 255 else 255.0
         grey = np.clip(np.round(np.nan_to_num(values) * (255.0 / top)), 0, 255).astype(np.uint8)
         return Image.fromarray(grey)
     return img

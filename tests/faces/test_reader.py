@@ -43,6 +43,10 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     path = save(Image.fromarray(values), tmp_path / "deep.png")
     for grey in (read_grey(path), to_grey(read_image(path))):
         assert grey[0, 0] < 5 and grey[0, -1] > 250 and 110 < grey[0, 32] < 145
+    # A dark 16-bit picture stays dark, as the same pixels passed as an array do (values up to 65 of 65535).
+    dark = (values // 1000).astype(np.uint16)
+    path = save(Image.fromarray(dark), tmp_path / "dark.png")
+    assert read_grey(path).max() == to_grey(dark).max() == 0
 
 
 def test_rgba_png_is_on_white(tmp_path):
@@ -53,6 +57,8 @@ def test_rgba_png_is_on_white(tmp_path):
     image = read_image(path)
     assert image[:, :8].max() == 0 and image[:, 8:].min() == 255
     assert read_grey(path)[:, 8:].min() == 255
+    # The same pixels passed as a BGRA array (detect_emotions, serve.py's frames) read alike.
+    assert np.array_equal(to_grey(rgba[..., [2, 1, 0, 3]]), read_grey(path))
 
 
 def test_data_and_inference_read_the_same_pixels(tmp_path):
