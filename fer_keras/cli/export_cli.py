@@ -129,6 +129,15 @@ def _sources(args):
     return [folder]
 
 
+def _folder_inputs(args):
+    """The member files and calibration of the models folder this run reads (none with --model): an
+    output named like one of them (``--out models --name model_3 --overwrite``) would replace a member."""
+    folder = Path(args.models_dir or "models")
+    if args.model or not folder.is_dir():
+        return []
+    return [*find_model_files(folder), folder / ens.CALIBRATION_FILE]
+
+
 def run(args, *, stdout=None):
     """Export as ``args`` say; print the checks; write export_report.json. Returns 0."""
     stdout = stdout or sys.stdout
@@ -139,7 +148,7 @@ def run(args, *, stdout=None):
     check_writable_folder(out)  # before any slow work: the place, the names, the converters
     ex.check_free([*paths.values(), out / REPORT_FILE], overwrite=args.overwrite)
     weights_file = None if args.weights == "uniform" else args.weights
-    refuse_inputs([*paths.values(), out / REPORT_FILE], [args.csv, weights_file, *args.model])
+    refuse_inputs([*paths.values(), out / REPORT_FILE], [args.csv, weights_file, *args.model, *_folder_inputs(args)])
     ex.check_converters(formats, verify=not args.no_verify)
 
     given = args.weights not in (None, "uniform")

@@ -443,3 +443,18 @@ def test_exported_cropping_member_keeps_its_ten_crop(tmp_path, faces):
     model_io.save_model(models.build("vgg16", width=0.125, crop=40), tmp_path / "crop40.h5")
     mixed = [member, Member.from_file(tmp_path / "crop40.h5")]
     assert ex.fused_metadata(mixed)["crop_margin"] == 0
+
+
+def test_export_into_the_models_folder_never_replaces_a_member(zoo, tmp_path, capsys):
+    """Check that --out on the models folder with a member's --name is refused even with --overwrite: the
+    protection covered only --model files, and the fused file replaced model_1.h5 of --models-dir."""
+    import hashlib
+    import shutil
+
+    folder = tmp_path / "md"
+    shutil.copytree(zoo, folder)
+    digest = hashlib.sha256((folder / "model_1.h5").read_bytes()).hexdigest()
+    code, _, err = run_export(["--models-dir", folder, "--name", "model_1", "--format", "keras", "--out", folder,
+                               "--overwrite", "--no-verify"], capsys)
+    assert code != 0 and "is an input of this run" in err and err.count("\n") == 1
+    assert hashlib.sha256((folder / "model_1.h5").read_bytes()).hexdigest() == digest
