@@ -30,6 +30,8 @@ AGREEMENT_TARGETS = {"int8": 0.99}
 
 DEFAULT_AGREEMENT_TARGET = 0.999
 
+QUANTIZED_VARIANTS = ("float16", "int8")
+
 INT8_SIZE_RATIO = 3.0
 """The int8 file should be at least this many times smaller than the float32 one."""
 
@@ -88,13 +90,16 @@ def target_of(fmt, variant):
     return AGREEMENT_TARGETS.get(variant, DEFAULT_AGREEMENT_TARGET)
 
 
-def verify(model, artefacts, faces, labels=None, *, calls=LATENCY_CALLS):
+def verify(model, artefacts, faces, labels=None, *, calls=LATENCY_CALLS, synthetic=False):
     """Run each artefact in its runtime on ``faces`` and compare with ``model``.
 
     ``artefacts``: ``{(format, variant): path}``. Returns one dict per
     artefact (plus the Keras original first): file, format, variant,
     runtime, bytes, accuracy, agreement, max_prob_diff, latency_ms_p50,
-    target, passed, and TFLite quantization details.
+    target, passed, and TFLite quantization details. With ``synthetic``
+    faces a quantized file's ``passed`` is None (unverified): agreement on
+    them says little of real faces (``model_6.h5`` in int8 agreed on 99.5%
+    of synthetic faces and 97.6% of PublicTest).
     """
     faces = np.asarray(faces, dtype=np.uint8)
     reference = keras_proba(model, faces)
@@ -119,6 +124,8 @@ def verify(model, artefacts, faces, labels=None, *, calls=LATENCY_CALLS):
                "max_prob_diff": float(np.abs(probs - reference).max()) if len(faces) else None,
                "latency_ms_p50": latency_ms(member.run, face, calls), "target": {"agreement": target},
                "passed": agreement is not None and agreement >= target}
+        if synthetic and variant in QUANTIZED_VARIANTS:
+            row["passed"] = None
         if isinstance(member.backend, TFLiteBackend):
             row["quantization"] = member.backend.quantization()
         sizes[(fmt, variant)] = row["bytes"]
@@ -129,7 +136,8 @@ def verify(model, artefacts, faces, labels=None, *, calls=LATENCY_CALLS):
             if (row["format"], row["variant"]) == ("tflite", "int8"):
                 row["size_ratio_vs_float32"] = f32 / int8
                 row["target"]["size_ratio"] = INT8_SIZE_RATIO
-                row["passed"] = bool(row["passed"] and f32 / int8 >= INT8_SIZE_RATIO)
+                if row["passed"] is not None:
+                    row["passed"] = bool(row["passed"] and f32 / int8 >= INT8_SIZE_RATIO)
     return rows
 
 
@@ -151,7 +159,7 @@ def results_table(rows):
         else:
             want = f">={target['agreement']:.1%}" + (f", {target['size_ratio']:g}x smaller" if "size_ratio" in target
                                                      else "")
-            verdict = ("ok " if r["passed"] else "MISSED ") + want
+            verdict = {True: "ok ", False: "MISSED ", None: "unverified "}[r["passed"]] + want
         size = None if r["bytes"] is None else round(r["bytes"] / 2**20, 3)
         body.append([name, r["runtime"], size, r["accuracy"], r["agreement"], r["max_prob_diff"],
                      round(r["latency_ms_p50"], 3), verdict])
