@@ -176,8 +176,9 @@ def pack_dataset_main(argv=None, *, prog=None):
 
 
 IMAGES_TO_CSV_EPILOG = f"""\
-input: ROOT/<split>/<class>/*.png (split: {', '.join(sorted(data.FOLDER_SPLITS))}) or
-ROOT/<class>/*.png; class folders may use common spellings (anger, happiness, ...).
+input: ROOT/<split>/<class>/*.png (split: {', '.join(sorted(data.FOLDER_SPLITS))};
+test/ is PublicTest, or PrivateTest beside a val/ folder) or ROOT/<class>/*.png;
+class folders may use common spellings (anger, happiness, ...).
 Within a split, rows follow the file names in natural order, so a tree written by
 csv_to_images.py gives back the original CSV's arrays.
 

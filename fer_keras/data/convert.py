@@ -211,7 +211,8 @@ def csv_to_images(csv, out, *, overwrite=False, on_bad_rows="error", progress=Tr
 def images_to_csv(root, csv, *, usage=None, overwrite=False, progress=True):
     """An image tree (``<split>/<class>/`` or ``<class>/``) → a FER2013 CSV.
 
-    Split folders map to Usage as in :data:`fer_keras.data.FOLDER_SPLITS`;
+    Split folders map to Usage as in :data:`fer_keras.data.FOLDER_SPLITS`
+    (``test/`` beside ``val/`` is PrivateTest, :func:`~fer_keras.data.folder_layout`);
     a tree of class folders gives a CSV without Usage (split 80/10/10 when
     loaded) unless ``usage`` names one for every row. Within a split, rows
     follow the files' names in natural order (``Training_2`` before

@@ -22,13 +22,16 @@ from fer_keras.io_utils import natural_key
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 # Image-folder split names → FER2013 Usage (the FER2013 image release uses
-# train/ and test/, where test is PublicTest).
+# train/ and test/, where test is PublicTest; beside a val/ folder, test/ is
+# the held-out PrivateTest, see folder_layout).
 FOLDER_SPLITS = {
     "train": "Training", "training": "Training",
     "test": "PublicTest", "publictest": "PublicTest",
     "val": "PublicTest", "valid": "PublicTest", "validation": "PublicTest",
     "privatetest": "PrivateTest",
 }
+
+VALIDATION_FOLDERS = ("val", "valid", "validation")
 
 
 def class_index(name):
@@ -106,15 +109,23 @@ def folder_layout(root, subdirs=None):
     subdirs = image_subfolders(root) if subdirs is None else subdirs
     if any(_is_class_name(p.name) for p in subdirs):
         return [("PrivateTest", root)]
-    layout = []
+    # train/val/test: test/ is the held-out split, not more PublicTest faces to pick epochs on.
+    names = {folder.name.lower() for folder in subdirs}
+    test_held_out = "test" in names and bool(names & set(VALIDATION_FOLDERS))
+    layout, seen = [], {}
     for folder in subdirs:
-        usage = FOLDER_SPLITS.get(folder.name.lower())
+        name = folder.name.lower()
+        usage = "PrivateTest" if test_held_out and name == "test" else FOLDER_SPLITS.get(name)
         if usage is None:
             raise DataError(
                 f"{folder}: unknown folder {folder.name!r}; expected class folders "
                 f"({', '.join(CLASS_NAMES)}) or split folders ({', '.join(sorted(FOLDER_SPLITS))}) "
                 "holding class folders"
             )
+        if usage in seen:
+            raise DataError(f"{folder}: {folder.name}/ and {seen[usage].name}/ would both be the {usage} split; "
+                            "rename or remove one")
+        seen[usage] = folder
         layout.append((usage, folder))
     return layout
 

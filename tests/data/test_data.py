@@ -521,16 +521,24 @@ def _save(path, value=128, size=(48, 48), mode="L", fmt=None):
 
 
 def test_image_folder_split_class_layout(tmp_path):
-    """Check that <split>/<class>/ trees map split names to Usage and classes to indices."""
+    """Check that <split>/<class>/ trees map split names to Usage and classes to indices: test/ is
+    PublicTest (FER2013's image release), but beside val/ it is the held-out PrivateTest, not merged
+    into the split that picks the best epoch; two folders for one split are refused."""
     _save(tmp_path / "train" / "happy" / "a.png", 10)
     _save(tmp_path / "train" / "angry" / "b.jpg", 20, size=(100, 80), mode="RGB")
     _save(tmp_path / "test" / "surprise" / "c.png", 30)
-    _save(tmp_path / "val" / "sad" / "d.png", 40)
     ds = data.load_image_folder(tmp_path)
     assert list(ds.splits) == ["Training", "PublicTest"]
     assert ds["Training"].x.shape == (2,) + INPUT_SHAPE and ds["Training"].x.dtype == np.uint8
     assert ds["Training"].y.tolist() == [0, 3]  # angry/ sorts before happy/
-    assert sorted(ds["PublicTest"].y.tolist()) == [4, 5]
+    assert ds["PublicTest"].y.tolist() == [5]
+    _save(tmp_path / "val" / "sad" / "d.png", 40)
+    ds = data.load_image_folder(tmp_path)
+    assert sorted(ds.splits) == ["PrivateTest", "PublicTest", "Training"]
+    assert ds["PublicTest"].y.tolist() == [4] and ds["PrivateTest"].y.tolist() == [5]
+    _save(tmp_path / "validation" / "sad" / "e.png", 50)
+    with pytest.raises(DataError, match="would both be the PublicTest split"):
+        data.load_image_folder(tmp_path)
 
 
 def test_image_folder_class_only_layout_and_aliases(tmp_path):

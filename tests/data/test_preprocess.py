@@ -150,15 +150,16 @@ def test_failed_conversion_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_images_to_csv_maps_split_folders(tmp_path):
-    """Check that train/val/test folders map to Training/PublicTest and other sizes are converted."""
+    """Check that train/val/test folders map to Training/PublicTest/PrivateTest and other sizes are converted."""
     root = tmp_path / "tree"
     picture(root / "train" / "happiness" / "a.jpg", size=(96, 96))
     picture(root / "val" / "anger" / "b.png", mode="L")
     picture(root / "test" / "sad" / "c.png", mode="L")
     data.images_to_csv(root, tmp_path / "out.csv", progress=False)
     ds = data.load_fer2013(tmp_path / "out.csv", cache=False)
-    assert list(ds.splits) == ["Training", "PublicTest"]
-    assert ds["Training"].y.tolist() == [3] and sorted(ds["PublicTest"].y.tolist()) == [0, 4]
+    assert list(ds.splits) == ["Training", "PublicTest", "PrivateTest"]
+    assert ds["Training"].y.tolist() == [3] and ds["PublicTest"].y.tolist() == [0]
+    assert ds["PrivateTest"].y.tolist() == [4]
 
 
 def test_images_to_csv_class_only_with_usage_and_unreadable(tmp_path):
