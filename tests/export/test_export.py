@@ -461,3 +461,17 @@ def test_export_into_the_models_folder_never_replaces_a_member(zoo, tmp_path, ca
                                "--overwrite", "--no-verify"], capsys)
     assert code != 0 and "is an input of this run" in err and err.count("\n") == 1
     assert hashlib.sha256((folder / "model_1.h5").read_bytes()).hexdigest() == digest
+
+
+def test_export_says_which_files_lose_the_crop_margin(tmp_path, capsys):
+    """Check that exporting a member that crops its input to SavedModel says that file cannot carry the crop
+    margin (ten-crop TTA on it averages the flip only), and that the .keras file keeps it."""
+    from fer_keras import models
+
+    member = tmp_path / "model_9.h5"
+    model_io.save_model(models.build("vgg16", width=0.125, dense_units=16, crop=44), member, {})
+    code, text, _ = run_export(["--model", member, "--format", "keras", "--format", "savedmodel", "--no-verify",
+                                "--out", tmp_path / "o"], capsys)
+    assert code == 0, text
+    assert "note: the savedmodel files do not record that the members crop their input (2 px each side)" in text
+    assert ex.RuntimeModel.from_file(tmp_path / "o" / "model_9_savedmodel").crop_margin == 0
