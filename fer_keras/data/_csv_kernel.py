@@ -280,7 +280,8 @@ def _scan_line(line, offset, fields):
     Returns None for a blank line, else ``(status, detail, label, usage
     start, usage end, face or None)``. The rules: quotes toggle quoting and
     are dropped, ``\\r`` is dropped, a comma outside quotes ends a field. In
-    the label, digits count and spaces/tabs are ignored; in the pixels,
+    the label, spaces/tabs around the digits are ignored (a space between
+    them is an error: ``0 3`` is no label); in the pixels,
     spaces/tabs end a number and any other non-digit is an error (it does
     not end the number). The first error in byte order is reported; a wrong
     field count overrides it; then an empty label; then a wrong pixel count.
@@ -327,10 +328,10 @@ def _scan_line(line, offset, fields):
 def _read_label(text):
     """``(label or None when it has no digit, first error or None)``."""
     digits = bytearray()
-    for c in text:
+    for c in text.strip(b" \t"):
         if 48 <= c <= 57:
             digits.append(c)
-        elif c != 32 and c != 9:
+        else:
             return (min(int(digits), LABEL_CAP) if digits else 0), (ROW_BAD_LABEL, c)
     return (min(int(digits), LABEL_CAP) if digits else None), None
 

@@ -451,6 +451,8 @@ def _usage_code(raw):
 
 
 def _shown_byte(value):
+    if value in (9, 32):
+        return "a tab" if value == 9 else "a space"
     return repr(chr(value)) if 32 < value < 127 else f"byte 0x{value:02x}"
 
 

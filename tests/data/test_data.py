@@ -102,9 +102,15 @@ def test_bad_pixel_values(tmp_path, token, problem):
     ("7", "field 'emotion' is 7; expected 0..6"),
     ("", "field 'emotion' is empty"),
     ("x", "field 'emotion' contains 'x'"),
+    ("0 3", "field 'emotion' contains a space"),  # was read as 3
+    (" 3 ", None),  # spaces around the digits are no error
 ])
 def test_bad_labels(tmp_path, label, problem):
-    """Check that label 7, an empty label and a non-number are reported with the line."""
+    """Check that label 7, an empty label, a non-number and two numbers are reported with the line."""
+    if problem is None:
+        path = write_csv(tmp_path / "label.csv", [row(), row(label=label)])
+        assert data.load_fer2013(path, cache=False)["Training"].y[-1] == 3
+        return
     path = write_csv(tmp_path / "label.csv", [row(), row(label=label)])
     with raises_at(path, 3, problem):
         data.load_fer2013(path, cache=False)
