@@ -188,13 +188,6 @@ def run(args, *, stdout=None):
     print(f"writing {', '.join(formats)} to {out}/", file=stdout)
     ex.export(model, out, name=name, formats=formats, variants=variants, metadata=metadata,
               representative=representative, overwrite=args.overwrite, on_written=written)
-    bare = sorted({fmt for fmt in formats if fmt in ("tflite", "savedmodel")})
-    if metadata.get("crop_margin") and bare:
-        # Their files hold no fer_keras metadata (the Keras and ONNX files do), so a reader cannot
-        # tell the members crop: --tta tencrop on them averages the flip only.
-        print(f"note: the {' and '.join(bare)} files do not record that the members crop their input "
-              f"({metadata['crop_margin']} px each side): ten-crop TTA on them averages the flip only; "
-              "the .keras, .h5 and .onnx files keep it", file=stdout)
 
     rows = []
     if not args.no_verify:

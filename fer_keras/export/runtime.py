@@ -22,7 +22,7 @@ from fer_keras.ensemble import BATCH_SIZE, InputAdapter
 from fer_keras.ensemble import tta as tta_views
 from fer_keras.ensemble.members import class_order, read_sidecar
 from fer_keras.errors import FerError, ModelFileError, one_line
-from fer_keras.export.writers import OUTPUT_NAME, require, silenced_stderr
+from fer_keras.export.writers import METADATA_NAME, OUTPUT_NAME, require, silenced_stderr, tflite_schema
 
 RUNTIME_SUFFIXES = (".tflite", ".onnx")
 """Files :class:`RuntimeModel` runs (besides SavedModel folders)."""
@@ -54,6 +54,8 @@ class SavedModelBackend:
         self.input_name, spec = next(iter(spec.items()))
         self.input_dtype = spec.dtype.name
         self.input_shape = tuple(spec.shape[1:])
+        written = Path(path) / "assets" / f"{METADATA_NAME}.json"
+        self.metadata = {METADATA_NAME: written.read_text(encoding="utf-8")} if written.is_file() else {}
 
     def run(self, x):
         import tensorflow as tf
@@ -88,6 +90,7 @@ class TFLiteBackend:
         self._batch = int(self.input["shape"][0])
         # full-integer quantization computes in int8 (the float files' only 8-bit tensor is their uint8 input)
         self._integer = any(np.dtype(t["dtype"]) == np.int8 for t in self.interpreter.get_tensor_details())
+        self.metadata = tflite_metadata(path)
 
     def quantization(self):
         scale, zero = self.input["quantization"]
@@ -115,6 +118,19 @@ class TFLiteBackend:
         if self._integer:  # 8-bit steps leave rows summing to 0.97-1.01: probabilities again
             out = out / np.maximum(out.sum(axis=-1, keepdims=True), np.finfo(np.float32).tiny)
         return out.astype(np.float32)
+
+
+def tflite_metadata(path):
+    """``{name: text}`` of a TFLite file's metadata table (:func:`~fer_keras.export.writers.with_tflite_metadata`)."""
+    schema = tflite_schema()
+    model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    table = {}
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        data = model.Buffers(entry.Buffer()).DataAsNumpy()
+        if isinstance(data, np.ndarray):  # 0 when the buffer is empty
+            table[entry.Name().decode("utf-8", "replace")] = data.tobytes().decode("utf-8", "replace")
+    return table
 
 
 class OnnxBackend:
@@ -197,9 +213,9 @@ class RuntimeModel:
         except Exception as exc:  # runtimes raise many types for bad files
             raise ModelFileError(f"{path}: cannot load ({one_line(exc)})") from None
         meta = {}
-        if getattr(backend, "metadata", None) and "fer_keras" in backend.metadata:
+        if getattr(backend, "metadata", None) and METADATA_NAME in backend.metadata:
             with contextlib.suppress(json.JSONDecodeError):
-                meta = json.loads(backend.metadata["fer_keras"])
+                meta = json.loads(backend.metadata[METADATA_NAME])
         shape = backend.input_shape
         if len(shape) != 3 or shape[-1] not in (1, 3):
             raise ModelFileError(f"{path}: input shape {shape} is not an image (expected (H, W, 1) or (H, W, 3))")

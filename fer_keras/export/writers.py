@@ -14,6 +14,11 @@ an existing one is replaced only with ``overwrite``:
   one member of the ensemble tester.
 - ``savedmodel``: a TensorFlow SavedModel whose ``serving_default`` signature
   takes ``faces`` uint8 and returns ``probabilities`` float32.
+
+Each file carries the fer_keras metadata (class names, members, crop margin,
+temperatures) where its format keeps what its runtime ignores: the Keras
+file's own metadata, ONNX's ``metadata_props``, TFLite's metadata table and
+SavedModel's ``assets/`` folder, each under the name ``fer_keras``.
 - ``tflite``: ``float32``, ``float16`` (weights in float16, computed in
   float32) and ``int8`` (full-integer: every op int8; **uint8 input** — the raw
   face, scale 1, zero point 0, so nothing to quantize — and **float32 output**,
@@ -53,6 +58,9 @@ INPUT_NAME = "faces"
 
 OUTPUT_NAME = "probabilities"
 """The serving signature's names: uint8 ``faces`` in, float32 ``probabilities`` out."""
+
+METADATA_NAME = "fer_keras"
+"""The name the metadata JSON goes under in TFLite and ONNX files (``fer_keras.json`` in a SavedModel's assets)."""
 
 PACKAGES = {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
 """Import name → the pip package that provides it (the ``export`` extra)."""
@@ -132,15 +140,19 @@ def _write_archive(model, path, *, float_endpoint=False):
     return Path(path)
 
 
-def export_savedmodel(model, path, *, overwrite=False):
+def export_savedmodel(model, path, *, metadata=None, overwrite=False):
     """Write a SavedModel folder (uint8 ``faces`` → ``probabilities``), atomically:
-    built in a hidden folder next to ``path``, then renamed into place."""
+    built in a hidden folder next to ``path``, then renamed into place; ``metadata``
+    goes into ``assets/fer_keras.json``."""
     path = Path(path)
     check_free([path], overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", suffix=f"-{path.name}", dir=path.parent))
     try:
         _write_archive(model, tmp / "model")
+        if metadata is not None:
+            (tmp / "model" / "assets").mkdir(exist_ok=True)
+            (tmp / "model" / "assets" / f"{METADATA_NAME}.json").write_text(json.dumps(metadata, default=str))
         old = None
         if path.exists():
             old = path.with_name(f".old-{os.getpid()}-{path.name}")
@@ -215,11 +227,44 @@ def tflite_bytes(model, variant, *, representative=None):
             return converter.convert()
 
 
-def export_tflite(model, path, variant, *, representative=None, overwrite=False):
-    """Write one TFLite file (see :func:`tflite_bytes`), atomically."""
+def tflite_schema():
+    """The TFLite flatbuffer schema's Python module, from LiteRT or TensorFlow."""
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated
+    return schema_py_generated
+
+
+def with_tflite_metadata(data, name, text):
+    """The TFLite flatbuffer ``data`` with ``text`` stored under ``name`` in its metadata table.
+
+    Why there: TFLite's runtime ignores the table, and it travels inside the one
+    file (as TFLite Support's model metadata does), so a cropping member
+    exported to TFLite still tells the reader its crop margin.
+    """
+    import flatbuffers
+
+    schema = tflite_schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(text.encode("utf-8"), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    builder = flatbuffers.Builder(len(data) + len(text) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def export_tflite(model, path, variant, *, representative=None, metadata=None, overwrite=False):
+    """Write one TFLite file (see :func:`tflite_bytes`), with ``metadata`` in its metadata table, atomically."""
     path = Path(path)
     check_free([path], overwrite=overwrite)
     data = tflite_bytes(model, variant, representative=representative)
+    if metadata is not None:
+        data = with_tflite_metadata(data, METADATA_NAME, json.dumps(metadata, default=str))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data)
@@ -245,7 +290,7 @@ def export_onnx(model, path, *, metadata=None, opset=None, overwrite=False):
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
     if metadata is not None:
         entry = proto.metadata_props.add()
-        entry.key, entry.value = "fer_keras", json.dumps(metadata, default=str)
+        entry.key, entry.value = METADATA_NAME, json.dumps(metadata, default=str)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
@@ -325,9 +370,10 @@ def export(model, out, *, name="fer_ensemble", formats=("keras",), variants=TFLI
             if fmt == "keras":
                 export_keras(model, path, metadata=metadata, overwrite=overwrite)
             elif fmt == "savedmodel":
-                export_savedmodel(model, path, overwrite=overwrite)
+                export_savedmodel(model, path, metadata=metadata, overwrite=overwrite)
             elif fmt == "tflite":
-                export_tflite(model, path, variant, representative=representative, overwrite=overwrite)
+                export_tflite(model, path, variant, representative=representative, metadata=metadata,
+                              overwrite=overwrite)
             elif fmt == "onnx":
                 export_onnx(model, path, metadata=metadata, overwrite=overwrite)
         except FerError:

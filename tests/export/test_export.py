@@ -464,15 +464,21 @@ def test_export_into_the_models_folder_never_replaces_a_member(zoo, tmp_path, ca
     assert hashlib.sha256((folder / "model_1.h5").read_bytes()).hexdigest() == digest
 
 
-def test_export_says_which_files_lose_the_crop_margin(tmp_path, capsys):
-    """Check that exporting a member that crops its input to SavedModel says that file cannot carry the crop
-    margin (ten-crop TTA on it averages the flip only), and that the .keras file keeps it."""
+def test_every_format_carries_the_metadata_a_cropping_member_needs(tmp_path, capsys):
+    """Check that TFLite and SavedModel files carry the fer_keras metadata (crop margin, class names), so
+    ten-crop TTA on an exported cropping member averages its ten crops as the Keras file does; without it
+    the margin read as 0 and ten-crop silently became the flip average."""
     from fer_keras import models
+    from fer_keras.ensemble import Member
 
     member = tmp_path / "model_9.h5"
     model_io.save_model(models.build("vgg16", width=0.125, dense_units=16, crop=44), member, {})
-    code, text, _ = run_export(["--model", member, "--format", "keras", "--format", "savedmodel", "--no-verify",
-                                "--out", tmp_path / "o"], capsys)
+    code, text, _ = run_export(["--model", member, "--format", "savedmodel", "--format", "tflite",
+                                "--tflite-variants", "float32", "--no-verify", "--out", tmp_path / "o"], capsys)
     assert code == 0, text
-    assert "note: the savedmodel files do not record that the members crop their input (2 px each side)" in text
-    assert ex.RuntimeModel.from_file(tmp_path / "o" / "model_9_savedmodel").crop_margin == 0
+    faces = synthetic_faces(12, seed=3)[0]
+    expected = Member.from_file(member).predict_proba(faces, tta="tencrop")
+    for name in ("model_9_savedmodel", "model_9_float32.tflite"):
+        exported = ex.RuntimeModel.from_file(tmp_path / "o" / name)
+        assert exported.crop_margin == 2 and exported.metadata["class_names"] == list(CLASS_NAMES)
+        np.testing.assert_allclose(exported.predict_proba(faces, tta="tencrop"), expected, atol=1e-5)
