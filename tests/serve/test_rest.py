@@ -104,13 +104,22 @@ def test_page_and_assets_are_served(client):
 
 # === Refusals ===
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("chunked", [False, "raw", "form"], ids=["content-length", "chunked", "chunked-form"])
 def test_upload_over_10_mb_is_413(client, chunked):
-    """Check that a body over 10 MB is a 413 with a JSON error, whether or not it declares its length."""
+    """Check that a body over 10 MB is a 413 with a JSON error, whether or not it declares its length,
+    raw or as a multipart form."""
     data = b"\xff\xd8\xff" + bytes(MAX_UPLOAD_BYTES)
-    if chunked:
-        response = client.post("/api/live", content=iter([data[i:i + 2 ** 20] for i in range(0, len(data), 2 ** 20)]),
-                               headers={"content-type": "image/jpeg"})
+
+    def chunks(body):
+        return iter([body[i:i + 2 ** 20] for i in range(0, len(body), 2 ** 20)])
+
+    if chunked == "raw":
+        response = client.post("/api/live", content=chunks(data), headers={"content-type": "image/jpeg"})
+    elif chunked == "form":
+        head = (b'--b0undary\r\nContent-Disposition: form-data; name="image"; filename="p.jpg"\r\n'
+                b"Content-Type: image/jpeg\r\n\r\n")
+        response = client.post("/api/predict", content=chunks(head + data + b"\r\n--b0undary--\r\n"),
+                               headers={"content-type": "multipart/form-data; boundary=b0undary"})
     else:
         response = post_picture(client, data)
     assert response.status_code == 413
