@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -99,6 +100,15 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def file_sha256(path):
+    """The sha256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def natural_key(path):
     """Sort key that puts ``model_2`` before ``model_10``."""
     name = Path(path).name
@@ -106,10 +116,13 @@ def natural_key(path):
 
 
 def next_model_path(models_dir, suffix=".h5"):
-    """``models_dir/model_<i><suffix>`` with the smallest unused ``i >= 1``.
+    """``models_dir/model_<i><suffix>``, ``i`` one above the highest index there (1 in an empty folder).
 
     Indices of both ``.h5`` and ``.keras`` files count, so a new member never
-    shadows an existing one of the other format.
+    shadows an existing one of the other format. Never a gap's index: a
+    retired member's name still stands for it in other files (a distilled
+    member's list of teachers, a temperatures.json), and a new file under it
+    would be taken for the old one.
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -118,10 +131,7 @@ def next_model_path(models_dir, suffix=".h5"):
         match = re.fullmatch(r"model_(\d+)\.(h5|keras)", file.name)
         if match:
             used.add(int(match.group(1)))
-    index = 1
-    while index in used:
-        index += 1
-    return models_dir / f"model_{index}{suffix}"
+    return models_dir / f"model_{max(used, default=0) + 1}{suffix}"
 
 
 def prepare_output_dir(path, *, overwrite=False, names=("report.json",), inputs=()):

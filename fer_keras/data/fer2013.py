@@ -28,7 +28,7 @@ from fer_keras.data.dataset import FERDataset, Split, stratified_split
 from fer_keras.data.folders import FOLDER_SPLITS
 from fer_keras.data.packed import PACKED_SUFFIX, load_packed
 from fer_keras.errors import BadRowError, DataError
-from fer_keras.io_utils import atomic_path
+from fer_keras.io_utils import atomic_path, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +139,10 @@ def _cache_key(sha256, *options):
 
 
 def _file_sha256(path):
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return digest.hexdigest()
 
 
 def _cache_file(path, cache_dir):

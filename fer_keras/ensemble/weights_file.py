@@ -15,7 +15,7 @@ import numpy as np
 
 from fer_keras.ensemble.combine import member_keys
 from fer_keras.errors import ConfigError
-from fer_keras.io_utils import write_json_atomic
+from fer_keras.io_utils import file_sha256, write_json_atomic
 
 
 def read_weights_file(path):
@@ -87,9 +87,13 @@ def folder_temperatures(folder, members):
         fitted_on = doc.get("fitted_on", {}).get("usage")
         shared_scale = float(doc.get("shared_scale", 1.0))
     except (OSError, ValueError, AttributeError, TypeError):
-        fitted_on, shared_scale = None, 1.0
+        doc, fitted_on, shared_scale = {}, None, 1.0
     where = f" (fitted on {fitted_on})" if fitted_on else ""
     keys = set(member_keys(members))
+    changed = _changed_files(doc if isinstance(doc, dict) else {}, members)
+    if changed:
+        return None, (f"{path} was fitted for other files of the same name ({', '.join(changed)}: their contents "
+                      "changed since); not applied: refit it for the members now there, on a held-out split")
     if len(keys) == 1 < len(temperatures) and keys <= set(temperatures) and shared_scale > 0:
         (key,) = keys
         own = temperatures[key] / shared_scale
@@ -124,6 +128,17 @@ def write_weights(path, ensemble, **extra):
 
 
 def write_temperatures(path, ensemble, **extra):
-    """Write the ensemble's temperatures as a weights file holding only ``"temperatures"`` (atomic)."""
-    write_json_atomic(path, {"temperatures": ensemble.temperatures_dict(), **extra})
+    """Write the ensemble's temperatures as a weights file holding only ``"temperatures"``, and the
+    sha256 of each member's file (:func:`folder_temperatures` checks them), atomically."""
+    hashes = {key: file_sha256(member.path) for key, member in zip(member_keys(ensemble.members), ensemble.members)
+              if Path(member.path).is_file()}
+    write_json_atomic(path, {"temperatures": ensemble.temperatures_dict(), "sha256": hashes, **extra})
     return Path(path)
+
+
+def _changed_files(doc, members):
+    """Names of ``members`` whose file differs from the one ``doc``'s temperatures were fitted for (by
+    sha256): a new file under a retired member's name must not inherit its temperature."""
+    recorded = doc.get("sha256") or {}
+    return [key for key, member in zip(member_keys(members), members)
+            if key in recorded and Path(member.path).is_file() and file_sha256(member.path) != recorded[key]]

@@ -10,13 +10,13 @@ of ImageNet transfer learning (:func:`fer_keras.training.engine.train_two_phase`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from fer_keras import models
 from fer_keras.errors import ConfigError
+from fer_keras.io_utils import file_sha256
 from fer_keras.models import model_io
 
 CLASSIFIER_LAYER = "predictions_logits"
@@ -76,12 +76,8 @@ def init_lineage(path):
     which file (or which version of ``model_4.h5``) to start from. Nested
     ``init_from`` keeps a chain of fine-tunes complete.
     """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
     meta = model_io.read_metadata(path)
-    return {"file": Path(path).name, "path": str(path), "sha256": digest.hexdigest(),
+    return {"file": Path(path).name, "path": str(path), "sha256": file_sha256(path),
             **{key: meta[key] for key in LINEAGE_KEYS if key in meta}}
 
 

@@ -382,6 +382,12 @@ def test_folder_calibration_applies_by_default_to_exactly_its_members(tiny_csv, 
     alone, note = ens.folder_temperatures(folder, library.members[:1])
     key = member_keys(library.members[:1])[0]
     assert alone == pytest.approx([written[key] / scale]) and f"{key}'s own temperature" in note
+    # A new file under a member's name (a retrained member) does not inherit the old file's temperature.
+    shutil.copy(folder / "soft.h5", tmp_path / "soft.h5")
+    shutil.copy(folder / "oracle.h5", folder / "soft.h5")
+    with pytest.warns(UserWarning, match=r"other files of the same name \(soft.h5: their contents changed"):
+        assert not Ensemble.from_dir(folder).is_calibrated
+    shutil.copy(tmp_path / "soft.h5", folder / "soft.h5")
 
     shutil.copy(folder / "rand.h5", folder / "rand2.h5")
     capsys.readouterr()

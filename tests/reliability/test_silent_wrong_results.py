@@ -119,3 +119,15 @@ def test_ensemble_report_states_the_macro_average(synthetic_csv, good_models, tm
                               "--bootstrap", "0", "--quiet"]) == 0
     assert json.loads((out / "report.json").read_text())["macro_average"] == MACRO_AVERAGE
     assert MACRO_AVERAGE in (out / "report.md").read_text()
+
+
+def test_a_new_model_never_takes_a_retired_members_name(tmp_path):
+    """Check that a new file is numbered one above the highest index, never a gap's: a retired model_2.h5's
+    name still stands for it in a distilled member's teachers and in temperatures.json."""
+    from fer_keras.io_utils import next_model_path
+
+    assert next_model_path(tmp_path).name == "model_1.h5"
+    for name in ("model_1.h5", "model_3.keras", "model_5.h5", "notes.txt", "model_9.json"):
+        (tmp_path / name).write_bytes(b"")
+    assert next_model_path(tmp_path).name == "model_6.h5"
+    assert next_model_path(tmp_path, ".keras").name == "model_6.keras"
