@@ -39,9 +39,10 @@ def builder(name):
 
 
 def options_of(name):
-    """The builder's options and their defaults (for help texts and model cards)."""
+    """The builder's options and their defaults (for help texts and model cards); ``num_classes``
+    is not one: the data decides it (``--num-classes``)."""
     params = inspect.signature(builder(name)).parameters
-    return {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    return {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY and k != "num_classes"}
 
 
 def check_options(name, options):

@@ -40,8 +40,10 @@ def adapt_input(x, *, size=None, channels=1, scale="0-1", crop=None):
     ``"0-255"`` leaves values as they are.
     """
     side = IMAGE_SIZE
+    if isinstance(crop, float) and crop.is_integer():
+        crop = int(crop)  # -o crop=44.0
     if crop:
-        if not (8 <= crop <= IMAGE_SIZE and (IMAGE_SIZE - crop) % 2 == 0):
+        if not (isinstance(crop, int) and 8 <= crop <= IMAGE_SIZE and (IMAGE_SIZE - crop) % 2 == 0):
             # An even margin keeps the crop central, so shifts by the margin reach every corner.
             raise ConfigError(f"crop must be an even number of pixels between 8 and {IMAGE_SIZE} "
                               f"(e.g. 44 or 40), got {crop}")

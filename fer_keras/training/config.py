@@ -98,6 +98,8 @@ class TrainConfig:
             ("warmup_steps", self.warmup_steps >= 0, "must be >= 0 (0 = no warm-up)"),
             ("models_dir", not Path(self.models_dir).exists() or Path(self.models_dir).is_dir(),
              "must be a folder, and is a file (the trained model is saved into a folder)"),
+            ("run_dir", not self.run_dir or not Path(self.run_dir).exists() or Path(self.run_dir).is_dir(),
+             "must be a folder, and is a file (the run's checkpoints and logs go into a folder)"),
             ("time_budget", self.time_budget >= 0, "must be >= 0 minutes"),
             ("snapshots", self.snapshots >= 0, "must be >= 0"),
             ("ema", 0 <= self.ema < 1, "must be in [0, 1) (0 = off; 0.999 averages about the last 1000 steps)"),

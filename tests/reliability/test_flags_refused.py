@@ -40,6 +40,8 @@ def _nothing_written(tmp_path):
     (["--model", "vgg16", "-o", "width=abc"], ("width='abc': expected a number",)),
     (["--model", "resemotenet", "-o", "stem_pools=2.5"], ("expected a whole number",)),
     (["--model", "vgg16", "-o", "dropout=1.5"], ("dropout rate must be in [0, 1)",)),
+    (["--model", "vgg16", "-o", "num_classes=8"], ("has no option(s) num_classes",)),  # was a TypeError
+    (["--model", "vgg16", "-o", "crop=44.5"], ("crop must be an even number",)),
 ])
 def test_train_refuses_bad_values_before_any_work(extra, fragments, synthetic_csv, tmp_path, capsys):
     """Check that each bad training value is one line naming its flag and value, exit 2, no run or models folder."""
@@ -56,6 +58,22 @@ def test_train_refuses_a_models_dir_that_is_a_file_before_training(synthetic_csv
     assert _train(synthetic_csv, tmp_path, "--models-dir", str(models)) == 2
     one_error_line(capsys.readouterr().err, "--models-dir: ", "is a file")
     assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_a_run_dir_that_is_a_file_before_training(synthetic_csv, tmp_path, capsys):
+    """Check that --run-dir naming a file is one line up front (it was a FileExistsError traceback)."""
+    run = tmp_path / "run"
+    run.write_text("a file")
+    assert _train(synthetic_csv, tmp_path, "--run-dir", str(run)) == 2
+    one_error_line(capsys.readouterr().err, "--run-dir: ", "is a file")
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_whole_crop_written_as_a_float_builds():
+    """Check that -o crop=44.0 builds the 44 px crop (it was a ValueError traceback from CenterCrop)."""
+    from fer_keras.models import build, input_crop
+
+    assert input_crop(build("vgg16", width=0.125, dense_units=16, crop=44.0)) == 44
 
 
 def test_transfer_learning_offline_says_the_weights_could_not_be_downloaded(synthetic_csv, tmp_path, monkeypatch, capsys):
