@@ -108,7 +108,9 @@ def build_parser(prog, description, defaults, *, choose_model=False):
     g.add_argument("--freeze-until", default=d.freeze_until, metavar="LAYER",
                    help="freeze every layer with weights up to and including this layer name")
     g.add_argument("--weights", default=d.weights, metavar="PATH",
-                   help="local ImageNet weights file for *_imagenet models (no download)")
+                   help="ImageNet weights of *_imagenet models: 'imagenet' downloads them on first use (fails "
+                   "offline), or the path of a local copy"
+                   + (" (default: %(default)s)" if d.weights else ""))
 
     g = p.add_argument_group("optimizer")
     g.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs (default: %(default)s)")

@@ -40,7 +40,7 @@ from fer_keras.training.config import TrainConfig
 from fer_keras.training.distributed import fit_custom_loop, make_strategy, worker_role
 from fer_keras.training.pipeline import check_crop_recipe, make_dataset
 from fer_keras.training.schedule import snapshot_epochs
-from fer_keras.training.transfer import build_model, fine_tune_phase, head_phase, init_lineage
+from fer_keras.training.transfer import build_model, check_phases, fine_tune_phase, head_phase, init_lineage
 
 
 def train(config=None, *, verbose=1, **options):
@@ -86,6 +86,9 @@ def train_two_phase(config, *, head_epochs=5, head_lr=1e-3, unfreeze_blocks=1, v
     finished goes straight to phase 2. Only phase 2's model lands in
     ``config.models_dir``.
     """
+    check_phases(head_epochs=head_epochs, head_lr=head_lr, unfreeze_blocks=unfreeze_blocks,
+                 blocks=models.vgg.VGG16_BLOCKS)
+    config.validate()
     phase1 = head_phase(config, head_epochs=head_epochs, head_lr=head_lr)
     done = phase1.resolved_run_dir() / "summary.json"
     if done.exists():  # resuming after phase 1 finished
@@ -94,7 +97,8 @@ def train_two_phase(config, *, head_epochs=5, head_lr=1e-3, unfreeze_blocks=1, v
     else:
         print(f"phase 1: training the new head on the frozen base ({head_epochs} epochs, lr {head_lr})")
         head_model = train(phase1, verbose=verbose)["model_file"]
-    phase2 = fine_tune_phase(config, head_model, head_epochs=head_epochs, unfreeze_blocks=unfreeze_blocks)
+    phase2 = fine_tune_phase(config, head_model, head_epochs=head_epochs, head_lr=head_lr,
+                             unfreeze_blocks=unfreeze_blocks)
     print(f"phase 2: fine-tuning the top {unfreeze_blocks} block(s) ({config.epochs} epochs, lr {config.lr})")
     return train(phase2, verbose=verbose)
 

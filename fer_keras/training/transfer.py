@@ -148,15 +148,34 @@ def head_phase(config, *, head_epochs, head_lr):
     return dataclasses.replace(
         config, epochs=head_epochs, lr=head_lr, snapshots=0, schedule="cosine",
         model_options={**config.model_options, "trainable_blocks": 0},
-        models_dir=str(run_dir / "phase1_model"), run_dir=str(run_dir / "phase1"),
+        models_dir=str(run_dir / "phase1_model"), run_dir=str(run_dir / _phase1_name(head_epochs, head_lr)),
         time_budget=config.time_budget * share)
 
 
-def fine_tune_phase(config, head_model, *, head_epochs, unfreeze_blocks):
+def _phase1_name(head_epochs, head_lr):
+    """Phase 1's folder, named by its settings: they are not in the run's hash, and a rerun with
+    another --head-lr must not go on from the phase 1 of the old one."""
+    return f"phase1-{head_epochs}ep-lr{head_lr:g}"
+
+
+def fine_tune_phase(config, head_model, *, head_epochs, head_lr, unfreeze_blocks):
     """Phase 2: from phase 1's model, the top ``unfreeze_blocks`` conv block(s) train too,
-    at ``config.lr`` (lower); its model lands in ``config.models_dir``."""
+    at ``config.lr``; its model lands in ``config.models_dir``. Its folder names the phase 1 it
+    starts from and the blocks it trains."""
     share = head_epochs / (head_epochs + config.epochs)
+    name = f"phase2-top{unfreeze_blocks}-after-{_phase1_name(head_epochs, head_lr)}"
     return dataclasses.replace(
         config, init=head_model, weights="",
         model_options={**config.model_options, "trainable_blocks": unfreeze_blocks},
-        run_dir=str(config.resolved_run_dir() / "phase2"), time_budget=config.time_budget * (1 - share))
+        run_dir=str(config.resolved_run_dir() / name), time_budget=config.time_budget * (1 - share))
+
+
+def check_phases(*, head_epochs, head_lr, unfreeze_blocks, blocks):
+    """Refuse settings of the two phases before phase 1 trains (not after it, in phase 2)."""
+    for name, value, ok, requirement in (
+            ("head_epochs", head_epochs, head_epochs >= 1, "must be at least 1 (phase 1 trains the new head)"),
+            ("head_lr", head_lr, head_lr > 0, "must be above 0"),
+            ("unfreeze_blocks", unfreeze_blocks, 0 <= unfreeze_blocks <= blocks,
+             f"must be 0..{blocks} (the base's conv blocks, counted from the top)")):
+        if not ok:
+            raise ConfigError(f"{name} {requirement}. Received: {name}={value}", parameter=name)

@@ -69,6 +69,18 @@ def test_train_refuses_a_run_dir_that_is_a_file_before_training(synthetic_csv, t
     assert not (tmp_path / "models").exists()
 
 
+@pytest.mark.parametrize("extra, flag", [
+    (["--head-epochs", "0"], "--head-epochs: "),  # was blamed on --epochs
+    (["--unfreeze-blocks", "-3"], "--unfreeze-blocks: "),  # was refused only after phase 1 had trained
+    (["--unfreeze-blocks", "9"], "--unfreeze-blocks: "),  # was accepted
+])
+def test_transfer_learning_refuses_bad_phase_settings_before_training(extra, flag, synthetic_csv, tmp_path, capsys):
+    """Check that the two phases' own flags are checked before phase 1 trains, naming the flag."""
+    assert _train(synthetic_csv, tmp_path, *extra, script="transfer") == 2
+    one_error_line(capsys.readouterr().err, flag)
+    _nothing_written(tmp_path)
+
+
 def test_a_whole_crop_written_as_a_float_builds():
     """Check that -o crop=44.0 builds the 44 px crop (it was a ValueError traceback from CenterCrop)."""
     from fer_keras.models import build, input_crop

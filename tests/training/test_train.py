@@ -327,17 +327,21 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_transfer_learning_two_phases_with_local_weights(learnable_csv, tmp_path):
-    """Check that the transfer script runs both phases from a local ImageNet-format weights file."""
+    """Check that the transfer script runs both phases from a local ImageNet-format weights file, and that
+    a rerun with another --head-lr trains its own phase 1 (it went on from the old one's)."""
     import keras
 
     weights = tmp_path / "vgg16_notop.weights.h5"
     keras.applications.VGG16(include_top=False, weights=None, input_shape=(48, 48, 3)).save_weights(weights)
-    code = train_cli.main(["--csv", str(learnable_csv), "--batch-size", "16", "--epochs", "1", "--head-epochs", "1",
-                           "--weights", str(weights), "--precision", "float32", "--models-dir", str(tmp_path / "m"),
-                           "--run-dir", str(tmp_path / "r"), "--quiet"],
-                          prog="train_vgg_transfer_learning.py", two_phase=True,
-                          defaults={"model": "vgg16_imagenet", "lr": 1e-4, "warmup_steps": 0})
-    assert code == 0
+
+    def run(*extra):
+        return train_cli.main(["--csv", str(learnable_csv), "--batch-size", "16", "--epochs", "1", "--head-epochs",
+                               "1", "--weights", str(weights), "--precision", "float32", "--models-dir",
+                               str(tmp_path / "m"), "--run-dir", str(tmp_path / "r"), "--quiet", *extra],
+                              prog="train_vgg_transfer_learning.py", two_phase=True,
+                              defaults={"model": "vgg16_imagenet", "lr": 1e-4, "warmup_steps": 0})
+
+    assert run() == 0
     meta = model_io.read_metadata(tmp_path / "m" / "model_1.h5")
     assert meta["options"]["trainable_blocks"] == 1
     assert meta["recipe"]["init"].endswith(".h5")
@@ -346,7 +350,11 @@ def test_transfer_learning_two_phases_with_local_weights(learnable_csv, tmp_path
     assert meta["init_from"]["path"] == meta["recipe"]["init"]
     assert len(meta["init_from"]["sha256"]) == 64
     assert meta["init_from"]["epochs_run"] == 1 and meta["init_from"]["validation"]["split"] == "PublicTest"
-    assert (tmp_path / "r" / "phase1" / "summary.json").exists()
+    assert (tmp_path / "r" / "phase1-1ep-lr0.001" / "summary.json").exists()
+    assert run("--head-lr", "0.01") == 0
+    again = model_io.read_metadata(tmp_path / "m" / "model_2.h5")
+    assert again["init_from"]["file"] == "model_2.h5" and again["init_from"]["recipe"]["lr"] == 0.01
+    assert (tmp_path / "r" / "phase1-1ep-lr0.01" / "summary.json").exists()
 
 
 def test_precision_auto_follows_the_hardware(monkeypatch):
