@@ -64,10 +64,6 @@ def vgg16(*, num_classes, width=1.0, dense_units=512, dropout=0.5, crop=None):
     return keras.Model(inputs, classifier(x, num_classes), name="vgg16")
 
 
-VGG16_BLOCKS = 5
-"""Conv blocks of the ImageNet VGG-16 base (``trainable_blocks`` counts them from the top)."""
-
-
 @register
 def vgg16_imagenet(*, num_classes, weights="imagenet", input_size=48, trainable_blocks=0,
                    dense_units=256, dropout=0.5):
@@ -78,8 +74,8 @@ def vgg16_imagenet(*, num_classes, weights="imagenet", input_size=48, trainable_
     ``trainable_blocks``: how many of the base's five conv blocks train, counted
     from the top (0: frozen base, phase 1; 1-2: fine-tuning, phase 2; 5: all).
     """
-    if not 0 <= trainable_blocks <= VGG16_BLOCKS:
-        raise ConfigError(f"trainable_blocks must be 0..{VGG16_BLOCKS} (the base's conv blocks). "
+    if not 0 <= trainable_blocks <= len(VGG16_BLOCKS):
+        raise ConfigError(f"trainable_blocks must be 0..{len(VGG16_BLOCKS)} (the base's conv blocks). "
                           f"Received: trainable_blocks={trainable_blocks}", parameter="trainable_blocks")
     inputs = face_input()
     x = adapt_input(inputs, size=input_size, channels=3, scale="caffe")
@@ -87,7 +83,7 @@ def vgg16_imagenet(*, num_classes, weights="imagenet", input_size=48, trainable_
                                     input_shape=(input_size, input_size, 3))
     for layer in base.layers:
         block = int(layer.name[5]) if layer.name.startswith("block") else 0
-        layer.trainable = block > VGG16_BLOCKS - trainable_blocks
+        layer.trainable = block > len(VGG16_BLOCKS) - trainable_blocks
     x = base(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = _dense_head(x, dense_units, dropout)

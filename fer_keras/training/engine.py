@@ -87,7 +87,7 @@ def train_two_phase(config, *, head_epochs=5, head_lr=1e-3, unfreeze_blocks=1, v
     ``config.models_dir``.
     """
     check_phases(head_epochs=head_epochs, head_lr=head_lr, unfreeze_blocks=unfreeze_blocks,
-                 blocks=models.vgg.VGG16_BLOCKS)
+                 blocks=len(models.vgg.VGG16_BLOCKS))
     config.validate()
     phase1 = head_phase(config, head_epochs=head_epochs, head_lr=head_lr)
     done = phase1.resolved_run_dir() / "summary.json"
