@@ -40,7 +40,7 @@ def builder(name):
 
 def options_of(name):
     """The builder's options and their defaults (for help texts and model cards); ``num_classes``
-    is not one: the data decides it (``--num-classes``)."""
+    is not one: the data decides it (``TrainConfig.num_classes``)."""
     params = inspect.signature(builder(name)).parameters
     return {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY and k != "num_classes"}
 

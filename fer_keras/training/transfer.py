@@ -154,7 +154,7 @@ def head_phase(config, *, head_epochs, head_lr):
 
 def _phase1_name(head_epochs, head_lr):
     """Phase 1's folder, named by its settings: they are not in the run's hash, and a rerun with
-    another --head-lr must not go on from the phase 1 of the old one."""
+    another ``head_lr`` must not go on from the phase 1 of the old one."""
     return f"phase1-{head_epochs}ep-lr{head_lr:g}"
 
 
