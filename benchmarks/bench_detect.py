@@ -300,7 +300,9 @@ def main(argv=None):
                              "+-1.6 points and the points lost to about +-2.5 (95%% intervals, printed); "
                              "40 photos leave about +-3 and +-5)")
     parser.add_argument("--quick", action="store_true", help="12 photos per set, a 45-frame clip")
-    parser.add_argument("--detectors", nargs="*", default=["haar", "mtcnn"])
+    parser.add_argument("--detectors", nargs="*", default=["haar", "mtcnn:hog_proposals=False", "mtcnn"],
+                        metavar="NAME[:OPTION=VALUE,...]",
+                        help="detectors to compare, each a name with options of its class (default: %(default)s)")
     parser.add_argument("--framing", type=int, nargs="?", const=200, default=None, metavar="N",
                         help="measure the framing of each detector on N PublicTest faces instead")
     parser.add_argument("--only", choices=("photos", "webcam"), help="run one part only")
@@ -345,16 +347,17 @@ def photo_part(args, sets, test, results, photos):
 
     print(f"\n{photos} photos per set, 640x480; recall / false faces per photo / median ms per photo "
           "(wall / CPU time of this process)")
-    print(f"{'detector':<10}{'upright':>28}{'rotated':>28}{'empty':>20}")
+    width = max(10, *(len(name) + 1 for name in args.detectors))
+    print(f"{'detector':<{width}}{'upright':>28}{'rotated':>28}{'empty':>20}")
     for name in args.detectors:
-        detector = build_detector(name)
+        detector = detector_from_spec(name)
         detector.detect(sets["empty"][0][0])  # warm-up
         res = run_detector(detector, sets)
         res["landmarks"] = detector.has_landmarks
         results[name] = res
         cells = [f"{res[s]['recall']:.1%} {res[s]['false_per_photo']:.2f} {res[s]['ms']:.0f}/{res[s]['cpu_ms']:.0f}ms"
                  for s in ("upright", "rotated")]
-        print(f"{name:<10}{cells[0]:>28}{cells[1]:>28}{res['empty']['false_per_photo']:>8.2f} "
+        print(f"{name:<{width}}{cells[0]:>28}{cells[1]:>28}{res['empty']['false_per_photo']:>8.2f} "
               f"{res['empty']['ms']:.0f}/{res['empty']['cpu_ms']:.0f}ms")
     for name, res in results.items():
         print(f"{name}: recall 95% intervals, upright [{res['upright']['recall_ci'][0]:.1%}, "
@@ -367,13 +370,24 @@ def photo_part(args, sets, test, results, photos):
     ensemble = Ensemble.from_dir(args.models_dir)
     acc = accuracy_rows(ensemble, test.x, test.y, results)
     print(f"\nensemble of {len(ensemble.members)}: accuracy on the found faces vs their raw 48x48 crops")
-    print(f"{'detector':<10}{'set':<9}{'crop':<11}{'faces':>6}{'raw':>8}{'found':>8}{'lost [95% interval]':>22}"
+    print(f"{'detector':<{width}}{'set':<9}{'crop':<11}{'faces':>6}{'raw':>8}{'found':>8}{'lost [95% interval]':>22}"
           f"{'agree':>8}")
     for r in acc:
         lost = f"{(r['acc_raw'] - r['acc_found']) * 100:.1f}p [{r['lost_ci'][0]:.1f}, {r['lost_ci'][1]:.1f}]"
-        print(f"{r['detector']:<10}{r['set']:<9}{r['crop']:<11}{r['faces']:>6}{r['acc_raw']:>8.1%}"
+        print(f"{r['detector']:<{width}}{r['set']:<9}{r['crop']:<11}{r['faces']:>6}{r['acc_raw']:>8.1%}"
               f"{r['acc_found']:>8.1%}{lost:>22}{r['agree_raw']:>8.1%}")
     return acc
+
+
+def detector_from_spec(spec):
+    """``"mtcnn:hog_proposals=False,min_score=0.6"`` → ``build_detector("mtcnn", hog_proposals=False, min_score=0.6)``."""
+    import ast
+
+    from fer_keras.faces import build_detector
+
+    name, _, options = spec.partition(":")
+    pairs = (item.split("=", 1) for item in options.split(",") if item)
+    return build_detector(name, **{key: ast.literal_eval(value) for key, value in pairs})
 
 
 def webcam_part(args, sets):
@@ -389,6 +403,8 @@ def webcam_part(args, sets):
               "mtcnn every 20th + tracking": lambda: Tracker("mtcnn", every=20),
               "mtcnn at 320 px every frame": lambda: build_detector("mtcnn", detect_side=320),
               "mtcnn at 320 px every 10th + tr.": lambda: Tracker("mtcnn", every=10, detect_side=320),
+              "  the same, no HOG proposals": lambda: Tracker("mtcnn", every=10, detect_side=320,
+                                                              hog_proposals=False),
               "haar at 320 px every 5th + tr.": lambda: Tracker("haar", every=5, detect_side=320)}
     print(f"\nwebcam: {len(frames)} drifting 640x480 frames with {len(truth)} faces; detection alone")
     print(f"{'set-up':<30}{'frames/s':>10}{'mean ms':>9}{'worst ms':>10}{'CPU ms':>8}{'fps by CPU':>11}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -170,19 +171,24 @@ def main(argv=None):
     p.add_argument("--skip-load", action="store_true", help="only the live view")
     p.add_argument("--detector", help="serve.py --detector for the uploaded pictures (default: serve.py's)")
     p.add_argument("--live-detector", help="serve.py --live-detector for the webcam frames (default: serve.py's)")
+    p.add_argument("--serve-args", default="", metavar="FLAGS",
+                   help="more serve.py flags for both servers, one string after an equals sign "
+                   "(e.g. --serve-args=--no-hog-proposals)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
     server_flags = ["--detector", args.detector] if args.detector else []
     server_flags += ["--live-detector", args.live_detector] if args.live_detector else []
+    server_flags += shlex.split(args.serve_args)
 
     picture = cv2.imencode(".jpg", photo_frame(), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "cpu": cpu_model(),
               "detector": args.detector or "serve.py's default",
-              "live_detector": args.live_detector or "serve.py's default",
+              "live_detector": args.live_detector or "serve.py's default", "serve_args": args.serve_args,
               "cores": os.cpu_count(), "load_average_before": os.getloadavg(), "picture_bytes": len(picture),
               "runs": []}
     print(f"{report['cpu']}, {report['cores']} cores, load average {report['load_average_before'][0]:.2f}, "
-          f"detector: {report['detector']}, live detector: {report['live_detector']}")
+          f"detector: {report['detector']}, live detector: {report['live_detector']}"
+          + (f", serve.py {args.serve_args}" if args.serve_args else ""))
     # Both servers run at once (an idle one costs nothing); the rounds alternate between them.
     ports = {True: free_port(), False: free_port()}
     servers = {batching: start_server(args.models_dir, port, *server_flags, *([] if batching else ["--no-batching"]))

@@ -144,8 +144,8 @@ def plain_warnings():
 
 def add_face_crop_arguments(group):
     """The flags of how a detector searches and crops, shared by ``predict.py`` and ``serve.py``:
-    ``--no-align``, ``--min-face``, ``--min-neighbors`` (haar), ``--margin``; each defaults to None,
-    the detector's own default."""
+    ``--no-align``, ``--min-face``, ``--min-neighbors`` (haar), ``--no-hog-proposals`` (mtcnn), ``--margin``;
+    each defaults to None (or off): the detector's own default."""
     group.add_argument("--no-align", action="store_true",
                        help="do not rotate faces so the eyes are level (mtcnn gives eye landmarks; haar has none "
                        "and never aligns)")
@@ -154,6 +154,9 @@ def add_face_crop_arguments(group):
     group.add_argument("--min-neighbors", type=int, default=None, metavar="N",
                        help="haar: detections a face needs; lower finds more faces and more false ones "
                        "(default: 5)")
+    group.add_argument("--no-hog-proposals", action="store_true",
+                       help="mtcnn: MTCNN alone, without the boxes of dlib's HOG detector that its last stage "
+                       "judges; about 100 ms less CPU per 640x480 picture, finds fewer faces (BENCHMARKS.md)")
     group.add_argument("--margin", type=float, default=None, metavar="FRACTION",
                        help="crop the box grown by this fraction on each side instead of FER2013's measured "
                        "framing (default: measured)")

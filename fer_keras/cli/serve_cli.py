@@ -105,6 +105,11 @@ def _detector(args, *, live=False):
             raise ConfigError("--min-neighbors: only for the haar detector (--detector or --live-detector haar)")
         if name == "haar":
             options["min_neighbors"] = args.min_neighbors
+    if args.no_hog_proposals:
+        if "mtcnn" not in (args.detector, args.live_detector):
+            raise ConfigError("--no-hog-proposals: only for the mtcnn detector (--detector or --live-detector mtcnn)")
+        if name == "mtcnn":
+            options["hog_proposals"] = False
     build_detector(name, **options)  # the flags are checked now, before the models load
 
     def build():

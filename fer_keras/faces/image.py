@@ -39,6 +39,13 @@ class Box:
         """The same box in an image resized by ``factor``."""
         return Box(*(int(round(v * factor)) for v in self.as_tuple()))
 
+    def iou(self, other):
+        """Intersection over union with another box (0: apart, 1: the same box)."""
+        w = min(self.x + self.w, other.x + other.w) - max(self.x, other.x)
+        h = min(self.y + self.h, other.y + other.h) - max(self.y, other.y)
+        inter = max(w, 0) * max(h, 0)
+        return inter / (self.area + other.area - inter) if inter else 0.0
+
 
 def as_box(item):
     """A plain :class:`Box` of a box, a detection or an ``(x, y, w, h)`` sequence."""

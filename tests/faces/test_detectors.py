@@ -89,3 +89,67 @@ def test_mtcnn_min_face_above_the_packages_limit(grace, min_face, found):
     assert len(faces) == found
     if found:
         assert 150 < faces[0].w < 200 and faces[0].x < 256 < faces[0].x + faces[0].w
+
+
+def _alone_on_canvas(face, side=144, canvas=240):
+    import cv2
+
+    picture = np.full((canvas, canvas), 120, np.uint8)
+    start = (canvas - side) // 2
+    picture[start:start + side, start:start + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+    return picture
+
+
+def test_hog_proposals_find_a_face_mtcnn_alone_misses(fer_sample):
+    """Check that PublicTest face 24, enlarged 3x on a grey canvas, is missed by MTCNN alone and found,
+    with five landmarks, when dlib's HOG boxes are judged by MTCNN's last stage (the default)."""
+    picture = _alone_on_canvas(fer_sample[24, ..., 0])
+    assert build_detector("mtcnn", hog_proposals=False).detect(picture) == []
+    found = build_detector("mtcnn").detect(picture)
+    assert len(found) == 1 and len(found[0].landmarks) == 5 and found[0].score >= 0.5
+    assert 48 <= found[0].centre[0] <= 192 and 48 <= found[0].centre[1] <= 192
+
+
+def test_onet_refines_a_hog_box_into_mtcnn_s_face(grace, mtcnn):
+    """Check that a HOG box over the bundled face, judged by ONet, gives MTCNN's own box and landmarks
+    (so its crop is framed like every other), and that a box over a flat wall is rejected."""
+    import numpy as np
+
+    from fer_keras.faces import Box
+
+    rgb = np.ascontiguousarray(grace[..., ::-1])
+    face = mtcnn.detect(grace)[0]
+    tight = Box(face.x + face.w // 10, face.y + face.h // 5, face.w * 4 // 5, face.h * 3 // 4)
+    judged = mtcnn._judged_by_onet(rgb, [tight, Box(0, 0, 60, 60)], [], 32)
+    assert len(judged) == 1
+    assert judged[0].iou(face) > 0.6
+    assert np.allclose(judged[0].landmarks, face.landmarks, atol=0.08 * face.w)
+    assert mtcnn._judged_by_onet(rgb, [tight], [face], 32) == []  # MTCNN found it: not added twice
+
+
+def test_hog_proposals_off_and_without_dlib(monkeypatch):
+    """Check that hog_proposals=False needs no dlib and says so in its config, and that the default
+    without dlib fails at once with a one-line message naming the package and the way round it."""
+    import functools
+    import sys
+
+    from fer_keras.errors import MissingPackageError
+    from fer_keras.faces.detectors import mtcnn as mtcnn_module
+
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    monkeypatch.setattr(mtcnn_module, "_hog_pool", functools.lru_cache()(mtcnn_module._HogPool))  # none built yet
+    detector = build_detector("mtcnn", hog_proposals=False)
+    assert detector.get_config()["hog_proposals"] is False
+    with pytest.raises(MissingPackageError, match="dlib.*hog_proposals=False"):
+        build_detector("mtcnn")
+
+
+def test_hog_searches_in_several_threads_at_once(grace):
+    """Check that MTCNN detectors searching in four threads at once (serve.py's request threads) each
+    find the bundled face, HOG proposals and all."""
+    import concurrent.futures
+
+    detectors = [build_detector("mtcnn") for _ in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda d: d.detect(grace), detectors * 2))
+    assert all(len(faces) == 1 for faces in found)

@@ -448,6 +448,7 @@ def test_detector_flags_choose_the_detector_and_alignment(models_dir, grace, tmp
 @pytest.mark.parametrize("flags, message", [
     (["--scale-factor", "1.2"], "--scale-factor: only for --detector haar (this run uses mtcnn)"),
     (["--track-every", "5"], "--track-every must be at least 1, and is for a webcam analysing every frame"),
+    (["--detector", "haar", "--no-hog-proposals"], "--no-hog-proposals: only for --detector mtcnn (this run uses haar)"),
     (["--detector", "yunet"], "invalid choice: 'yunet'"),
 ])
 def test_detector_flags_that_do_not_fit_are_refused(flags, message, models_dir, tmp_path, capsys):
@@ -474,6 +475,15 @@ def test_webcam_analysing_every_frame_tracks_between_detections(models_dir, grac
     assert not isinstance(detector, Tracker) and detector.detect_side == 320
     args = predict_cli.build_parser().parse_args(base[:-4] + ["--input", "photo.jpg"])
     assert predict_cli.build_face_detector(args).detect_side == 0
+
+
+def test_hog_proposals_are_on_unless_turned_off():
+    """Check that pictures and the webcam get MTCNN with HOG proposals, and --no-hog-proposals gives MTCNN alone."""
+    for flags in (["--input", "photo.jpg"], ["--input", "webcam", "--interval", "0"]):
+        detector = predict_cli.build_face_detector(predict_cli.build_parser().parse_args(flags))
+        assert detector.get_config()["hog_proposals"] is True
+        detector = predict_cli.build_face_detector(predict_cli.build_parser().parse_args(flags + ["--no-hog-proposals"]))
+        assert detector.get_config()["hog_proposals"] is False
 
 
 def test_camera_video_keeps_the_stream_clock():

@@ -124,3 +124,14 @@ def test_detector_flags_reach_the_picture_and_live_detectors(tiny_models, capsys
     pictures, live = served["app"].state.engine.detector_factory(), served["app"].state.live.detector_factory()
     assert (pictures.detect_side, pictures.min_face, pictures.margin) == (480, 40, 0.2)
     assert (live.detect_side, live.min_face, live.margin) == (serve_cli.LIVE_DETECT_SIDE, 40, 0.2)
+
+
+def test_no_hog_proposals_reaches_the_mtcnn_detector_only(tiny_models, capsys):
+    """Check that --no-hog-proposals turns the HOG proposals off in the pictures' MTCNN (on by default),
+    and is refused when no detector is MTCNN."""
+    code, served, _, _ = serve(["--models-dir", str(tiny_models)], capsys)
+    assert code == 0 and served["app"].state.engine.detector_factory().hog_proposals is True
+    code, served, _, _ = serve(["--models-dir", str(tiny_models), "--no-hog-proposals"], capsys)
+    assert code == 0 and served["app"].state.engine.detector_factory().hog_proposals is False
+    code, _, _, err = serve(["--models-dir", str(tiny_models), "--detector", "haar", "--no-hog-proposals"], capsys)
+    assert code == 2 and "--no-hog-proposals: only for the mtcnn detector" in err
