@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import queue
 
 from fer_keras.errors import ConfigError, MissingPackageError
 from fer_keras.faces.align import Framing
@@ -190,8 +191,6 @@ class _HogPool:
     """
 
     def __init__(self):
-        import queue
-
         try:
             import dlib
         except ImportError as exc:
@@ -203,8 +202,6 @@ class _HogPool:
         self._idle.put(self._build())
 
     def boxes(self, bgr):
-        import queue
-
         try:
             hog = self._idle.get_nowait()
         except queue.Empty:
