@@ -9,7 +9,8 @@ detection:
 
 * ``default``: the one crop (eyes level, placed by the measured framing);
 * ``no-align``: the same placement, not turned;
-* ``keep-tilt K``: turned only by the tilt beyond K degrees;
+* ``level above K``: turned level only when the eyes tilt more than K
+  degrees (the default is :data:`~fer_keras.faces.align.LEVEL_ABOVE`);
 * ``exact``: the pasted square itself, turned back by the known angle: the
   floor that enlarging, turning and shrinking alone cost.
 
@@ -36,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_detect  # noqa: E402  (backgrounds, pasting, the matching rule)
 
-POLICIES = ("default", "no-align", "keep-tilt 5", "keep-tilt 10", "keep-tilt 15", "exact")
+POLICIES = ("default", "no-align", "level above 0", "level above 4", "level above 12", "exact")
 
 
 def single_faces(faces, count, rotated, rng):
@@ -71,8 +72,9 @@ def policy_crop(policy, canvas, detection, side, angle, framing):
         return exact_crop(canvas, side, angle)
     if policy == "no-align":
         return crop_face(canvas, detection, framing=framing, align=False)
-    keep = float(policy.split()[1]) if policy.startswith("keep-tilt") else 0.0
-    return crop_face(canvas, detection, framing=framing, align=True, keep_tilt=keep)
+    if policy.startswith("level above"):
+        return crop_face(canvas, detection, framing=framing, level_above=float(policy.split()[-1]))
+    return crop_face(canvas, detection, framing=framing)
 
 
 def member_losses(ensemble, raw_faces, crops, truth):

@@ -147,8 +147,8 @@ def add_face_crop_arguments(group):
     ``--no-align``, ``--min-face``, ``--min-neighbors`` (haar), ``--no-hog-proposals`` (mtcnn), ``--margin``;
     each defaults to None (or off): the detector's own default."""
     group.add_argument("--no-align", action="store_true",
-                       help="do not rotate faces so the eyes are level (mtcnn gives eye landmarks; haar has none "
-                       "and never aligns)")
+                       help="do not rotate faces so the eyes are level (by default mtcnn's faces tilted more than "
+                       "6 degrees are; haar has no landmarks and never aligns)")
     group.add_argument("--min-face", type=int, default=None, metavar="PX",
                        help="smallest face side searched for, in pixels (default: 24 haar, 32 mtcnn)")
     group.add_argument("--min-neighbors", type=int, default=None, metavar="N",

@@ -47,6 +47,15 @@ class Framing:
     eye_scale: float | None = None
 
 
+LEVEL_ABOVE = 6.0
+"""Degrees of eye tilt up to which an aligned face is left unturned (see :func:`levelling`).
+
+FER2013's own faces tilt by a median of about 5 degrees, 59% of them by 6 or
+less (MTCNN's landmarks on 3,440 PublicTest faces). Chosen among 0-12 degrees
+on ``bench_crop.py``-style single faces of seeds 7 and 11 (1,800 each):
+upright faces lose 0.5-0.6 points less than levelled fully, turned ones the
+same (BENCHMARKS.md, "Finding faces")."""
+
 DEFAULT_FRAMING = Framing(box_side=1.0)
 """The box itself, stretched to a square: for boxes of no known detector."""
 
@@ -57,17 +66,24 @@ def eye_angle(landmarks):
     return math.degrees(math.atan2(ry - ly, rx - lx))
 
 
-def levelling(landmarks, keep_tilt=0.0):
-    """Degrees to turn a face by: its eye angle less the ``keep_tilt`` degrees a face may keep."""
+def levelling(landmarks, level_above=LEVEL_ABOVE):
+    """Degrees to turn a face by: its eye angle when that tilts more than ``level_above`` degrees, else 0.
+
+    Why a threshold: FER2013's own faces were never levelled (median eye tilt
+    about 5 degrees), so the members learnt faces with that much tilt; turning
+    such a face level moves it away from what they saw. A face tilted further
+    is turned fully level (keeping part of its tilt costs turned faces:
+    BENCHMARKS.md, "Finding faces").
+    """
     angle = eye_angle(landmarks)
-    return math.copysign(max(abs(angle) - keep_tilt, 0.0), angle)
+    return angle if abs(angle) > level_above else 0.0
 
 
-def face_geometry(detection, framing, *, align=True, margin=None, keep_tilt=0.0):
+def face_geometry(detection, framing, *, align=True, margin=None, level_above=LEVEL_ABOVE):
     """``(centre_x, centre_y, side, angle)`` of the square to cut, in picture pixels and degrees."""
     box = as_box(detection)
     landmarks = getattr(detection, "landmarks", None)
-    angle = levelling(landmarks, keep_tilt) if align and landmarks is not None else 0.0
+    angle = levelling(landmarks, level_above) if align and landmarks is not None else 0.0
     framing = framing or DEFAULT_FRAMING
     if margin is not None:  # the box grown by `margin` on every side, as fer_keras 0.1 cropped
         cx, cy = box.centre
@@ -89,13 +105,14 @@ def face_geometry(detection, framing, *, align=True, margin=None, keep_tilt=0.0)
     return cx - framing.box_dx * side, cy - framing.box_dy * side, side, angle
 
 
-def crop_face(image, detection, *, framing=None, align=True, margin=None, keep_tilt=0.0, size=IMAGE_SIZE):
+def crop_face(image, detection, *, framing=None, align=True, margin=None, level_above=LEVEL_ABOVE, size=IMAGE_SIZE):
     """One FER2013-style face: uint8 ``(size, size)`` grey, framed by ``framing``, eyes level with ``align``.
 
     ``detection``: a :class:`~fer_keras.faces.detectors.Detection` (landmarks
     used when it has them) or a plain :class:`Box`. ``margin``: None frames by
     the measurement; a number grows the box by that fraction on every side.
-    ``keep_tilt``: degrees of tilt a face keeps (turned only by the rest).
+    ``level_above``: with ``align``, only faces whose eyes tilt more than this
+    many degrees are turned (fully) level; see :func:`levelling`.
     """
     import cv2
 
@@ -104,7 +121,7 @@ def crop_face(image, detection, *, framing=None, align=True, margin=None, keep_t
     height, width = grey.shape
     if box.w < 1 or box.h < 1 or box.x >= width or box.y >= height or box.x + box.w <= 0 or box.y + box.h <= 0:
         raise InputError(f"face box {box.as_tuple()} lies outside the {width}x{height} image")
-    cx, cy, side, angle = face_geometry(detection, framing, align=align, margin=margin, keep_tilt=keep_tilt)
+    cx, cy, side, angle = face_geometry(detection, framing, align=align, margin=margin, level_above=level_above)
     shrink = min(1.0, 2.0 * size / side)  # warp at most 2:1; area-average first for big faces
     if shrink < 1.0:
         reach = side * 0.75 + 2  # half the diagonal of the rotated square, and a little
@@ -122,10 +139,10 @@ def crop_face(image, detection, *, framing=None, align=True, margin=None, keep_t
     return cv2.warpAffine(grey, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def crop_faces(image, detections, *, framing=None, align=True, margin=None, keep_tilt=0.0, size=IMAGE_SIZE):
+def crop_faces(image, detections, *, framing=None, align=True, margin=None, level_above=LEVEL_ABOVE, size=IMAGE_SIZE):
     """uint8 ``(N, size, size, 1)`` faces for ``detections`` (``(0, size, size, 1)`` when there are none)."""
     grey = to_grey(image)
-    faces = [crop_face(grey, d, framing=framing, align=align, margin=margin, keep_tilt=keep_tilt, size=size)
+    faces = [crop_face(grey, d, framing=framing, align=align, margin=margin, level_above=level_above, size=size)
              for d in detections]
     if not faces:
         return np.zeros((0, size, size, 1), dtype=np.uint8)

@@ -51,12 +51,14 @@ def test_alignment_levels_the_eyes(angle):
     assert math.degrees(math.atan2(ry - ly, rx - lx)) == pytest.approx(angle, abs=3)
 
 
-def test_keep_tilt_leaves_that_much_slope():
-    """Check that keep_tilt=8 turns a face tilted 20 degrees by 12 only, and one tilted 5 not at all."""
-    for angle, left in ((20, 8), (5, 5)):
+def test_faces_tilted_as_fer2013_faces_are_left_as_they_are():
+    """Check that with level_above=6 a face tilted 5 degrees keeps its tilt and one tilted 20 is
+    levelled fully; with level_above=0 the 5-degree face is levelled too."""
+    for angle, level_above, left in ((5, 6, 5), (-5, 6, -5), (20, 6, 0), (5, 0, 0)):
         image, face = drawn_face(angle)
-        (lx, ly), (rx, ry) = dots(crop_face(image, face, framing=MTCNN_FRAMING, keep_tilt=8, size=96))
-        assert math.degrees(math.atan2(ry - ly, rx - lx)) == pytest.approx(left, abs=2)
+        crop = crop_face(image, face, framing=MTCNN_FRAMING, level_above=level_above, size=96)
+        (lx, ly), (rx, ry) = dots(crop)
+        assert math.degrees(math.atan2(ry - ly, rx - lx)) == pytest.approx(left, abs=1.5), (angle, level_above)
 
 
 def test_landmark_framing_puts_the_eyes_where_fer2013_has_them():

@@ -17,7 +17,7 @@ import dataclasses
 
 from fer_keras.constants import IMAGE_SIZE
 from fer_keras.errors import ConfigError
-from fer_keras.faces.align import crop_faces
+from fer_keras.faces.align import LEVEL_ABOVE, crop_faces
 from fer_keras.faces.image import Box, as_uint8, to_bgr, to_grey
 
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -47,9 +47,6 @@ DEFAULT_DETECTOR = "mtcnn"
 """The detector of pictures and videos: it found the most faces with the fewest
 false ones on the synthetic group photos of ``benchmarks/bench_detect.py``
 (BENCHMARKS.md, "Finding faces")."""
-
-KEEP_TILT = 0.0
-"""Degrees of eye tilt a face keeps when aligned (0: eyes exactly level)."""
 
 _DETECTORS = {}
 
@@ -90,19 +87,21 @@ class Detector:
         box grown by that fraction on every side instead.
       detect_side: search a copy whose longer side is at most this many
         pixels (0: full size), then scale the boxes back.
-      keep_tilt: with ``align``, degrees of tilt a face keeps: it is turned
-        only by the rest (default :data:`KEEP_TILT`).
+      level_above: with ``align``, a face is turned level only when its eyes
+        tilt more than this many degrees (default
+        :data:`~fer_keras.faces.align.LEVEL_ABOVE`: FER2013's own faces tilt
+        that much).
     """
 
     name = ""
     has_landmarks = False
     framing = None  # an align.Framing, measured for this detector's boxes
 
-    def __init__(self, *, align=True, margin=None, detect_side=0, keep_tilt=KEEP_TILT):
-        if not 0 <= keep_tilt <= 90:
-            raise ConfigError(f"keep_tilt must be between 0 and 90 degrees. Received: keep_tilt={keep_tilt}",
-                              parameter="keep_tilt")
-        self.keep_tilt = float(keep_tilt)
+    def __init__(self, *, align=True, margin=None, detect_side=0, level_above=LEVEL_ABOVE):
+        if not 0 <= level_above <= 90:
+            raise ConfigError(f"level_above must be between 0 and 90 degrees. Received: level_above={level_above}",
+                              parameter="level_above")
+        self.level_above = float(level_above)
         if margin is not None and not 0 <= margin <= 1:
             raise ConfigError(f"margin must be between 0 and 1 (a fraction of the face box). Received: margin={margin}",
                               parameter="margin")
@@ -134,11 +133,11 @@ class Detector:
     def crop(self, image, detections, *, size=IMAGE_SIZE):
         """uint8 ``(N, size, size, 1)`` faces for ``detections`` (or plain boxes), the one crop."""
         return crop_faces(image, detections, framing=self.framing, align=self.align, margin=self.margin,
-                          keep_tilt=self.keep_tilt, size=size)
+                          level_above=self.level_above, size=size)
 
     def get_config(self):
         return {"detector": self.name, "align": self.align and self.has_landmarks,
-                "keep_tilt": self.keep_tilt if self.align and self.has_landmarks else None,
+                "level_above": self.level_above if self.align and self.has_landmarks else None,
                 "landmarks": self.has_landmarks, "margin": "measured framing" if self.margin is None else self.margin,
                 "detect_side": self.detect_side}
 

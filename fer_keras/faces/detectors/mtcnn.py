@@ -23,7 +23,7 @@ import functools
 import queue
 
 from fer_keras.errors import ConfigError, MissingPackageError
-from fer_keras.faces.align import Framing
+from fer_keras.faces.align import LEVEL_ABOVE, Framing
 from fer_keras.faces.detectors._registry import LANDMARKS, Detection, Detector, register
 
 MTCNN_FRAMING = Framing(box_side=0.922, box_dx=-0.005, box_dy=0.01, eyes_x=0.497, eyes_y=0.385, eye_scale=0.381)
@@ -70,7 +70,7 @@ class MTCNNDetector(Detector):
         instead of 93.9% and 88.9%, 0.07 and 0.09 false faces per photo. It
         costs ~90 ms more CPU per 640x480 picture, run beside MTCNN in a
         thread (BENCHMARKS.md, "Finding faces"). False: MTCNN alone.
-      align, margin, detect_side: as every :class:`~fer_keras.faces.detectors.Detector`.
+      align, margin, detect_side, level_above: as every :class:`~fer_keras.faces.detectors.Detector`.
 
     The defaults were chosen on the group photos of another seed (7) than the
     benchmark's (0), faces 56-150 px (``benchmarks/bench_detect_thresholds.py``):
@@ -91,8 +91,8 @@ class MTCNNDetector(Detector):
     framing = MTCNN_FRAMING
 
     def __init__(self, *, min_face=32, min_score=0.5, proposal_scores=(0.3, 0.4), device="CPU:0",
-                 hog_proposals=True, align=True, margin=None, detect_side=0):
-        super().__init__(align=align, margin=margin, detect_side=detect_side)
+                 hog_proposals=True, align=True, margin=None, detect_side=0, level_above=LEVEL_ABOVE):
+        super().__init__(align=align, margin=margin, detect_side=detect_side, level_above=level_above)
         self.proposal_scores = tuple(float(v) for v in proposal_scores)
         if min_face < 12:
             raise ConfigError(f"min_face must be at least 12 pixels (MTCNN's smallest window). Received: min_face={min_face}",
