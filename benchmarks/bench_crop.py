@@ -7,7 +7,8 @@ pasted alone, enlarged to 56-150 px, on a textured background (upright, or
 turned 15-25 degrees), MTCNN finds it once, and every policy crops the same
 detection:
 
-* ``default``: the one crop (eyes level, placed by the measured framing);
+* ``default``: the one crop (eyes levelled when they tilt more than
+  :data:`~fer_keras.faces.align.LEVEL_ABOVE` degrees, placed by the measured framing);
 * ``no-align``: the same placement, not turned;
 * ``level above K``: turned level only when the eyes tilt more than K
   degrees (the default is :data:`~fer_keras.faces.align.LEVEL_ABOVE`);

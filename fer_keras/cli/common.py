@@ -146,9 +146,11 @@ def add_face_crop_arguments(group):
     """The flags of how a detector searches and crops, shared by ``predict.py`` and ``serve.py``:
     ``--no-align``, ``--min-face``, ``--min-neighbors`` (haar), ``--no-hog-proposals`` (mtcnn), ``--margin``;
     each defaults to None (or off): the detector's own default."""
+    from fer_keras.faces.align import LEVEL_ABOVE
+
     group.add_argument("--no-align", action="store_true",
                        help="do not rotate faces so the eyes are level (by default mtcnn's faces tilted more than "
-                       "6 degrees are; haar has no landmarks and never aligns)")
+                       f"{LEVEL_ABOVE:g} degrees are; haar has no landmarks and never aligns)")
     group.add_argument("--min-face", type=int, default=None, metavar="PX",
                        help="smallest face side searched for, in pixels (default: 24 haar, 32 mtcnn)")
     group.add_argument("--min-neighbors", type=int, default=None, metavar="N",
