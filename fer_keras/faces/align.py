@@ -9,10 +9,13 @@ The framing is measured, not guessed (the framing part of
 detector runs on them, and the medians of where its box and landmarks fall
 inside the original 48x48 frame become that detector's :class:`Framing`.
 
-With landmarks the crop is placed by the eyes and mouth (robust to how tall a
-detector draws its box), and with ``align`` the picture is first rotated about
-the eyes' midpoint so the eyes are level; without landmarks (Haar) the box's
-measured place is used and nothing is rotated. Rotation, crop and resize are
+With landmarks the crop is centred by the eyes and sized by the box, and with
+``align`` the picture is first rotated about the eyes' midpoint so the eyes
+are level; without landmarks (Haar) the box's measured place is used and
+nothing is rotated. The size comes from the box, not from the landmarks,
+because the eyes-to-mouth distance changes with the expression: sized by it,
+smiling faces came out about 5% too tight and surprised ones too loose
+(BENCHMARKS.md, "Finding faces"). Rotation, crop and resize are
 one affine warp (after an area-averaging shrink of large faces, so small crops
 do not alias); pixels outside the picture repeat its edge.
 """
@@ -33,10 +36,10 @@ from fer_keras.faces.image import Box, as_box, to_grey
 class Framing:
     """Where a detector's face sits in a FER2013 crop, as fractions of the crop's side.
 
-    ``box_side``: the box's mean side; ``box_dx``, ``box_dy``: its centre minus
-    the crop's centre. With landmarks: ``eyes_x``, ``eyes_y``: the eyes'
-    midpoint from the crop's top-left corner; ``eye_scale``: the mean of the
-    eye distance and the eyes-to-mouth distance.
+    ``box_side``: the box's size, the geometric mean of its width and height;
+    ``box_dx``, ``box_dy``: its centre minus the crop's centre (used without
+    landmarks). With landmarks: ``eyes_x``, ``eyes_y``: the eyes' midpoint
+    from the crop's top-left corner, in the face's own (turned) axes.
     """
 
     box_side: float
@@ -44,7 +47,6 @@ class Framing:
     box_dy: float = 0.0
     eyes_x: float | None = None
     eyes_y: float | None = None
-    eye_scale: float | None = None
 
 
 LEVEL_ABOVE = 6.0
@@ -88,19 +90,16 @@ def face_geometry(detection, framing, *, align=True, margin=None, level_above=LE
     if margin is not None:  # the box grown by `margin` on every side, as fer_keras 0.1 cropped
         cx, cy = box.centre
         return cx, cy, max(box.w, box.h) * (1 + 2 * margin), angle
-    if landmarks is not None and framing.eye_scale:
+    side = max(math.sqrt(box.w * box.h) / framing.box_side, 1.0)
+    if landmarks is not None and framing.eyes_x is not None:
         (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
         ex, ey = (lx + rx) / 2, (ly + ry) / 2
-        mx, my = (landmarks[3][0] + landmarks[4][0]) / 2, (landmarks[3][1] + landmarks[4][1]) / 2
-        scale = (math.hypot(rx - lx, ry - ly) + math.hypot(mx - ex, my - ey)) / 2
-        side = max(scale / framing.eye_scale, 1.0)
         # the crop's centre sits at a fixed offset from the eyes, in the face's own (rotated) axes
         ox, oy = (0.5 - framing.eyes_x) * side, (0.5 - framing.eyes_y) * side
         theta = math.radians(eye_angle(landmarks))  # the face's own axes, however far it is turned
         cx = ex + ox * math.cos(theta) - oy * math.sin(theta)
         cy = ey + ox * math.sin(theta) + oy * math.cos(theta)
         return cx, cy, side, angle
-    side = max((box.w + box.h) / 2 / framing.box_side, 1.0)
     cx, cy = box.centre
     return cx - framing.box_dx * side, cy - framing.box_dy * side, side, angle
 

@@ -1,5 +1,6 @@
 """The one crop: eyes levelled, FER2013's measured framing, faces at the edge, boxes outside."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -62,14 +63,23 @@ def test_faces_tilted_as_fer2013_faces_are_left_as_they_are():
 
 
 def test_landmark_framing_puts_the_eyes_where_fer2013_has_them():
-    """Check that the eyes' midpoint lands at the measured place of the frame and the eye distance
-    follows the measured scale."""
+    """Check that the eyes' midpoint lands at the measured place of the frame and the crop's side
+    is the box's size over the measured box_side."""
     image, face = drawn_face(0)
     (lx, ly), (rx, ry) = dots(crop_face(image, face, framing=MTCNN_FRAMING, size=96))
     assert (lx + rx) / 2 / 96 == pytest.approx(MTCNN_FRAMING.eyes_x, abs=0.02)
     assert (ly + ry) / 2 / 96 == pytest.approx(MTCNN_FRAMING.eyes_y, abs=0.02)
-    # eye distance 80 px, eyes-to-mouth 70 px: side = 75 / eye_scale pixels of the picture
-    assert (rx - lx) / 96 == pytest.approx(80 / (75 / MTCNN_FRAMING.eye_scale), abs=0.02)
+    # eye distance 80 px in a 180x200 box: the crop is sqrt(180 * 200) / box_side pixels of the picture
+    assert (rx - lx) / 96 == pytest.approx(80 / (math.sqrt(180 * 200) / MTCNN_FRAMING.box_side), abs=0.01)
+
+
+def test_an_open_mouth_does_not_change_the_crop():
+    """Check that moving the mouth's landmarks (a smile, a scream) leaves the crop as it was: its
+    size comes from the box, not from the eyes-to-mouth distance."""
+    image, face = drawn_face(0)
+    mouth_open = dataclasses.replace(face, landmarks=face.landmarks[:3] + tuple((x, y + 25) for x, y in face.landmarks[3:]))
+    closed = crop_face(image, face, framing=MTCNN_FRAMING, size=96)
+    assert np.array_equal(crop_face(image, mouth_open, framing=MTCNN_FRAMING, size=96), closed)
 
 
 def test_a_turned_real_face_comes_out_level(grace, mtcnn):

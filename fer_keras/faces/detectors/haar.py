@@ -18,11 +18,11 @@ from fer_keras.faces.detectors._registry import Detection, Detector, register
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 """The cascade used: OpenCV's default frontal-face model."""
 
-HAAR_FRAMING = Framing(box_side=0.948, box_dx=-0.003, box_dy=-0.003)
+HAAR_FRAMING = Framing(box_side=0.953, box_dx=-0.003, box_dy=-0.003)
 """Where the cascade's box sits in a FER2013 face (fractions of the 48-pixel
-side): measured by ``benchmarks/bench_detect.py`` (its framing part) on 150 PublicTest
-faces enlarged 4x onto a grey canvas, medians over the 91 it found (box side
-interquartile range 0.12). FER2013's faces were cut close to such a box:
+side): measured by ``benchmarks/bench_detect.py --framing 800`` on 800
+Training faces enlarged 4x onto a grey canvas, medians over the 480 it found
+(box side interquartile range 0.14). FER2013's faces were cut close to such a box:
 the old margins (0.1 and 0.15 on each side) showed more than the data has."""
 
 

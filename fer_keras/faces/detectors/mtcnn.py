@@ -26,13 +26,13 @@ from fer_keras.errors import ConfigError, MissingPackageError
 from fer_keras.faces.align import LEVEL_ABOVE, Framing
 from fer_keras.faces.detectors._registry import LANDMARKS, Detection, Detector, register
 
-MTCNN_FRAMING = Framing(box_side=0.922, box_dx=-0.005, box_dy=0.01, eyes_x=0.497, eyes_y=0.385, eye_scale=0.381)
+MTCNN_FRAMING = Framing(box_side=0.906, box_dx=-0.008, box_dy=0.005, eyes_x=0.503, eyes_y=0.388)
 """Where MTCNN's box and landmarks sit in a FER2013 face (fractions of the
-48-pixel side): measured by ``benchmarks/bench_detect.py`` (its framing part) on 150
-PublicTest faces enlarged 4x onto a grey canvas, medians over the 133 it
-found. The crop is placed by the landmarks: the eyes' midpoint at
-(0.497, 0.385) of the side, and the mean of the eye distance and the
-eyes-to-mouth distance 0.381 of it (interquartile ranges 0.039, 0.049, 0.084)."""
+48-pixel side): measured by ``benchmarks/bench_detect.py --framing 800`` on
+800 Training faces enlarged 4x onto a grey canvas, medians over the 769 it
+found. The crop is centred by the landmarks, the eyes' midpoint at
+(0.503, 0.388) of the side, and sized by the box, whose geometric-mean side
+is 0.906 of it (interquartile ranges 0.044, 0.057, 0.178)."""
 
 
 PACKAGE_MIN_FACE_LIMIT = 20
