@@ -20,7 +20,7 @@ from fer_keras.cli.common import add_tta_argument, calibration_note, plain_warni
 from fer_keras.constants import CLASS_NAMES, TEST_SPLIT, TRAIN_SPLIT, VALIDATION_SPLIT
 from fer_keras.data import DATASETS, Split, load_dataset
 from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS, combine_probas, report_files
-from fer_keras.ensemble.calibration import expected_calibration_error, held_out_ece
+from fer_keras.ensemble.calibration import expected_calibration_error, fit_temperature, held_out_ece
 from fer_keras.ensemble.selection import greedy_selection
 from fer_keras.errors import ConfigError, DataError, check_seed
 from fer_keras.io_utils import prepare_output_dir, record_outputs
@@ -282,7 +282,8 @@ def run(args, *, stdout=None):
         ensemble.temperatures_  # names every member, or fails now
         context["temperature_scaling"] = {"file": str(calibration_file)}
     if args.calibrate:
-        _calibrate(ensemble, dataset, args, context, out, stdout)
+        _calibrate(ensemble, dataset, args, context, out, stdout,
+                   set_aside=[s for s in skipped if s.reason == ens.DISTILLED_REASON])
     if args.fit_weights:
         fit_split = dataset[args.fit_weights]
         uniform_nll = _nll(ensemble, fit_split, args.tta)
@@ -324,9 +325,19 @@ def _output_names(args):
     return [*report_files(worst=args.worst), *(name for name, given in asked.items() if given)]
 
 
-def _calibrate(ensemble, dataset, args, context, out, stdout):
-    """Fit temperatures on ``--calibrate``; write temperatures.json."""
+def _calibrate(ensemble, dataset, args, context, out, stdout, set_aside=()):
+    """Fit temperatures on ``--calibrate``; write temperatures.json.
+
+    ``set_aside``: the folder's distilled files the ensemble left out; each gets a temperature
+    of its own, fitted on the same faces, since the webcam runs it alone."""
     cal = dataset[args.calibrate]
+    alone = []
+    for skipped in set_aside:
+        (member,), _ = ens.load_members([str(skipped.path)], safe_mode=not args.unsafe, strict=True)
+        probas = member.predict_proba(cal.x, tta=args.tta, batch_size=args.batch_size, verbose=0)
+        alone.append((member, fit_temperature(probas, cal.y)))
+        print(f"temperature of {member.name} alone (set aside from the ensemble) fitted on {args.calibrate}: "
+              f"{alone[-1][1]:.3f}", file=stdout)
     raw = ensemble.member_probas(cal.x, tta=args.tta)
     ensemble.temperatures = None
     plain = ensemble.combine(raw)
@@ -337,7 +348,7 @@ def _calibrate(ensemble, dataset, args, context, out, stdout):
     if combination is not None:
         ece.update(held_out_ece(raw, cal.y, combination, seed=args.seed))
     path = ens.write_temperatures(
-        out / "temperatures.json", ensemble, shared_scale=ensemble.shared_scale_,
+        out / "temperatures.json", ensemble, alone=alone, shared_scale=ensemble.shared_scale_,
         fitted_on={**context, "usage": args.calibrate, "n_samples": len(cal), "tta": args.tta}, ece=ece,
         accuracy={"before": float(np.mean(plain.argmax(1) == cal.y)), "after": float(np.mean(calibrated.argmax(1) == cal.y))},
         how="fer_keras.ensemble.Ensemble(members).calibrate(faces, labels): one temperature per member "

@@ -72,9 +72,10 @@ def folder_temperatures(folder, members):
     confidence honest unless the caller asks for ``uniform``. It is fitted for one set of
     members: after a file is dropped in or removed it no longer applies, and is left out with
     a note saying how to refit it rather than applied to members it never saw. One of its
-    members alone (the webcam's and the live view's distilled member) gets its own
-    temperature, the one fitted for it before the shared factor (a distilled member is
-    under-confident alone: ``model_6.h5``'s is 0.49).
+    members alone gets its own temperature, the one fitted for it before the shared factor;
+    a distilled file the ensemble sets aside (the webcam's and the live view's) gets the one
+    fitted for it alone (``"alone"``). A distilled member is under-confident alone
+    (``model_6.h5``'s temperature is 0.49).
     """
     path = Path(folder) / CALIBRATION_FILE
     if not path.is_file():
@@ -94,6 +95,15 @@ def folder_temperatures(folder, members):
     if changed:
         return None, (f"{path} was fitted for other files of the same name ({', '.join(changed)}: their contents "
                       "changed since); not applied: refit it for the members now there, on a held-out split")
+    alone = doc.get("alone") if isinstance(doc, dict) else None
+    if len(keys) == 1 and isinstance(alone, dict) and keys <= set(alone):
+        (key,) = keys
+        try:
+            own = float(alone[key])
+        except (TypeError, ValueError):
+            own = 0.0
+        if np.isfinite(own) and own > 0:
+            return [own], f"calibrated by {path}{where}: {key}'s own temperature (fitted alone), {own:.3f}"
     if len(keys) == 1 < len(temperatures) and keys <= set(temperatures) and shared_scale > 0:
         (key,) = keys
         own = temperatures[key] / shared_scale
@@ -127,12 +137,22 @@ def write_weights(path, ensemble, **extra):
     return Path(path)
 
 
-def write_temperatures(path, ensemble, **extra):
+def write_temperatures(path, ensemble, *, alone=(), **extra):
     """Write the ensemble's temperatures as a weights file holding only ``"temperatures"``, and the
-    sha256 of each member's file (:func:`folder_temperatures` checks them), atomically."""
-    hashes = {key: file_sha256(member.path) for key, member in zip(member_keys(ensemble.members), ensemble.members)
+    sha256 of each member's file (:func:`folder_temperatures` checks them), atomically.
+
+    ``alone``: ``(member, temperature)`` pairs for files set aside from the ensemble but run on
+    their own (a folder's distilled member: the webcam's), kept under ``"alone"``; the
+    ensemble's own temperatures do not change with them.
+    """
+    solo = [member for member, _ in alone]
+    everyone = list(ensemble.members) + solo
+    hashes = {key: file_sha256(member.path) for key, member in zip(member_keys(everyone), everyone)
               if Path(member.path).is_file()}
-    write_json_atomic(path, {"temperatures": ensemble.temperatures_dict(), "sha256": hashes, **extra})
+    doc = {"temperatures": ensemble.temperatures_dict(), "sha256": hashes, **extra}
+    if solo:
+        doc["alone"] = {key: float(t) for key, (_, t) in zip(member_keys(solo), alone)}
+    write_json_atomic(path, doc)
     return Path(path)
 
 

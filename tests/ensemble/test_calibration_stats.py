@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from fer_keras import data
 from fer_keras import ensemble as ens
 from fer_keras.cli import ensemble_cli
 from fer_keras.ensemble import Ensemble, calibration, member_keys, selection, stats
@@ -437,3 +438,39 @@ def test_cli_worst_shows_the_most_confidently_wrong_faces_first(models, tmp_path
     assert confidences == sorted(confidences, reverse=True) and confidences[0] > confidences[-1]
     np.testing.assert_array_equal(sheet_faces.reshape(3, 48, 48), np.array(faces)[[8, 10, 9]])
     assert (tmp_path / "r" / "worst.png").is_file()
+
+
+def test_a_set_aside_distilled_member_gets_its_own_temperature(tiny_csv, models, tmp_path, capsys):
+    """Check that --calibrate also fits the folder's distilled member, which the ensemble sets aside
+    but the webcam runs alone: temperatures.json keeps it under "alone" (the ensemble's temperatures
+    unchanged), and that member alone is then calibrated by it, by the fit on its own probabilities."""
+    import shutil
+
+    import keras
+    from keras import layers
+
+    folder = tmp_path / "shipped"
+    shutil.copytree(models, folder)
+    kernel = np.zeros((48 * 48, 7), np.float32)
+    for c in range(7):
+        kernel[c * 6 * 48:(c * 6 + 6) * 48, c] = 0.01 * 0.0025  # the under-confident oracle: T < 1 sharpens it
+    student = keras.Sequential([keras.Input((48, 48, 1)), layers.Flatten(), layers.Dense(7, activation="softmax")])
+    student.layers[-1].set_weights([kernel, np.zeros(7, np.float32)])
+    model_io.save_model(student, folder / "student.h5", {"teacher": {"members": ["oracle.h5", "soft.h5"]}})
+
+    fitted = tmp_path / "fit"
+    assert run_cli(tiny_csv, folder, fitted, "--calibrate", "PublicTest", "--bootstrap", "0") == 0
+    assert "temperature of student.h5 alone" in capsys.readouterr().out
+    written = json.loads((fitted / "temperatures.json").read_text())
+    assert set(written["temperatures"]) == {"oracle.h5", "soft.h5", "rand.h5"}
+    (member,), _ = ens.load_members([str(folder / "student.h5")])
+    public = data.load_fer2013(tiny_csv)["PublicTest"]
+    own = calibration.fit_temperature(member.predict_proba(public.x), public.y)
+    assert written["alone"] == {"student.h5": pytest.approx(own)} and own < 1
+    assert "student.h5" in written["sha256"]
+
+    shutil.copy(fitted / "temperatures.json", folder / "temperatures.json")
+    with pytest.warns(UserWarning, match="skipped student.h5: distilled"):
+        assert Ensemble.from_dir(folder).is_calibrated  # the student is set aside; the file names the rest
+    temps, note = ens.folder_temperatures(folder, [member])
+    assert temps == pytest.approx([own]) and "student.h5's own temperature (fitted alone)" in note
