@@ -227,14 +227,24 @@ def calibration_section(models_dir):
              f"**{fitted.get('usage', '?')}** ({fitted.get('n_samples', '?')} faces, "
              f"TTA {fitted.get('tta', 'none')}), then one shared factor "
              f"({doc.get('shared_scale', 1.0):.3f}) that calibrates their average. Temperatures: {temps}. "
-             "One member run alone (the webcam's and the live view's distilled member) gets the temperature "
-             "fitted for it alone: its own divided by the shared factor.", ""]
+             "One member run alone gets the temperature fitted for it alone: its own divided by the "
+             "shared factor." + _alone_sentence(doc), ""]
     if "ece" in doc:
         ece = doc["ece"]
         lines += [f"Ensemble ECE on {fitted.get('usage', '?')}: {ece['before']:.3f} before, {ece['after']:.3f} "
                   f"after (fitted and judged on the same faces); fitted on one half and judged on the other: "
                   f"{ece['held_out_before']:.3f} → {ece['held_out_after']:.3f}.", ""]
     return lines
+
+
+def _alone_sentence(doc):
+    """' Set aside from the ensemble, fitted alone on the same faces: ...' for the distilled files the
+    ensemble leaves out (the webcam runs one alone); empty without any."""
+    alone = doc.get("alone") or {}
+    if not alone:
+        return ""
+    return (" Distilled files the ensemble sets aside (the webcam runs one alone), fitted alone on the same "
+            "faces: " + ", ".join(f"{name} {t:.3f}" for name, t in alone.items()) + ".")
 
 
 def _same_scoring(meta, report):

@@ -200,3 +200,8 @@ def test_card_says_where_the_default_calibration_was_fitted(tmp_path):
     assert "fitted on **PublicTest** (3589 faces" in text and "(0.800)" in text
     assert "model_1.h5 0.810, model_2.h5 0.770" in text
     assert "0.072 before, 0.012 after" in text and "0.073 → 0.031" in text
+    assert "sets aside" not in text
+    doc = json.loads((tmp_path / "temperatures.json").read_text())
+    (tmp_path / "temperatures.json").write_text(json.dumps({**doc, "alone": {"model_3.h5": 0.41}}))
+    assert "the ensemble sets aside (the webcam runs one alone), fitted alone on the same faces: model_3.h5 0.410" \
+        in "\n".join(model_card.calibration_section(Path(tmp_path)))
