@@ -3,9 +3,10 @@
 Classification: for every member of --models-dir and the whole ensemble,
 faces per second at batch 256 and single-face latency (batch 1, p50/p95)
 through ``Ensemble.predict_proba`` (each member's input adapter included),
-and each as a multiple of the ensemble's faces per second. A distilled member
-(trained with ``--teacher``) is timed alone, never inside the ensemble, as
-the tester leaves it out too.
+and each as a multiple of the ensemble's faces per second. The ensemble is
+the tester's: a distilled member (trained with ``--teacher``) whose teachers
+are all in the folder is timed alone only, as the tester sets it aside; one
+whose teachers have left votes, and is timed inside the ensemble too.
 
 Webcam path: for every member alone and for the whole ensemble, this runs
 ``FacePredictor.predict_image`` on a 640x480 frame made from the bundled
@@ -102,7 +103,8 @@ def main(argv=None):
     frame = frame_640x480()
     members, _ = ensemble.load_members(args.models_dir, include_distilled=True)
     candidates = [(m.path.name, [m]) for m in members]
-    voters = [m for m in members if not m.is_distilled]  # the ensemble leaves students out
+    voting, _ = ensemble.load_members(args.models_dir)  # the tester's members: students set aside while their teachers are there
+    voters = [m for m in members if m.path.name in {v.path.name for v in voting}]
     if len(voters) > 1:
         candidates.append((f"ensemble of {len(voters)}", voters))
     from fer_keras.data import synthetic_faces
