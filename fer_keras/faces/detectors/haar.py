@@ -20,7 +20,7 @@ CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 HAAR_FRAMING = Framing(box_side=0.953, box_dx=-0.003, box_dy=-0.003)
 """Where the cascade's box sits in a FER2013 face (fractions of the 48-pixel
-side): measured by ``benchmarks/bench_detect.py --framing 800`` on 800
+side): measured by the framing part of ``benchmarks/bench_detect.py`` on 800
 Training faces enlarged 4x onto a grey canvas, medians over the 480 it found
 (box side interquartile range 0.14). FER2013's faces were cut close to such a box:
 the old margins (0.1 and 0.15 on each side) showed more than the data has."""

@@ -28,7 +28,7 @@ from fer_keras.faces.detectors._registry import LANDMARKS, Detection, Detector, 
 
 MTCNN_FRAMING = Framing(box_side=0.906, box_dx=-0.008, box_dy=0.005, eyes_x=0.503, eyes_y=0.388)
 """Where MTCNN's box and landmarks sit in a FER2013 face (fractions of the
-48-pixel side): measured by ``benchmarks/bench_detect.py --framing 800`` on
+48-pixel side): measured by the framing part of ``benchmarks/bench_detect.py`` on
 800 Training faces enlarged 4x onto a grey canvas, medians over the 769 it
 found. The crop is centred by the landmarks, the eyes' midpoint at
 (0.503, 0.388) of the side, and sized by the box, whose geometric-mean side
