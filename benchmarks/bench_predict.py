@@ -101,10 +101,10 @@ def main(argv=None):
     from fer_keras.machine import machine_description
 
     frame = frame_640x480()
-    members, _ = ensemble.load_members(args.models_dir, include_distilled=True)
-    candidates = [(m.path.name, [m]) for m in members]
-    voting, _ = ensemble.load_members(args.models_dir)  # the tester's members: students set aside while their teachers are there
-    voters = [m for m in members if m.path.name in {v.path.name for v in voting}]
+    voters, skipped = ensemble.load_members(args.models_dir)  # the tester's members
+    set_aside = [str(s.path) for s in skipped if s.reason == ensemble.DISTILLED_REASON]
+    students = ensemble.load_members(set_aside)[0] if set_aside else []  # named alone, each loads
+    candidates = [(m.path.name, [m]) for m in voters + students]
     if len(voters) > 1:
         candidates.append((f"ensemble of {len(voters)}", voters))
     from fer_keras.data import synthetic_faces

@@ -238,8 +238,8 @@ def calibration_section(models_dir):
 
 
 def _alone_sentence(doc):
-    """' Set aside from the ensemble, fitted alone on the same faces: ...' for the distilled files the
-    ensemble leaves out (the webcam runs one alone); empty without any."""
+    """The sentence naming the temperatures fitted alone for the distilled files the ensemble
+    sets aside (the webcam runs one alone); empty without any."""
     alone = doc.get("alone") or {}
     if not alone:
         return ""
