@@ -127,6 +127,33 @@ def test_bench_detect_intervals_bracket_the_figures_and_narrow_with_more_faces()
     assert high4 - low4 < 0.7 * (high - low)
 
 
+def test_bench_detect_separates_the_faces_the_members_have_seen():
+    """Check that the crop loss bench_detect gives for never-seen faces leaves out the PublicTest faces
+    that are also in Training: here only those are lost, so the never-seen faces lose nothing."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("bench_detect", REPO / "benchmarks" / "bench_detect.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    class FirstPixel:  # "predicts" the class written in a face's first pixel
+        def predict(self, faces):
+            return np.asarray(faces)[:, 0, 0, 0].astype(int)
+
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    faces = np.broadcast_to(labels[:, None, None, None], (6, 48, 48, 1)).astype(np.uint8)
+    seen = np.array([True, True, False, False, False, False])
+    crops = [faces[i] if not seen[i] else faces[i] + 1 for i in range(6)]  # the seen faces' crops go wrong
+    results = {"d": {"landmarks": False, "upright": {"crops": {"truth": [(i,) for i in range(6)], "aligned": crops,
+                                                               "unaligned": []}},
+                     "rotated": {"crops": {"truth": [], "aligned": [], "unaligned": []}}}}
+    (row,) = bench.accuracy_rows(FirstPixel(), faces, labels, results, seen)
+    assert row["acc_raw"] - row["acc_found"] == pytest.approx(2 / 6)
+    assert row["unseen_faces"] == 4 and row["unseen_lost"] == 0.0
+
+
 def test_bench_crop_exact_crop_gives_back_the_pasted_face():
     """Check that bench_crop's floor (the known square, turned back) returns the face it pasted, upright and
     turned, so the points it loses are those of resampling alone."""
