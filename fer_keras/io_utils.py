@@ -38,7 +38,7 @@ def atomic_path(final_path, *, overwrite=True):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{final_path.name}", dir=final_path.parent)
         os.close(fd)
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        give_usual_permissions(tmp)
         _move_into_place(tmp, final_path, overwrite)
     except BaseException as exc:
         if tmp is not None:
@@ -71,6 +71,12 @@ def _move_into_place(tmp, final_path, overwrite):
         return
     with contextlib.suppress(OSError):  # the file is in place; a leftover hidden name is harmless
         os.unlink(tmp)
+
+
+def give_usual_permissions(path):
+    """Give a file made by ``mkstemp`` (0600) the permissions ``open()`` would have: 0666 less the umask,
+    so that what fer_keras writes is as readable to other users and servers as any file the user makes."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def _umask():

@@ -20,7 +20,7 @@ from fer_keras import plots
 from fer_keras.constants import CLASS_NAMES
 from fer_keras.errors import FerError, OutputExistsError
 from fer_keras.inference.annotate import CLASS_COLOURS_RGB, draw_faces
-from fer_keras.io_utils import atomic_path, write_json_atomic, write_text_atomic
+from fer_keras.io_utils import atomic_path, give_usual_permissions, write_json_atomic, write_text_atomic
 
 OUTPUT_MARKERS = ("predictions.json", "predictions.csv")
 """Files every run writes; their presence means the output folder holds an earlier run."""
@@ -197,6 +197,7 @@ class _VideoFile:
             self.writer.release()
             self.writer = None
         if self.frames and not self.failed:
+            give_usual_permissions(self.tmp)
             os.replace(self.tmp, self.path)
             self.files = [self.folder._written(self.path) if self.folder is not None else str(self.path)]
             return True

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import stat
 
 import cv2
 import numpy as np
@@ -164,7 +165,8 @@ def test_unreadable_picture_exits_2(models_dir, tmp_path, capsys):
 
 
 def test_video_every_second_frame(models_dir, grace, tmp_path, capsys):
-    """Check that --every 2 on a 10-frame video analyses 5 frames and writes the video and the timeline."""
+    """Check that --every 2 on a 10-frame video analyses 5 frames and writes the video (with the usual
+    permissions) and the timeline."""
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (grace.shape[1], grace.shape[0]))
     for _ in range(10):
@@ -182,6 +184,9 @@ def test_video_every_second_frame(models_dir, grace, tmp_path, capsys):
     assert annotated.isOpened() and int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
     annotated.release()
     assert "5 frame(s) analysed of 10 read" in text
+    # the video is as readable as the rows beside it (not mkstemp's owner-only 0600)
+    mode = stat.S_IMODE((out / "clip.annotated.mp4").stat().st_mode)
+    assert mode == stat.S_IMODE((out / "predictions.csv").stat().st_mode) and mode & stat.S_IRGRP
 
 
 def test_empty_video_exits_2(models_dir, tmp_path, capsys):
