@@ -23,7 +23,7 @@ from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS, combine_probas, 
 from fer_keras.ensemble.calibration import expected_calibration_error, fit_temperature, held_out_ece
 from fer_keras.ensemble.selection import greedy_selection
 from fer_keras.errors import ConfigError, DataError, check_seed
-from fer_keras.io_utils import prepare_output_dir, record_outputs
+from fer_keras.io_utils import check_outputs, check_writable_folder, prepare_output_dir, record_outputs
 from fer_keras.machine import machine_info
 from fer_keras.metrics import classification_metrics, negative_log_likelihood
 
@@ -244,7 +244,10 @@ def run(args, *, stdout=None):
     out = Path(args.out or f"reports/ensemble-{usage}-{time.strftime('%Y%m%d-%H%M%S')}")
     names = _output_names(args)
     inputs = [args.csv, getattr(args, "ferplus_labels", None), args.weights if given else None]
-    prepare_output_dir(out, overwrite=args.overwrite, names=names, inputs=inputs)  # now, not after predicting
+    # Refuse now, not after predicting; create the folder only once the members have loaded, so that
+    # a run stopped by a bad model file leaves no empty folder behind.
+    check_outputs(out, names, overwrite=args.overwrite, inputs=inputs)
+    check_writable_folder(out)
 
     sources = ([args.models_dir] if args.models_dir else ([] if args.model else ["models"])) + list(args.model)
     members, skipped = ens.load_members(sources, safe_mode=not args.unsafe, strict=args.strict,
@@ -281,6 +284,7 @@ def run(args, *, stdout=None):
     if calibration_file is not None:
         ensemble.temperatures_  # names every member, or fails now
         context["temperature_scaling"] = {"file": str(calibration_file)}
+    prepare_output_dir(out, overwrite=args.overwrite, names=names, inputs=inputs)
     if args.calibrate:
         _calibrate(ensemble, dataset, args, context, out, stdout,
                    set_aside=[s for s in skipped if s.reason == ens.DISTILLED_REASON])

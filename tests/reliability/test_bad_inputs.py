@@ -392,10 +392,11 @@ def test_ensemble_cli_skips_each_bad_model_with_a_one_line_reason(bad_models, sy
 
 @pytest.mark.parametrize("name", sorted(BAD_MODEL_REASONS))
 def test_strict_makes_each_bad_model_fatal(name, bad_models, synthetic_csv, tmp_path, capsys):
-    """Check that with --strict each kind of unusable file alone stops the script: exit 2, one line."""
+    """Check that with --strict each kind of unusable file alone stops the script: exit 2, one line, and
+    nothing written (not even the output folder)."""
     code = ensemble_cli.main(["--csv", str(synthetic_csv), "--model", str(bad_models / "model_1.h5"),
                               "--model", str(bad_models / name), "--strict", "--out", str(tmp_path / "r"),
                               "--bootstrap", "0", "--quiet"], prog="test_ensemble_model.py")
     assert code == 2
     one_error_line(capsys.readouterr().err, f"{bad_models / name}: ", "--strict")
-    assert not (tmp_path / "r" / "report.json").exists()
+    assert not (tmp_path / "r").exists()  # no report, and no empty folder left behind
