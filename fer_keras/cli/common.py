@@ -75,9 +75,21 @@ def error_line(exc, *, parser=None, hints=None):
     (``error: --time-budget: time_budget must be ...``). ``hints``: see
     :func:`run_cli`.
     """
-    flag = flag_for(parser, getattr(exc, "parameter", None))
+    parameter = getattr(exc, "parameter", None)
+    flag = flag_for(parser, parameter)
     hint = next((text for kind, text in (hints or {}).items() if isinstance(exc, kind)), None)
-    return "error: " + (f"{flag}: " if flag else "") + str(exc) + (f" ({hint})" if hint else "")
+    text = _setting_as_flag(str(exc), parser, parameter, flag) if flag else str(exc)
+    return "error: " + (f"{flag}: " if flag else "") + text + (f" ({hint})" if hint else "")
+
+
+def _setting_as_flag(text, parser, parameter, flag):
+    """``text`` with the library's spelling of what a switch sets (``pass overwrite=True``,
+    ``safe_mode=False``) written as the switch itself (``pass --overwrite``, ``--unsafe``)."""
+    action = parser._option_string_actions[flag]
+    if action.nargs != 0 or not isinstance(action.const, bool):
+        return text  # not an on/off switch: the parameter's value is the user's to choose
+    value = action.const if action.dest == parameter else not action.const  # --unsafe sets safe_mode=False
+    return text.replace(f"{parameter}={value}", flag)
 
 
 def run_cli(job, *, hints=None, parser=None):

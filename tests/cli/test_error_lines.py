@@ -13,6 +13,8 @@ def _parser():
     parser = argparse.ArgumentParser()
     parser.add_argument("--time-budget", type=float)
     parser.add_argument("--model-option", "-o", dest="model_options")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--unsafe", action="store_true")
     return parser
 
 
@@ -22,6 +24,19 @@ def test_error_line_names_the_flag_of_the_parameter_to_blame():
     assert error_line(exc, parser=_parser()) == f"error: --time-budget: {TIME_BUDGET}"
     exc = ConfigError("width must be positive", parameter="model_options")
     assert error_line(exc, parser=_parser()) == "error: --model-option: width must be positive"
+
+
+def test_error_line_writes_a_switch_as_its_flag():
+    """Check that the library's ``overwrite=True`` (or ``safe_mode=False``, which --unsafe sets) reads as the
+    switch a command-line user types, and that a value the user chooses is left as it is."""
+    exc = ConfigError("out already holds report.json; pass overwrite=True or choose another folder",
+                      parameter="overwrite")
+    assert error_line(exc, parser=_parser()) == \
+        "error: --overwrite: out already holds report.json; pass --overwrite or choose another folder"
+    exc = ConfigError("m.h5 holds a Lambda layer; load it with safe_mode=False if you trust it", parameter="safe_mode")
+    assert error_line(exc, parser=_parser()).endswith("load it with --unsafe if you trust it")
+    exc = ConfigError(TIME_BUDGET, parameter="time_budget")
+    assert error_line(exc, parser=_parser()) == f"error: --time-budget: {TIME_BUDGET}"
 
 
 def test_error_line_is_the_message_where_no_flag_fits():

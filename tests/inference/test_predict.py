@@ -353,7 +353,7 @@ def test_refuses_to_overwrite_outputs(models_dir, tmp_path, capsys):
     argv = ["--models-dir", models_dir, "--input", picture, "--no-detect", "--out", tmp_path / "o"]
     assert run_cli(argv, capsys)[0] == 0
     code, _, err = run_cli(argv, capsys)
-    assert code == 2 and "error: --overwrite: " in err and "overwrite=True" in err
+    assert code == 2 and "error: --overwrite: " in err and "pass --overwrite or choose" in err
     assert run_cli(argv + ["--overwrite"], capsys)[0] == 0
     folder = OutputFolder(tmp_path / "p")
     folder.claim("x", ".png").write_bytes(b"old")
