@@ -8,7 +8,7 @@ its own runtime and compared with the Keras original (export_report.json):
 
   python export.py
   python export.py --format all --csv data/fer2013.csv --out exported/v1
-  python export.py --model models/model_2.h5 --format tflite --tflite-variants int8
+  python export.py --model models/model_12.h5 --format tflite --tflite-variants int8
 """
 
 import sys

@@ -29,7 +29,7 @@ examples:
   %(prog)s                                              # models/ fused into exported/fer_ensemble.keras + .h5
   %(prog)s --format tflite --format onnx --csv data/fer2013.csv
   %(prog)s --models-dir models --weights reports/fitted/weights.json --format all --out exported/v1
-  %(prog)s --model models/model_2.h5 --format tflite --tflite-variants int8
+  %(prog)s --model models/model_12.h5 --format tflite --tflite-variants int8
 
 every artefact takes raw grey faces, uint8 (N, 48, 48, 1), and returns the 7
 FER2013 probabilities in FER2013 order (the fused .keras/.h5 take the same

@@ -31,7 +31,7 @@ examples:
   %(prog)s --input clip.mp4 --every 5             # annotated video + emotion timeline
   %(prog)s --input webcam --interval 1            # a frame a second until Enter / Ctrl+C
   %(prog)s --input webcam:1 --interval 0 --max-frames 50 --headless
-  %(prog)s --input faces/ --no-detect --model models/model_2.h5   # already-cropped faces
+  %(prog)s --input faces/ --no-detect --model models/model_12.h5  # already-cropped faces
   %(prog)s --input clip.mp4 --model exported/fer_ensemble_int8.tflite  # an export.py file, in LiteRT
 
 outputs (in --out): <name>.annotated.png per picture, <name>.annotated.mp4 and
@@ -249,6 +249,9 @@ def run(args, *, open_capture=None, stdout=None, stderr=None):
     _check_options(args)
     inputs = list(args.input) or [str(demo_image())]
     OutputFolder.check(args.out, overwrite=args.overwrite)  # fail before the models load
+    absent = [spec for spec in inputs if input_kind(spec) != "webcam" and not Path(spec).exists()]
+    if absent and len(absent) == len(inputs):  # nothing to read: say so before the models load
+        raise InputError(f"{', '.join(absent)}: no such file or folder")
     predictor, members, skipped = load_predictor(args, stdout=stdout)
     out = OutputFolder(args.out, overwrite=args.overwrite)
 

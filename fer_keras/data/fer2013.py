@@ -116,12 +116,13 @@ def load_fer2013(
 
 
 def require_file(path):
-    """``path`` as a Path; DataError saying what is there instead when it is not a file."""
+    """``path`` as a Path; DataError saying what is there instead when it is not a file (blaming the
+    ``csv`` parameter, so a command names its flag: a user who ran with the default learns which one)."""
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"{path}: is a folder; expected a CSV file (.csv or .csv.gz)")
+        raise DataError(f"{path}: is a folder; expected a CSV file (.csv or .csv.gz)", parameter="csv")
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file", parameter="csv")
     return path
 
 

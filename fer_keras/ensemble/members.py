@@ -277,7 +277,9 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
     files, seen = [], set()
     for item in sources:
         item = Path(item)
-        for file in (find_model_files(item) if item.is_dir() else [item]):
+        # A missing path without a model file's suffix was meant as a folder: say so, not "no such file".
+        as_folder = item.is_dir() or (not item.exists() and item.suffix not in MODEL_SUFFIXES)
+        for file in (find_model_files(item) if as_folder else [item]):
             key = file.resolve()
             if key not in seen:
                 seen.add(key)

@@ -130,13 +130,18 @@ def test_bad_files_are_skipped_with_one_line_reasons(zoo):
 
 
 def test_strict_and_empty_raise(zoo, tmp_path):
-    """Check that strict mode fails on the first skip and that no members left is an error."""
+    """Check that strict mode fails on the first skip, that no members left is an error, and that a missing
+    folder is called a folder."""
     with pytest.raises(ModelFileError, match=r"corrupt.h5.*\(strict=True: "):
         ens.load_members([zoo["oracle"], zoo["corrupt"]], strict=True)
     with pytest.raises(ModelFileError, match="no usable model files.*corrupt"):
         ens.load_members([zoo["corrupt"]])
     with pytest.raises(ModelFileError, match="no usable model files"):
         ens.load_members(tmp_path)
+    with pytest.raises(ModelFileError, match=r"mdoels: no such folder$"):  # a typo in a folder's name
+        ens.load_members(tmp_path / "mdoels")
+    with pytest.raises(ModelFileError, match=r"model_9.h5: no such file"):
+        ens.load_members(tmp_path / "model_9.h5")
 
 
 def test_unsafe_mode_loads_lambda_model(zoo, faces):

@@ -241,6 +241,16 @@ def test_webcam_interval_and_stop(predictor, grace):
     assert (len(result.frames), result.stopped_by) == (1, "user")
 
 
+def test_missing_input_is_said_before_the_models_load(tmp_path, capsys):
+    """Check that an input that does not exist is the one error, even where the models could not load (an
+    empty folder): a mistyped path is said at once, not after seconds of loading."""
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["--models-dir", tmp_path / "empty", "--input", tmp_path / "nope.jpg",
+                            "--out", tmp_path / "o"], capsys)
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'nope.jpg'}: no such file or folder"
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_webcam_exits_2(models_dir, tmp_path, capsys):
     """Check that a camera that cannot be opened is a one-line message and exit code 2."""
     code, _, err = run_cli(["--models-dir", models_dir, "--input", "webcam", "--headless", "--out", tmp_path / "o"],

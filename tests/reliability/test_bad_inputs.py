@@ -96,10 +96,12 @@ def test_bad_csv_is_one_line_naming_file_row_and_field_with_exit_2(case, cli, tm
 
 
 def test_missing_csv_and_folder_as_csv(tmp_path, good_models, capsys):
-    """Check that a CSV path that does not exist, or is a folder, is one line with exit code 2 saying which."""
-    for path, what in ((tmp_path / "nope.csv", "no such file"), (tmp_path, "is a folder; expected a CSV file")):
-        assert CLIS["test_ensemble_model"](path, tmp_path, good_models) == 2
-        one_error_line(capsys.readouterr().err, f"{path}: {what}")
+    """Check that a CSV path that does not exist, or is a folder, is one line with exit code 2 saying which,
+    and naming the flag (a user who relied on the default --csv learns where to point it)."""
+    for cli in sorted(CLIS):
+        for path, what in ((tmp_path / "nope.csv", "no such file"), (tmp_path, "is a folder; expected a CSV file")):
+            assert CLIS[cli](path, tmp_path, good_models) == 2
+            one_error_line(capsys.readouterr().err, f"error: --csv: {path}: {what}")
 
 
 @pytest.mark.parametrize("script, argv", [
