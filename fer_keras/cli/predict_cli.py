@@ -258,7 +258,7 @@ def run(args, *, open_capture=None, stdout=None, stderr=None):
     def problem(message):
         print(str(message), file=stderr)
 
-    processed, image_results, interrupted, only_failure = 0, [], False, None
+    processed, failed, image_results, interrupted, only_failure = 0, 0, [], False, None
     for spec in inputs:
         kind = input_kind(spec)
         try:
@@ -267,6 +267,7 @@ def run(args, *, open_capture=None, stdout=None, stderr=None):
                     spec, recursive=args.recursive, sink=out, explain=args.explain, on_problem=problem)
                 image_results += results
                 processed += len(results)
+                failed += len(problems)
                 if not results:
                     message = _empty_folder_message(spec, problems, args.recursive)
                     problem(message)
@@ -286,6 +287,7 @@ def run(args, *, open_capture=None, stdout=None, stderr=None):
                 processed += 1
                 _print_stream(result, predictor.class_names, stdout)
         except InputError as exc:
+            failed += 1
             if len(inputs) == 1 and kind != "folder":
                 only_failure = exc  # said once, as the error, below
             else:
@@ -306,7 +308,8 @@ def run(args, *, open_capture=None, stdout=None, stderr=None):
                       "method": args.method, "tta": args.tta},
               detector=("none (--no-detect)" if args.no_detect else predictor.detector.get_config()),
               options=vars(args))
-    print(f"\n{len(out.rows)} face row(s) from {processed} input(s); wrote {out.path}/ "
+    skipped = f", {failed} skipped (said above)" if failed else ""
+    print(f"\n{len(out.rows)} face row(s) from {processed} input(s){skipped}; wrote {out.path}/ "
           f"({', '.join(_short_list(out.files + ['predictions.csv', 'predictions.json']))})", file=stdout)
     return 130 if interrupted else 0
 

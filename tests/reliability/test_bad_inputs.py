@@ -237,7 +237,8 @@ def test_load_image_folder_skips_each_bad_picture_with_a_counted_warning(tmp_pat
 
 def test_predict_folder_reports_each_bad_picture_and_goes_on(tmp_path, good_models, capsys):
     """Check that predict.py on a folder of bad pictures and one good one writes the good one (exit 0)
-    and prints one line per bad picture naming it; and exit 2 when nothing could be read."""
+    and prints one line per bad picture naming it, then counts them in its summary; and exit 2 when nothing
+    could be read."""
     folder = tmp_path / "pictures"
     bad = _bad_pictures(folder)
     (folder / "good.png").write_bytes(png_bytes(np.full((48, 48), 128, np.uint8)))
@@ -245,9 +246,10 @@ def test_predict_folder_reports_each_bad_picture_and_goes_on(tmp_path, good_mode
     code = predict_cli.main(["--input", str(folder), "--no-detect", "--models-dir", str(good_models),
                              "--out", str(tmp_path / "out"), "--quiet"], prog="predict.py")
     assert time.monotonic() - started < 30
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert code == 0, err
     assert "Traceback" not in err
+    assert f"1 face row(s) from 1 input(s), {len(bad)} skipped (said above)" in out
     for name in bad:
         assert sum(name in line for line in err.splitlines()) == 1, (name, err)
     assert "too large to decode safely" in err
