@@ -74,8 +74,8 @@ def load_fer2013(
         ``PrivateTest`` (any case; the image-folder names ``train``, ``val``,
         ``test`` ... are accepted too).
       cache: reuse/write a parsed ``.npz``: in ``cache_dir`` when given, else
-        next to the CSV when that folder is writable, else in
-        ``$FER_KERAS_CACHE`` or ``~/.cache/fer_keras``.
+        in ``$FER_KERAS_CACHE`` when set, else next to the CSV when that
+        folder is writable, else in ``~/.cache/fer_keras``.
       on_bad_rows: ``"error"`` stops at the first bad row with its line number;
         ``"skip"`` drops bad rows and warns how many.
       num_classes: labels must lie in ``0..num_classes-1``.
@@ -147,7 +147,7 @@ def _file_sha256(path):
 
 
 def _cache_file(path, cache_dir):
-    if cache_dir is None and _folder_writable(path.parent):
+    if cache_dir is None and not os.environ.get("FER_KERAS_CACHE") and _folder_writable(path.parent):
         return path.with_name(path.name + ".fer_keras.npz")
     root = Path(cache_dir or os.environ.get("FER_KERAS_CACHE") or Path.home() / ".cache" / "fer_keras")
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]

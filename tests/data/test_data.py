@@ -427,6 +427,12 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(a[usage].y, b[usage].y)
 
 
+@pytest.fixture(autouse=True)
+def no_cache_env(monkeypatch):
+    """The cache tests choose $FER_KERAS_CACHE themselves; a user's own setting must not move their files."""
+    monkeypatch.delenv("FER_KERAS_CACHE", raising=False)
+
+
 def test_cache_written_then_reused_without_parsing(tmp_path, monkeypatch):
     """Check that the first load writes <csv>.fer_keras.npz and the second reads it without parsing."""
     path = write_csv(tmp_path / "c.csv", _two_rows())
@@ -487,6 +493,17 @@ def test_cache_goes_to_cache_dir_when_csv_folder_is_read_only(read_only_folder, 
     ds = data.load_fer2013(read_only_folder, cache_dir=tmp_path / "mine")
     assert len(list((tmp_path / "mine").glob("c.csv.*.npz"))) == 1
     _assert_two_rows(ds)
+
+
+def test_cache_env_is_used_before_the_csv_folder(tmp_path, monkeypatch):
+    """Check that $FER_KERAS_CACHE, when set, holds the cache even where the CSV's folder is writable: a user
+    who names a cache folder does not want files beside their data."""
+    (tmp_path / "data").mkdir()
+    path = write_csv(tmp_path / "data" / "c.csv", _two_rows())
+    monkeypatch.setenv("FER_KERAS_CACHE", str(tmp_path / "env_cache"))
+    _assert_two_rows(data.load_fer2013(path))
+    assert os.listdir(path.parent) == ["c.csv"]
+    assert len(list((tmp_path / "env_cache").glob("c.csv.*.npz"))) == 1
 
 
 def test_cache_false_writes_nothing(tmp_path):
