@@ -308,8 +308,8 @@ def run(args, *, open_capture=None, stdout=None, stderr=None):
                       "method": args.method, "tta": args.tta},
               detector=("none (--no-detect)" if args.no_detect else predictor.detector.get_config()),
               options=vars(args))
-    skipped = f", {failed} skipped (said above)" if failed else ""
-    print(f"\n{len(out.rows)} face row(s) from {processed} input(s){skipped}; wrote {out.path}/ "
+    failures = f", {failed} skipped (said above)" if failed else ""
+    print(f"\n{len(out.rows)} face row(s) from {processed} input(s){failures}; wrote {out.path}/ "
           f"({', '.join(_short_list(out.files + ['predictions.csv', 'predictions.json']))})", file=stdout)
     return 130 if interrupted else 0
 
