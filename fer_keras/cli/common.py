@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from fer_keras.constants import TTA_MODES
 from fer_keras.errors import FerError
@@ -128,6 +129,59 @@ def calibration_note(note, folder, applied):
     """The library's note on ``folder``'s temperatures.json; where it was not applied, with the
     command that refits it (the library names no script or flag)."""
     return note if applied else f"{note} ({REFIT_CALIBRATION.format(folder=folder)})"
+
+
+WEIGHTS_CHOICES = ("auto", "uniform")
+"""The words ``--weights`` takes besides a file's path."""
+
+
+def add_weights_argument(group):
+    """``--weights auto|uniform|FILE``, shared by every script that combines members."""
+    group.add_argument("--weights", default="auto", metavar="auto|uniform|FILE",
+                       help="auto: the calibration shipped beside the members (temperatures.json in the models "
+                       "folder, when it names exactly the members loaded; the plain mean otherwise); uniform: "
+                       'the plain mean; FILE: weights and/or temperatures JSON {"weights": {"model_1.h5": 0.6, '
+                       '...}}, as test_ensemble_model.py writes them (default: %(default)s)')
+
+
+def weights_file(args):
+    """The file ``--weights`` names, or None for ``auto`` and ``uniform``."""
+    return None if args.weights in WEIGHTS_CHOICES else args.weights
+
+
+def apply_weights(ensemble, args, folder):
+    """Weight and calibrate ``ensemble`` as ``--weights`` says: ``(source, note)``.
+
+    ``source`` says where the weighting came from (for reports); ``note`` is the line to print
+    about ``folder``'s temperatures.json, or None. ``auto`` applies that file (``folder``: the
+    models folder the members came from, None when they were named file by file); a FILE is
+    checked against the members at once, so one fitted for other members fails before any face
+    is read.
+    """
+    from fer_keras import ensemble as ens
+
+    if args.weights == "uniform":
+        ensemble.weights, ensemble.temperatures = None, None
+        return "uniform", None
+    if args.weights == "auto":
+        if not folder:
+            return "uniform", None
+        ensemble.temperatures, message = ens.folder_temperatures(folder, ensemble.members)
+        applied = ensemble.temperatures is not None
+        note = calibration_note(message, folder, applied) if message else None
+        return (str(Path(folder) / ens.CALIBRATION_FILE) if applied else "uniform"), note
+    ensemble.weights, ensemble.temperatures = ens.read_weights_file(args.weights)
+    ensemble.weights_, ensemble.temperatures_  # noqa: B018 - name every member, or fail now
+    return f"file {args.weights}", None
+
+
+def check_weights_file(args):
+    """Refuse a ``--weights`` FILE that is not there, before any model loads (seconds)."""
+    from fer_keras.errors import ConfigError
+
+    path = weights_file(args)
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"{path}: no such file (give auto, uniform or a JSON weights file)", parameter="weights")
 
 
 @contextlib.contextmanager

@@ -16,7 +16,8 @@ import numpy as np
 
 from fer_keras import data
 from fer_keras import ensemble as ens
-from fer_keras.cli.common import add_tta_argument, calibration_note, plain_warnings, run_cli, skipped_line
+from fer_keras.cli.common import (add_tta_argument, add_weights_argument, calibration_note, plain_warnings, run_cli,
+                                  skipped_line, weights_file)
 from fer_keras.constants import CLASS_NAMES, TEST_SPLIT, TRAIN_SPLIT, VALIDATION_SPLIT
 from fer_keras.data import DATASETS, Split, load_dataset
 from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS, combine_probas, report_files
@@ -99,11 +100,7 @@ def build_parser(prog=None, description=None):
     g = p.add_argument_group("ensemble")
     g.add_argument("--method", choices=METHODS, default="mean",
                    help="mean of softmax, geometric mean, or majority vote (default: %(default)s)")
-    g.add_argument("--weights", default="auto", metavar="auto|uniform|FILE",
-                   help="auto: the calibration shipped beside the members (temperatures.json in the models "
-                   "folder, when it names exactly the members loaded; the plain mean otherwise); uniform: the "
-                   'plain mean; FILE: weights and/or temperatures JSON {"weights": {"model_1.h5": 0.6, ...}} '
-                   "(default: %(default)s)")
+    add_weights_argument(g)
     g.add_argument("--fit-weights", metavar="SPLIT", help="fit non-negative weights summing to 1 on this split "
                    "(minimum NLL of the weighted mean; e.g. PublicTest) and write weights.json to --out")
     add_tta_argument(g)
@@ -216,7 +213,7 @@ def run(args, *, stdout=None):
         raise ConfigError("--select and --fit-weights both set the weights; give one")
     if args.select_on and not args.select:
         raise ConfigError("--select-on needs --select greedy")
-    given = args.weights not in ("auto", "uniform")
+    given = weights_file(args) is not None
     weights, temperatures = ens.read_weights_file(args.weights) if given else (None, None)
     if args.fit_weights and weights is not None:
         raise ConfigError("--weights and --fit-weights contradict each other; give one")
@@ -293,11 +290,11 @@ def run(args, *, stdout=None):
         uniform_nll = _nll(ensemble, fit_split, args.tta)
         ensemble.fit_weights(fit_split.x, fit_split.y, tta=args.tta)
         fitted_nll = _nll(ensemble, fit_split, args.tta)
-        weights_file = ens.write_weights(out / "weights.json", ensemble, fitted_on={
+        written = ens.write_weights(out / "weights.json", ensemble, fitted_on={
             **context, "usage": args.fit_weights, "n_samples": len(fit_split), "tta": args.tta},
             objective="NLL of the weighted mean", nll=fitted_nll, nll_uniform=uniform_nll)
         weights_source = (f"fitted on {args.fit_weights} (NLL {uniform_nll:.4f} uniform → {fitted_nll:.4f}), "
-                          f"{weights_file}")
+                          f"{written}")
         print(f"weights fitted on {args.fit_weights}: " +
               ", ".join(f"{k} {v:.3f}" for k, v in ensemble.weights_dict().items()), file=stdout)
     all_weights = ensemble.weights_

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fer_keras import ensemble as ens
 from fer_keras import export as ex
-from fer_keras.cli.common import calibration_note, run_cli, skipped_line
+from fer_keras.cli.common import add_weights_argument, calibration_note, run_cli, skipped_line, weights_file
 from fer_keras.constants import CLASS_NAMES, INPUT_SHAPE, NUM_CLASSES
 from fer_keras.ensemble import find_model_files
 from fer_keras.errors import ConfigError, ModelFileError, check_seed
@@ -62,10 +62,7 @@ def build_parser(prog=None, description=None):
                    "ensemble (default: models, unless --model is given)")
     g.add_argument("--model", action="append", default=[], metavar="FILE",
                    help="a member file, repeatable (one --model exports that model alone)")
-    g.add_argument("--weights", metavar="FILE", help='member weights (and temperatures) as the ensemble tester '
-                   'writes them: {"weights": {"model_1.h5": 0.6, ...}}, or "uniform" for the plain mean '
-                   "(default: the folder's temperatures.json when it names exactly its members, as the tester "
-                   "and predict.py apply it; else uniform)")
+    add_weights_argument(g)
     g.add_argument("--unsafe", action="store_true", help="allow member files that run code when loaded "
                    "(Lambda layers); only for files you trust")
 
@@ -147,11 +144,11 @@ def run(args, *, stdout=None):
     paths = ex.artefact_paths(out, name, formats, variants)
     check_writable_folder(out)  # before any slow work: the place, the names, the converters
     ex.check_free([*paths.values(), out / REPORT_FILE], overwrite=args.overwrite)
-    weights_file = None if args.weights == "uniform" else args.weights
-    refuse_inputs([*paths.values(), out / REPORT_FILE], [args.csv, weights_file, *args.model, *_folder_inputs(args)])
+    refuse_inputs([*paths.values(), out / REPORT_FILE],
+                  [args.csv, weights_file(args), *args.model, *_folder_inputs(args)])
     ex.check_converters(formats, verify=not args.no_verify)
 
-    given = args.weights not in (None, "uniform")
+    given = weights_file(args) is not None
     weights, temperatures = ens.read_weights_file(args.weights) if given else (None, None)
     # Every input is read (a bad --csv refused) before the models load and before anything is written.
     representative, rep_source = None, None
@@ -162,7 +159,7 @@ def run(args, *, stdout=None):
         faces, labels, val_source = ex.validation_faces(csv=args.csv, limit=args.limit)
     members, skipped = ens.load_members(_sources(args), safe_mode=not args.unsafe)
     source = args.weights if given else ("uniform" if len(members) > 1 else None)
-    if args.weights is None and not args.model:
+    if args.weights == "auto" and not args.model:
         folder = args.models_dir or "models"
         temperatures, note = ens.folder_temperatures(folder, members)
         if note:

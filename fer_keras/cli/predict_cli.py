@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from fer_keras import ensemble as ens
-from fer_keras.cli.common import (add_face_crop_arguments, add_tta_argument, calibration_note, plain_warnings,
-                                  run_cli, skipped_line)
+from fer_keras.cli.common import (add_face_crop_arguments, add_tta_argument, add_weights_argument, apply_weights,
+                                  check_weights_file, plain_warnings, run_cli, skipped_line)
 from fer_keras.ensemble import METHODS, distilled_member, find_model_files
 from fer_keras.errors import ConfigError, InputError, ModelFileError
 from fer_keras.export import RUNTIME_SUFFIXES, RuntimeModel
@@ -86,6 +86,7 @@ def build_parser(prog=None, description=None):
     g.add_argument("--include-distilled", action="store_true", help="also average the distilled members of "
                    "--models-dir (set aside by default while all its teachers are members beside it: it copies them)")
     g.add_argument("--method", choices=METHODS, default="mean", help="how members are combined (default: %(default)s)")
+    add_weights_argument(g)
     add_tta_argument(g)
     g.add_argument("--unsafe", action="store_true", help="allow model files that run code when loaded "
                    "(Lambda layers); only for files you trust")
@@ -138,6 +139,7 @@ def _check_options(args):
         raise ConfigError("--duration must be above 0 seconds")
     if args.explain_member < 0:
         raise ConfigError("--explain-member must be 0 or more")
+    check_weights_file(args)
 
 
 def build_face_detector(args, *, stdout=None):
@@ -233,11 +235,9 @@ def load_predictor(args, *, stdout):
                           f"{member.runtime}: pick a .h5/.keras member with --explain-member")
     ensemble = ens.Ensemble(members, method=args.method)
     folder = args.models_dir or (None if args.model else "models")
-    if folder and not args.model and members:
-        ensemble.temperatures, note = ens.folder_temperatures(folder, members)
-        if note and (ensemble.temperatures is not None or len(sources) == 1 and sources[0] == folder):
-            # silent when the webcam runs the distilled member alone
-            print(calibration_note(note, folder, ensemble.temperatures is not None), file=stdout)
+    _, note = apply_weights(ensemble, args, folder if members and not args.model else None)
+    if note and (ensemble.temperatures is not None or sources == [folder]):
+        print(note, file=stdout)  # silent when the webcam runs the distilled member alone and it has no temperature
     predictor = FacePredictor(ensemble, detector, detect=not args.no_detect, tta=args.tta,
                               explain_member=args.explain_member)
     return predictor, members, skipped

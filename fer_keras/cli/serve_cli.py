@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from fer_keras import ensemble as ens
-from fer_keras.cli.common import (add_face_crop_arguments, add_tta_argument, calibration_note, plain_warnings,
-                                  run_cli, skipped_line)
+from fer_keras.cli.common import (add_face_crop_arguments, add_tta_argument, add_weights_argument, apply_weights,
+                                  check_weights_file, plain_warnings, run_cli, skipped_line)
 from fer_keras.ensemble import METHODS, distilled_member, find_model_files
 from fer_keras.errors import ConfigError, ModelFileError
 from fer_keras.faces import DEFAULT_DETECTOR, available_detectors, build_detector
@@ -56,7 +56,11 @@ def build_parser(prog=None, description=None):
                    help="a member file (.h5/.keras), repeatable; the live view runs the same ensemble")
     g.add_argument("--live-model", metavar="FILE", help="the model of the live webcam view (default: the "
                    "member of the models folder distilled from the ensemble, else the ensemble)")
+    g.add_argument("--include-distilled", action="store_true", help="also average the distilled members of "
+                   "--models-dir (set aside by default while all its teachers are members beside it: it copies "
+                   "them)")
     g.add_argument("--method", choices=METHODS, default="mean", help="how members are combined (default: %(default)s)")
+    add_weights_argument(g)
     add_tta_argument(g)
     g.add_argument("--unsafe", action="store_true", help="allow model files that run code when loaded "
                    "(Lambda layers); only for files you trust")
@@ -88,6 +92,7 @@ def _check_options(args):
         raise ConfigError(f"--port {args.port}: a port is 0..65535 (0: any free port)")
     if not args.host.strip():
         raise ConfigError("--host must name an address, e.g. 127.0.0.1")
+    check_weights_file(args)
 
 
 def _detector(args, *, live=False):
@@ -134,22 +139,23 @@ def load_models(args, *, stdout):
     folder, sources = _sources(args)
     if args.live_model and not Path(args.live_model).is_file():
         raise ModelFileError(f"--live-model {args.live_model}: no such file")
-    members, skipped = ens.load_members(sources, safe_mode=not args.unsafe)
+    members, skipped = ens.load_members(sources, safe_mode=not args.unsafe, include_distilled=args.include_distilled)
     ensemble = ens.Ensemble(members, method=args.method)
     print(f"ensemble (/api/predict): {len(members)} member(s)" + (f", {len(skipped)} skipped" if skipped else "")
           + f": {', '.join(m.name for m in members)}", file=stdout)
     for s in skipped:
         print(skipped_line(s), file=stdout)
-    if folder and not args.model:
-        ensemble.temperatures, note = ens.folder_temperatures(folder, members)
-        if note:
-            print(f"  {calibration_note(note, folder, ensemble.temperatures is not None)}", file=stdout)
+    _, note = apply_weights(ensemble, args, folder if not args.model else None)
+    if note:
+        print(f"  {note}", file=stdout)
     live_file = args.live_model or (distilled_member(folder) if folder and not args.model else None)
     live = None
     if live_file is not None:
         live_members, _ = ens.load_members([live_file], safe_mode=not args.unsafe, strict=True)
         live = ens.Ensemble(live_members)
-        live.temperatures, note = ens.folder_temperatures(Path(live_file).parent, live_members)
+        # its own temperature from the folder it lies in; --weights uniform turns that off too
+        live.temperatures, note = ((None, None) if args.weights == "uniform"
+                                   else ens.folder_temperatures(Path(live_file).parent, live_members))
         print(f"live view (/api/live): {live_members[0].name}"
               + ("" if args.live_model else ", the member distilled from the ensemble (fast)")
               + (f"; {note}" if live.temperatures is not None else ""), file=stdout)

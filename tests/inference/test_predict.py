@@ -232,6 +232,47 @@ def test_webcam_defaults_to_the_distilled_member(models_dir, grace, tmp_path, ca
     assert code == 0 and "2 member(s)" in text and "skipped" not in text
 
 
+def test_weights_flag_chooses_the_calibration(models_dir, tmp_path):
+    """Check that predict.py applies the folder's temperatures.json by default (--weights auto), the plain
+    mean with --weights uniform, a FILE's weights and temperatures as given, and refuses a FILE fitted
+    for other members before any picture is read."""
+    import io
+    import shutil
+
+    from fer_keras.errors import ConfigError
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("model_1.h5", "model_3.h5"):
+        shutil.copy(models_dir / "model_1.h5", folder / name)
+    (folder / "temperatures.json").write_text(json.dumps({"temperatures": {"model_1.h5": 0.5, "model_3.h5": 0.6}}))
+
+    def ensemble(*flags):
+        args = predict_cli.build_parser("predict.py").parse_args(["--models-dir", str(folder), "--no-detect", *flags])
+        return predict_cli.load_predictor(args, stdout=io.StringIO())[0].ensemble
+
+    assert ensemble().temperatures == {"model_1.h5": 0.5, "model_3.h5": 0.6}
+    uniform = ensemble("--weights", "uniform")
+    assert uniform.temperatures is None and list(uniform.weights_) == [0.5, 0.5]
+    given = tmp_path / "weights.json"
+    given.write_text(json.dumps({"weights": {"model_1.h5": 1, "model_3.h5": 3}}))
+    assert list(ensemble("--weights", str(given)).weights_) == [0.25, 0.75]
+    given.write_text(json.dumps({"weights": {"model_1.h5": 1, "model_2.h5": 3}}))
+    with pytest.raises(ConfigError, match="model_2.h5"):
+        ensemble("--weights", str(given))
+
+
+def test_a_missing_weights_file_is_said_before_the_models_load(tmp_path, capsys):
+    """Check that a --weights FILE that is not there is one line naming the flag, even where the models
+    could not load (an empty folder), and nothing is written."""
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["--models-dir", tmp_path / "empty", "--weights", tmp_path / "w.json",
+                            "--out", tmp_path / "o"], capsys)
+    assert code == 2 and err.strip() == f"error: --weights: {tmp_path / 'w.json'}: no such file (give auto, " \
+        "uniform or a JSON weights file)"
+    assert not (tmp_path / "o").exists()
+
+
 def test_webcam_interval_and_stop(predictor, grace):
     """Check that with a long interval only the first frame is analysed, and should_stop ends the run."""
     result = predictor.run_webcam(0, open_capture=lambda i: FakeCapture([grace] * 4), interval=60, show=False)

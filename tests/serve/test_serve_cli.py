@@ -75,6 +75,80 @@ def test_the_live_member_gets_its_own_temperature(tiny_models, tmp_path, capsys)
     assert code == 0 and "model_2.h5's own temperature, 1.600" in out
 
 
+def _calibrated_folder(tiny_models, tmp_path):
+    """A models folder of two members, a distilled third, and a temperatures.json for the two."""
+    import json
+    import shutil
+
+    import keras
+
+    from fer_keras.models import model_io
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("model_1.h5", "model_3.h5"):
+        shutil.copy(tiny_models / "model_1.h5", folder / name)
+    model_io.save_model(keras.models.load_model(tiny_models / "model_1.h5", compile=False), folder / "model_4.h5",
+                        metadata={"teacher": {"members": ["model_1.h5", "model_3.h5"]}})
+    (folder / "temperatures.json").write_text(json.dumps({
+        "temperatures": {"model_1.h5": 0.5, "model_3.h5": 0.6}, "shared_scale": 0.5,
+        "alone": {"model_4.h5": 0.7}}))
+    return folder
+
+
+def _load(argv):
+    import io
+
+    args = serve_cli.build_parser("serve.py", None).parse_args(argv)
+    out = io.StringIO()
+    ensemble, live = serve_cli.load_models(args, stdout=out)
+    return ensemble, live, out.getvalue()
+
+
+def test_weights_flag_chooses_the_calibration(tiny_models, tmp_path):
+    """Check that --weights auto applies the folder's temperatures.json (and the live member's own
+    temperature), uniform turns both off, and a FILE gives its weights and temperatures to /api/predict."""
+    import json
+
+    folder = _calibrated_folder(tiny_models, tmp_path)
+    ensemble, live, out = _load(["--models-dir", str(folder)])
+    assert ensemble.temperatures == {"model_1.h5": 0.5, "model_3.h5": 0.6} and live.temperatures == [0.7]
+    assert "calibrated by" in out
+
+    ensemble, live, out = _load(["--models-dir", str(folder), "--weights", "uniform"])
+    assert ensemble.temperatures is None and ensemble.weights is None and live.temperatures is None
+    assert "calibrated by" not in out
+
+    weights = tmp_path / "weights.json"
+    weights.write_text(json.dumps({"weights": {"model_1.h5": 3, "model_3.h5": 1},
+                                   "temperatures": {"model_1.h5": 2.0, "model_3.h5": 1.0}}))
+    ensemble, _, _ = _load(["--models-dir", str(folder), "--weights", str(weights)])
+    assert list(ensemble.weights_) == [0.75, 0.25] and list(ensemble.temperatures_) == [2.0, 1.0]
+
+
+def test_include_distilled_adds_the_student_to_the_ensemble(tiny_models, tmp_path):
+    """Check that --include-distilled makes the distilled member vote in /api/predict; the folder's
+    temperatures.json, fitted without it, is then left out with a note saying how to refit it."""
+    folder = _calibrated_folder(tiny_models, tmp_path)
+    ensemble, _, out = _load(["--models-dir", str(folder)])
+    assert [m.name for m in ensemble.members] == ["model_1.h5", "model_3.h5"]
+    ensemble, _, out = _load(["--models-dir", str(folder), "--include-distilled"])
+    assert [m.name for m in ensemble.members] == ["model_1.h5", "model_3.h5", "model_4.h5"]
+    assert ensemble.temperatures is None and "not applied" in out and "--calibrate PublicTest" in out
+
+
+def test_a_weights_file_for_other_members_is_refused(tiny_models, tmp_path, capsys):
+    """Check that a --weights FILE naming files that are not the members stops with one line and exit 2."""
+    import json
+
+    folder = _calibrated_folder(tiny_models, tmp_path)
+    weights = tmp_path / "weights.json"
+    weights.write_text(json.dumps({"weights": {"model_9.h5": 1.0}}))
+    code, served, _, err = serve(["--models-dir", str(folder), "--weights", str(weights)], capsys)
+    assert code == 2 and served == {}
+    assert err.startswith("error: ") and "model_9.h5" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_a_public_address_is_served_with_a_warning(tiny_models, capsys):
     """Check that --host 0.0.0.0 is honoured and warned about on stderr."""
     code, served, _, err = serve(["--models-dir", str(tiny_models), "--host", "0.0.0.0", "--port", "8123"], capsys)
@@ -89,6 +163,7 @@ def test_a_public_address_is_served_with_a_warning(tiny_models, capsys):
     (["--min-face", "0"], "error: --min-face: min_face must be at least 12 pixels"),
     (["--detect-side", "-1"], "error: --detect-side: detect_side must be 0 (full size) or a number of pixels"),
     (["--live-model", "nope.h5"], "error: --live-model nope.h5: no such file"),
+    (["--weights", "nope.json"], "error: --weights: nope.json: no such file"),
 ])
 def test_bad_options_are_one_line_errors_with_exit_2(argv, message, tiny_models, capsys):
     """Check that a missing folder or a bad value stops with one line on stderr and exit code 2, serving nothing."""
