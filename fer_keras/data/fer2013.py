@@ -453,6 +453,39 @@ def _shown_byte(value):
     return repr(chr(value)) if 32 < value < 127 else f"byte 0x{value:02x}"
 
 
+def _field_bytes(path, line, column):
+    """Field ``column`` of line ``line`` (1-based) of the CSV at ``path``, or None where it cannot be read.
+
+    Why re-read: the parser reports only the first byte it refused; the whole field ("happy") tells
+    the user what went wrong. Only an error's one line is re-read, so the cost does not matter.
+    """
+    import csv
+
+    try:
+        stream, raw = _open_bytes(path, hashlib.sha1())
+        with raw, stream:
+            for number, text in enumerate(stream, start=1):
+                if number == line:
+                    fields = next(csv.reader([text.decode("utf-8")]), [])
+                    return fields[column].strip() if column < len(fields) else None
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, gzip.BadGzipFile):
+        return None
+    return None
+
+
+def _label_problem(info, field):
+    """What is wrong with an emotion field: empty, a class's name, or a quoted non-number."""
+    if info < 0:
+        return "is empty"
+    if field is None:
+        return f"contains {_shown_byte(info)}"
+    shown = repr(field[:40])
+    if field.lower() in CLASS_NAMES:
+        numbers = ", ".join(f"{i} {name}" for i, name in enumerate(CLASS_NAMES))
+        return f"is {shown}, a class name (FER2013 numbers them: {numbers})"
+    return f"is {shown}, which contains {_shown_byte(info)}"
+
+
 def _row_message(piece, i, path, header, num_classes):
     code, info, line = int(piece["status"][i]), int(piece["detail"][i]), int(piece["line"][i])
     where = f"{path}:{line}"
@@ -460,8 +493,8 @@ def _row_message(piece, i, path, header, num_classes):
         return (f"{where}: expected {len(header.names)} comma-separated fields "
                 f"({','.join(header.names)}), found {info}")
     if code == kernel.ROW_BAD_LABEL:
-        what = "is empty" if info < 0 else f"contains {_shown_byte(info)}"
-        return f"{where}: field 'emotion' {what}; expected an integer 0..{num_classes - 1}"
+        field = _field_bytes(path, line, header.label) if info >= 0 else None
+        return f"{where}: field 'emotion' {_label_problem(info, field)}; expected an integer 0..{num_classes - 1}"
     if code == kernel.ROW_LABEL_RANGE:
         return f"{where}: field 'emotion' is {info}; expected 0..{num_classes - 1}"
     if code == kernel.ROW_BAD_PIXEL_CHAR:

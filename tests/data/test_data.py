@@ -101,8 +101,9 @@ def test_bad_pixel_values(tmp_path, token, problem):
 @pytest.mark.parametrize("label, problem", [
     ("7", "field 'emotion' is 7; expected 0..6"),
     ("", "field 'emotion' is empty"),
-    ("x", "field 'emotion' contains 'x'"),
-    ("0 3", "field 'emotion' contains a space"),  # was read as 3
+    ("x", "field 'emotion' is 'x', which contains 'x'"),
+    ("0 3", "field 'emotion' is '0 3', which contains a space"),  # was read as 3
+    ("Happy", r"field 'emotion' is 'Happy', a class name \(FER2013 numbers them: 0 angry, 1 disgust, 2 fear, 3 happy"),
     (" 3 ", None),  # spaces around the digits are no error
 ])
 def test_bad_labels(tmp_path, label, problem):

@@ -58,7 +58,7 @@ CSV_CASES = {
     "pixel_256": (HEADER + b"\n" + row(pix=pixels(value="256")) + b"\n", ":2: field 'pixels' has value 256; expected 0..255"),
     "pixel_float": (HEADER + b"\n" + row(pix=pixels(value="12.5")) + b"\n", ":2: field 'pixels' contains '.'"),
     "label_7": (HEADER + b"\n" + row() + b"\n" + row(label=b"7") + b"\n", ":3: field 'emotion' is 7; expected 0..6"),
-    "label_text": (HEADER + b"\n" + row(label=b"happy") + b"\n", ":2: field 'emotion' contains 'h'"),
+    "label_text": (HEADER + b"\n" + row(label=b"happy") + b"\n", ":2: field 'emotion' is 'happy', a class name"),
     "usage_unknown": (HEADER + b"\n" + row(usage=b"Holdout") + b"\n", ":2: field 'Usage' is 'Holdout'"),
     "field_missing": (HEADER + b"\n" + b"0," + pixels() + b"\n", ":2: expected 3 comma-separated fields"),
     "non_utf8_header": (b"emo\xe9tion,pixels,Usage\n" + row() + b"\n", ":1: the header is not UTF-8 text"),
