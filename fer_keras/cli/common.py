@@ -150,29 +150,26 @@ def weights_file(args):
 
 
 def apply_weights(ensemble, args, folder):
-    """Weight and calibrate ``ensemble`` as ``--weights`` says: ``(source, note)``.
+    """Weight and calibrate ``ensemble`` as ``--weights`` says; returns the line to print about
+    ``folder``'s temperatures.json, or None.
 
-    ``source`` says where the weighting came from (for reports); ``note`` is the line to print
-    about ``folder``'s temperatures.json, or None. ``auto`` applies that file (``folder``: the
-    models folder the members came from, None when they were named file by file); a FILE is
-    checked against the members at once, so one fitted for other members fails before any face
-    is read.
+    ``auto`` applies that file (``folder``: the models folder the members came from, None when
+    they were named file by file); a FILE is checked against the members at once, so one fitted
+    for other members fails before any face is read.
     """
     from fer_keras import ensemble as ens
 
     if args.weights == "uniform":
         ensemble.weights, ensemble.temperatures = None, None
-        return "uniform", None
+        return None
     if args.weights == "auto":
         if not folder:
-            return "uniform", None
+            return None
         ensemble.temperatures, message = ens.folder_temperatures(folder, ensemble.members)
-        applied = ensemble.temperatures is not None
-        note = calibration_note(message, folder, applied) if message else None
-        return (str(Path(folder) / ens.CALIBRATION_FILE) if applied else "uniform"), note
+        return calibration_note(message, folder, ensemble.temperatures is not None) if message else None
     ensemble.weights, ensemble.temperatures = ens.read_weights_file(args.weights)
     ensemble.weights_, ensemble.temperatures_  # noqa: B018 - name every member, or fail now
-    return f"file {args.weights}", None
+    return None
 
 
 def check_weights_file(args):

@@ -235,7 +235,7 @@ def load_predictor(args, *, stdout):
                           f"{member.runtime}: pick a .h5/.keras member with --explain-member")
     ensemble = ens.Ensemble(members, method=args.method)
     folder = args.models_dir or (None if args.model else "models")
-    _, note = apply_weights(ensemble, args, folder if members and not args.model else None)
+    note = apply_weights(ensemble, args, folder if members and not args.model else None)
     if note and (ensemble.temperatures is not None or sources == [folder]):
         print(note, file=stdout)  # silent when the webcam runs the distilled member alone and it has no temperature
     predictor = FacePredictor(ensemble, detector, detect=not args.no_detect, tta=args.tta,

@@ -145,7 +145,7 @@ def load_models(args, *, stdout):
           + f": {', '.join(m.name for m in members)}", file=stdout)
     for s in skipped:
         print(skipped_line(s), file=stdout)
-    _, note = apply_weights(ensemble, args, folder if not args.model else None)
+    note = apply_weights(ensemble, args, folder if not args.model else None)
     if note:
         print(f"  {note}", file=stdout)
     live_file = args.live_model or (distilled_member(folder) if folder and not args.model else None)
