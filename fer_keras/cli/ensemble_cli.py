@@ -186,11 +186,13 @@ def _pick_usage(dataset, requested):
     return TEST_SPLIT if TEST_SPLIT in dataset else list(dataset.splits)[-1]
 
 
-def _refuse_evaluated_split(flag, split, usage, dataset, harm):
-    """ConfigError when ``split`` (fitted on) is ``usage`` (evaluated) or missing; the advice names
-    a split the data really has, never the evaluated one."""
+def _refuse_evaluated_split(flag, split, usage, dataset, harm, *, min_faces=1, why_min=""):
+    """ConfigError when ``split`` (fitted on) is ``usage`` (evaluated), missing or smaller than
+    ``min_faces``; the advice names a split the data really has, never the evaluated one."""
     if split != usage:
-        dataset[split]  # raises DataError naming the splits present
+        faces = len(dataset[split])  # raises DataError naming the splits present
+        if faces < min_faces:
+            raise DataError(f"{flag} {split}: the split has {faces} face(s); {why_min} needs at least {min_faces}")
         return
     others = sorted((u for u in dataset.splits if u != usage), key=lambda u: u != VALIDATION_SPLIT)
     advice = f"use another split, e.g. {others[0]}" if others else "the data has no other split"
@@ -229,7 +231,9 @@ def run(args, *, stdout=None):
                                 "fitting weights on the faces being judged inflates the score")
     if args.calibrate:
         _refuse_evaluated_split("--calibrate", args.calibrate, usage, dataset, "fitting temperatures on the faces "
-                                "being judged makes the calibration look better than it is")
+                                "being judged makes the calibration look better than it is",
+                                min_faces=2, why_min="judging the temperatures on faces they were not fitted on "
+                                "(one half fits, the other judges)")
     select_on = None
     if args.select:
         select_on = args.select_on or VALIDATION_SPLIT

@@ -228,6 +228,8 @@ def held_out_ece(member_probas, y_true, combine, *, seed=0):
     """
     stack = np.asarray(member_probas, dtype=np.float64)
     y_true = np.asarray(y_true, dtype=np.int64)
+    if len(y_true) < 2:
+        raise ValueError(f"held-out ECE needs at least 2 faces, one a half; got {len(y_true)}")
     order = np.random.default_rng(seed).permutation(len(y_true))
     halves = np.array_split(order, 2)
     before, after = [], []

@@ -239,6 +239,19 @@ def test_calibrate_on_the_evaluated_split_suggests_a_split_that_is_not_it(synthe
     assert "e.g. Training" in line and "e.g. PublicTest" not in line
 
 
+def test_calibrate_on_a_one_face_split_is_refused_before_any_work(good_models, tmp_path, capsys):
+    """Check that --calibrate on a split of one face is a one-line error, not a traceback, and leaves no --out."""
+    pixels = " ".join(["128"] * 2304)
+    csv = tmp_path / "one.csv"
+    csv.write_text("emotion,pixels,Usage\n" + "".join(f"{i % 7},{pixels},Training\n" for i in range(6))
+                   + f"3,{pixels},PublicTest\n")
+    out = tmp_path / "r"
+    assert ensemble_cli.main(["--csv", str(csv), "--models-dir", str(good_models), "--usage", "Training",
+                              "--calibrate", "PublicTest", "--bootstrap", "0", "--out", str(out)]) == 2
+    one_error_line(capsys.readouterr().err, "--calibrate PublicTest: the split has 1 face(s)", "at least 2")
+    assert not out.exists()
+
+
 def test_folder_as_csv_says_it_is_a_folder(tmp_path, good_models, capsys):
     """Check that a folder given as --csv is reported as a folder, not as a missing file."""
     assert ensemble_cli.main(["--csv", str(tmp_path), "--models-dir", str(good_models), "--out",
