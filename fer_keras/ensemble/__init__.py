@@ -31,14 +31,14 @@ from fer_keras.ensemble.combine import (CLASS_COUNTS, CLASS_MAPS, METHODS, combi
 from fer_keras.ensemble.display import REPORT_FILES, report_files
 from fer_keras.ensemble.estimator import Ensemble, faces_fingerprint
 from fer_keras.ensemble.evaluation import evaluate
-from fer_keras.ensemble.members import (BATCH_SIZE, DISTILLED_REASON, InputAdapter, Member, Skipped, distilled_member,
-                                        find_model_files, load_members)
+from fer_keras.ensemble.members import (BATCH_SIZE, DISTILLED_REASON, FUSED_REASON, InputAdapter, Member, Skipped,
+                                        distilled_member, find_model_files, load_members)
 from fer_keras.ensemble.report import EnsembleReport
 from fer_keras.ensemble.weights_file import (CALIBRATION_FILE, folder_temperatures, read_weights, read_weights_file,
                                              write_temperatures, write_weights)
 from fer_keras.machine import machine_info  # here in fer_keras 0.1; kept so that import path still works
 
-__all__ = ["BATCH_SIZE", "CALIBRATION_FILE", "CLASS_COUNTS", "CLASS_MAPS", "DISTILLED_REASON", "METHODS",
+__all__ = ["BATCH_SIZE", "CALIBRATION_FILE", "CLASS_COUNTS", "CLASS_MAPS", "DISTILLED_REASON", "FUSED_REASON", "METHODS",
            "REPORT_FILES", "Ensemble", "EnsembleReport", "InputAdapter", "Member", "Skipped", "analyse_probas",
            "combine_probas", "distilled_member", "drop_contempt", "evaluate", "evaluation_classes",
            "faces_fingerprint", "find_model_files",

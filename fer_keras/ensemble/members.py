@@ -132,6 +132,13 @@ class Member:
         return [str(name) for name in teacher.get("members", [])] if isinstance(teacher, dict) else []
 
     @property
+    def fused_members(self):
+        """The file names of the members a fused ensemble (``export.py``) holds; empty for any other file."""
+        if self.metadata.get("kind") != "fused_ensemble":
+            return []
+        return [Path(str(e["file"])).name for e in self.metadata.get("members", []) if isinstance(e, dict) and "file" in e]
+
+    @property
     def num_classes(self):
         """7 (FER2013 classes) or 8 (plus contempt)."""
         return self.adapter.num_classes
@@ -250,6 +257,10 @@ DISTILLED_REASON = ("distilled from the other members: a student copies its teac
                     "with them nor teaches the next student while they are all here (name the file to use it)")
 """Why a folder's distilled member is set aside (see :func:`load_members`)."""
 
+FUSED_REASON = ("a fused ensemble (export.py) of members that are in this folder too: beside them it would count "
+                "their votes twice (name the file to use it alone)")
+"""Why a folder's fused ensemble is set aside (see :func:`load_members`)."""
+
 
 def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLASSES,), include_distilled=False):
     """Load every member named by ``source``: a folder, a file, or a list of them.
@@ -269,6 +280,10 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
     teachers ``model_2.h5`` and ``model_4.h5`` were retired, raised the
     ensemble by 0.4 points on PublicTest). A distilled file named on its own
     is a member.
+
+    Likewise a folder's fused ensemble (``export.py --out models``) is set
+    aside while any member it holds is a member from the same folder: it
+    already averages them, so beside them it would count their votes twice.
 
     Returns ``(members, skipped)``; raises :class:`ModelFileError` when no
     member is left.
@@ -298,6 +313,8 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
     for member, from_folder in loaded:
         if from_folder and not include_distilled and member.is_distilled and _teachers_present(member, loaded):
             skipped.append(Skipped(Path(member.path), DISTILLED_REASON))
+        elif from_folder and member.fused_members and _fused_members_present(member, loaded):
+            skipped.append(Skipped(Path(member.path), FUSED_REASON))
         else:
             members.append(member)
     if not members:
@@ -308,11 +325,20 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
     return members, skipped
 
 
+def _neighbours(member, loaded):
+    """The names of the other files loaded from ``member``'s folder."""
+    folder = Path(member.path).parent
+    return {m.name for m, from_folder in loaded if from_folder and Path(m.path).parent == folder and m is not member}
+
+
 def _teachers_present(student, loaded):
     """Whether every teacher of ``student`` is among the members loaded from its folder."""
-    folder = Path(student.path).parent
-    here = {m.name for m, from_folder in loaded if from_folder and Path(m.path).parent == folder and m is not student}
-    return set(student.teachers) <= here
+    return set(student.teachers) <= _neighbours(student, loaded)
+
+
+def _fused_members_present(fused, loaded):
+    """Whether any member a fused ensemble holds was loaded from its folder too."""
+    return bool(set(fused.fused_members) & _neighbours(fused, loaded))
 
 
 def _strip_path(message, path):

@@ -198,6 +198,21 @@ def test_fused_file_is_one_ensemble_member(exported, members, faces):
                                atol=1e-5)
 
 
+def test_fused_file_beside_its_members_is_set_aside(exported, zoo, members, tmp_path):
+    """Check that a folder holding the fused file and its members loads the members once: export.py
+    --out models put fer_ensemble.{keras,h5} beside the members, and every later run counted them twice."""
+    folder = tmp_path / "models"
+    shutil.copytree(zoo, folder)
+    shutil.copy(exported[("keras", "keras")], folder / "fer_ensemble.keras")
+    shutil.copy(exported[("keras", "h5")], folder / "fer_ensemble.h5")
+    found, skipped = load_members(folder)
+    assert [m.name for m in found] == [m.name for m in members]
+    assert sorted((s.path.name, s.reason) for s in skipped) == [("fer_ensemble.h5", members_module.FUSED_REASON),
+                                                                ("fer_ensemble.keras", members_module.FUSED_REASON)]
+    (alone,), _ = load_members([folder / "fer_ensemble.h5"])  # named on its own, it is a member
+    assert alone.fused_members == ["model_1.h5", "rgb.keras"]
+
+
 @pytest.mark.parametrize("key", list(TOLERANCE), ids=lambda k: "-".join(filter(None, k)))
 def test_every_format_reloads_with_equal_outputs(key, exported, fused, faces):
     """Check that each exported file, run in its own runtime, gives the Keras model's probabilities."""
