@@ -170,13 +170,24 @@ class TrainConfig:
 
     def fingerprint(self):
         """Short hash of what shapes the result (not where files go)."""
-        keep = {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in ("models_dir", "run_dir", "time_budget")
-                and not (k in _HASHED_ONLY_WHEN_SET and v == _HASHED_ONLY_WHEN_SET[k])}
+        keep = shaping_options(dataclasses.asdict(self))
         return hashlib.sha1(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+    def differences(self, options):
+        """The fields whose values shape the result and differ between this run and ``options`` (another
+        run's config.json): why a run folder may not be resumed by this one."""
+        mine = shaping_options(json.loads(json.dumps(dataclasses.asdict(self), default=str)))
+        theirs = shaping_options(options)
+        return sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
 
     def resolved_run_dir(self):
         return Path(self.run_dir or Path("runs") / f"{self.model}-{self.fingerprint()}")
+
+
+def shaping_options(options):
+    """The options of a run (a :class:`TrainConfig` as a dict) that shape its result: what names its folder."""
+    return {k: v for k, v in options.items() if k not in ("models_dir", "run_dir", "time_budget")
+            and not (k in _HASHED_ONLY_WHEN_SET and v == _HASHED_ONLY_WHEN_SET[k])}
 
 
 def _refused(field, requirement, value):

@@ -156,9 +156,38 @@ def _start_run_folder(config):
         done = json.loads(summary_file.read_text())
         raise FerError(f"{run_dir} holds a finished run (model: {done.get('model_file')}); "
                        "choose another run_dir (or seed) to train again", parameter="run_dir")
+    _refuse_another_runs_folder(config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", dataclasses.asdict(config))
     return run_dir, models_dir
+
+
+def _refuse_another_runs_folder(config, run_dir):
+    """FerError when ``run_dir`` holds files but not a run of these options.
+
+    Why: a run resumes whatever state its folder holds. The default folder is
+    named by the options' hash, so it can only hold the same run; a folder
+    named by hand could hold a run of another learning rate or model (whose
+    weights and epoch count would be taken over, and whose recipe the saved
+    file would misreport) or a user's own files (which config.json, curves.png
+    and summary.json would replace)."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    config_file = run_dir / "config.json"
+    try:
+        options = json.loads(config_file.read_text())
+    except FileNotFoundError:
+        raise FerError(f"{run_dir} is not empty and holds no config.json, so it is not a training run's folder; "
+                       "choose a new or empty run_dir", parameter="run_dir") from None
+    except (OSError, ValueError) as exc:
+        raise FerError(f"{config_file}: cannot be read as a run's options ({exc}); choose another run_dir",
+                       parameter="run_dir") from None
+    changed = config.differences(options) if isinstance(options, dict) else ["(not a JSON object)"]
+    if changed:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        raise FerError(f"{run_dir} holds a run of other options ({shown} differ), which this run would take over; "
+                       "choose another run_dir, or leave it out to get a folder of these options",
+                       parameter="run_dir")
 
 
 def _set_determinism(config):

@@ -69,6 +69,36 @@ def test_train_refuses_a_run_dir_that_is_a_file_before_training(synthetic_csv, t
     assert not (tmp_path / "models").exists()
 
 
+def test_train_refuses_a_run_dir_holding_a_run_of_other_options(synthetic_csv, tmp_path, capsys):
+    """Check that --run-dir on another run's folder is refused before any work: the run resumed the
+    other run's weights and epochs and saved them under this run's recipe."""
+    import dataclasses
+    import json
+
+    from fer_keras.training import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    other = TrainConfig(model="mini_xception", csv=str(synthetic_csv), epochs=1, lr=0.5, run_dir=str(run))
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(other)))
+    before = (run / "config.json").read_text()
+    assert _train(synthetic_csv, tmp_path, "--model", "mini_xception", "--lr", "0.01") == 2
+    one_error_line(capsys.readouterr().err, "--run-dir: ", "holds a run of other options (lr differ)")
+    assert (run / "config.json").read_text() == before
+    assert not (tmp_path / "models").exists()
+
+
+def test_train_refuses_a_run_dir_holding_other_files(synthetic_csv, tmp_path, capsys):
+    """Check that --run-dir on a folder of the user's own files is refused and the files are left alone."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text("my own numbers\n")
+    assert _train(synthetic_csv, tmp_path) == 2
+    one_error_line(capsys.readouterr().err, "--run-dir: ", "holds no config.json")
+    assert sorted(p.name for p in run.iterdir()) == ["history.csv"]
+    assert (run / "history.csv").read_text() == "my own numbers\n"
+
+
 @pytest.mark.parametrize("extra, flag", [
     (["--head-epochs", "0"], "--head-epochs: "),  # was blamed on --epochs
     (["--unfreeze-blocks", "-3"], "--unfreeze-blocks: "),  # was refused only after phase 1 had trained

@@ -118,9 +118,7 @@ def test_resume_after_interruption_continues(learnable_csv, tmp_path, monkeypatc
         train(config, verbose=0)
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())
     monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", original)
-    summary = train(tiny_config(learnable_csv, tmp_path, epochs=3, augment="none", optimizer="adam", lr=0.003,
-                                warmup_steps=0, model_options={"width": 0.125, "dense_units": 32, "dropout": 0.0}),
-                    verbose=0)
+    summary = train(config, verbose=0)  # the same command again
     epochs = [row.split(",")[0] for row in (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]]
     # Epochs 0 and 1 from the first attempt; the backup of epoch 1 was not written
     # (interrupted before BackupAndRestore), so the resumed run redoes epoch 1 then 2.
