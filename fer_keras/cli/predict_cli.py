@@ -197,9 +197,9 @@ def model_sources(args, *, stdout=None):
         if not found:
             state = "has no trained models yet" if Path(folder).is_dir() else "does not exist"
             raise ModelFileError(
-                f"{folder}/ {state} (*.h5 or *.keras). Train one first, e.g. "
-                "`python train_vgg.py --csv data/fer2013.csv` (or `python demo.py` for a quick toy model), "
-                "or pass --model FILE")
+                f"{folder}/ {state} (*.h5 or *.keras). The shipped models are in the repository's models/ "
+                "(run from the repository folder, or pass --models-dir PATH/models); or train one, e.g. "
+                "`python train_vgg.py --csv data/fer2013.csv`, or pass --model FILE")
     return ([folder] if folder else []) + [f for f in args.model if not is_runtime_file(f)]
 
 

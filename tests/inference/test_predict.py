@@ -388,6 +388,7 @@ def test_cli_exit_codes_for_models(tmp_path, capsys):
     """Check that no models, missing .tflite/.onnx files and bad options are messages with exit code 2."""
     code, _, err = run_cli(["--models-dir", tmp_path, "--out", tmp_path / "o"], capsys)
     assert code == 2 and "has no trained models yet" in err and "--model FILE" in err
+    assert "--models-dir PATH/models" in err and "demo.py" not in err  # demo.py's model lands in a temporary folder
     assert not (tmp_path / "o").exists()
     code, _, err = run_cli(["--model", tmp_path / "m.tflite", "--out", tmp_path / "o"], capsys)
     assert code == 2 and "m.tflite: no such file" in err
