@@ -13,6 +13,7 @@ import inspect
 
 from fer_keras.constants import CLASS_NAMES, CLASS_NAMES_8, NUM_CLASSES
 from fer_keras.errors import ConfigError
+from fer_keras.models.preprocessing import checked_crop
 
 _BUILDERS = {}
 
@@ -72,6 +73,9 @@ def _check_value(name, key, value, default):
         return
     if key == "weights" and isinstance(value, str) and value != "imagenet":
         _check_weights_file(value)
+    if key == "crop":
+        checked_crop(value)
+        return
     if not number(default):  # a name, a path or None: the builder checks it
         return
     if not number(value) or (isinstance(default, int) and value != int(value)):

@@ -20,6 +20,21 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)  # keras.applications.vgg16.preproce
 SCALINGS = ("0-1", "-1-1", "imagenet", "caffe", "0-255")
 
 
+def checked_crop(crop):
+    """``crop`` as a whole number of pixels (None or 0: no crop); ConfigError for one that cannot be central.
+
+    Why here and not only in the builder: the registry checks ``-o crop=…`` with
+    this before a run reads its data, so a typo costs no loading."""
+    if isinstance(crop, float) and crop.is_integer():
+        crop = int(crop)  # -o crop=44.0
+    if crop and not (isinstance(crop, int) and not isinstance(crop, bool) and 8 <= crop <= IMAGE_SIZE
+                     and (IMAGE_SIZE - crop) % 2 == 0):
+        # An even margin keeps the crop central, so shifts by the margin reach every corner.
+        raise ConfigError(f"crop must be an even number of pixels between 8 and {IMAGE_SIZE} "
+                          f"(e.g. 44 or 40), got {crop}")
+    return crop
+
+
 def adapt_input(x, *, size=None, channels=1, scale="0-1", crop=None):
     """Crop, resize, replicate grey to ``channels`` and scale pixels, as layers.
 
@@ -40,13 +55,8 @@ def adapt_input(x, *, size=None, channels=1, scale="0-1", crop=None):
     ``"0-255"`` leaves values as they are.
     """
     side = IMAGE_SIZE
-    if isinstance(crop, float) and crop.is_integer():
-        crop = int(crop)  # -o crop=44.0
+    crop = checked_crop(crop)
     if crop:
-        if not (isinstance(crop, int) and 8 <= crop <= IMAGE_SIZE and (IMAGE_SIZE - crop) % 2 == 0):
-            # An even margin keeps the crop central, so shifts by the margin reach every corner.
-            raise ConfigError(f"crop must be an even number of pixels between 8 and {IMAGE_SIZE} "
-                              f"(e.g. 44 or 40), got {crop}")
         if crop < IMAGE_SIZE:
             x = layers.CenterCrop(crop, crop, name="center_crop")(x)
             side = crop

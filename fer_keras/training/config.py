@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from fer_keras import models
+from fer_keras.constants import IMAGE_SIZE
 from fer_keras.data import DATASETS
 from fer_keras.errors import ConfigError, check_seed
 from fer_keras.training import augment, precision
@@ -124,6 +125,7 @@ class TrainConfig:
         self._validate_dataset()
         if self.augment not in augment.LEVELS:
             raise _refused("augment", f"must be one of {', '.join(augment.LEVELS)}", self.augment)
+        self._validate_crop_recipe()
         if self.precision not in precision.POLICIES:
             raise _refused("precision", f"must be one of {', '.join(precision.POLICIES)}", self.precision)
         return self
@@ -162,6 +164,16 @@ class TrainConfig:
                 raise ConfigError("balanced_data is not supported with ferplus_mode='probability' "
                                   "(soft targets have no single class per face to balance); use majority mode",
                                   parameter="balanced_data")
+
+    def _validate_crop_recipe(self):
+        """augment='crop' shifts faces for the model's central crop: refused now, before the data is read,
+        for a model built without one (with ``init`` the file's options decide, checked once it is built)."""
+        if self.augment != "crop" or self.init:
+            return
+        crop = {**models.options_of(self.model), **self.model_options}.get("crop")
+        if not crop or crop >= IMAGE_SIZE:
+            raise ConfigError(f"augment='crop' needs a model that crops its input: add crop=44 (or 40..46) to "
+                              f"the model_options of {self.model}", parameter="model_options")
 
     @property
     def soft_targets(self):

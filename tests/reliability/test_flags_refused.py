@@ -51,6 +51,25 @@ def test_train_refuses_bad_values_before_any_work(extra, fragments, synthetic_cs
     _nothing_written(tmp_path)
 
 
+@pytest.mark.parametrize("extra, fragments", [
+    (["--model", "mini_xception", "-o", "crop=45"], ("crop must be an even number", "got 45")),
+    (["--model", "vgg16", "--augment", "crop"], ("augment='crop' needs a model that crops its input", "crop=44")),
+])
+def test_train_refuses_crop_mistakes_before_reading_the_data(extra, fragments, synthetic_csv, tmp_path, monkeypatch,
+                                                             capsys):
+    """Check that a bad crop, or the crop recipe without a crop, is refused before the CSV is read (it was
+    found only once the model was built, after the data and any teacher's predictions)."""
+    from fer_keras.training import engine
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the data was read before the options were checked")
+
+    monkeypatch.setattr(engine, "_read_data", no_reading)
+    assert _train(synthetic_csv, tmp_path, *extra) == 2
+    one_error_line(capsys.readouterr().err, *fragments)
+    _nothing_written(tmp_path)
+
+
 def test_train_refuses_a_models_dir_that_is_a_file_before_training(synthetic_csv, tmp_path, capsys):
     """Check that --models-dir naming a file is refused up front, not after the whole run."""
     models = tmp_path / "models"
