@@ -115,6 +115,12 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+def not_a_folder(path):
+    """Why ``path`` (no folder) cannot be read as one: ``"x.jpg: is a file, not a folder"`` or
+    ``"x: no such folder"`` (the second alone misleads a user who gave a file that exists)."""
+    return f"{path}: is a file, not a folder" if Path(path).exists() else f"{path}: no such folder"
+
+
 def natural_key(path):
     """Sort key that puts ``model_2`` before ``model_10``."""
     name = Path(path).name

@@ -23,8 +23,9 @@ from fer_keras.data import DATASETS, Split, load_dataset
 from fer_keras.ensemble import BATCH_SIZE, CLASS_MAPS, METHODS, combine_probas, report_files
 from fer_keras.ensemble.calibration import expected_calibration_error, fit_temperature, held_out_ece
 from fer_keras.ensemble.selection import greedy_selection
-from fer_keras.errors import ConfigError, DataError, check_seed
-from fer_keras.io_utils import check_outputs, check_writable_folder, prepare_output_dir, record_outputs
+from fer_keras.errors import ConfigError, DataError, ModelFileError, check_seed
+from fer_keras.io_utils import (check_outputs, check_writable_folder, not_a_folder, prepare_output_dir,
+                               record_outputs)
 from fer_keras.machine import machine_info
 from fer_keras.metrics import classification_metrics, negative_log_likelihood
 
@@ -223,6 +224,8 @@ def run(args, *, stdout=None):
         raise ConfigError(f"--select sets the weights, but {args.weights} gives weights too; give one")
     if args.calibrate and temperatures is not None:
         raise ConfigError(f"--calibrate fits temperatures, but {args.weights} gives temperatures too; give one")
+    if args.models_dir and not Path(args.models_dir).is_dir():  # said now, not after the CSV is read
+        raise ModelFileError(f"--models-dir: {not_a_folder(args.models_dir)}")
 
     dataset, context = _load_dataset(args)
     usage = _pick_usage(dataset, args.usage)

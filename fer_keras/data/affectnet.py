@@ -18,6 +18,7 @@ from fer_keras.data._items import (Item, check_num_classes, check_on_bad, csv_ro
 from fer_keras.data.folders import image_subfolders
 from fer_keras.data.labels import AFFECTNET_DROPPED, AFFECTNET_DROPPED_NAMES, AFFECTNET_LABEL_MAP, DROP, NAME_LABEL_MAP
 from fer_keras.errors import DataError
+from fer_keras.io_utils import not_a_folder
 
 AFFECTNET_SPLITS = {"train": "Training", "training": "Training",
                     "val": "PublicTest", "valid": "PublicTest", "validation": "PublicTest",
@@ -76,7 +77,7 @@ def load_affectnet(root, *, num_classes=7, csv_files=None, split_seed=1234, on_b
     if csv_files is None and root.suffix.lower() == ".csv" and root.is_file():
         csv_files, root = [root], root.parent
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
+        raise DataError(not_a_folder(root))
     dropped = collections.Counter()
     if csv_files is not None:
         csv_files = [Path(csv_files)] if isinstance(csv_files, (str, os.PathLike)) else [Path(c) for c in csv_files]

@@ -17,7 +17,7 @@ from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, USAGES
 from fer_keras.data.dataset import FERDataset, Split
 from fer_keras.data.images import read_face
 from fer_keras.errors import DataError
-from fer_keras.io_utils import natural_key
+from fer_keras.io_utils import natural_key, not_a_folder
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -96,7 +96,7 @@ def required_subfolders(root, expected):
     """:func:`image_subfolders` of ``root``; a :class:`DataError` naming the folder and the
     ``expected`` layout when it is missing or has none (every image-tree reader starts here)."""
     if not Path(root).is_dir():
-        raise DataError(f"{root}: no such folder")
+        raise DataError(not_a_folder(root))
     subdirs = image_subfolders(root)
     if not subdirs:
         raise DataError(f"{root}: no class folders inside (expected {expected})")
@@ -161,7 +161,7 @@ def find_pictures(root):
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
+        raise DataError(not_a_folder(root))
     subdirs = image_subfolders(root)
     if not subdirs:
         files = sorted(picture_files(root, recursive=False), key=natural_key)

@@ -177,8 +177,8 @@ def resize_folder(src, dst, *, fmt="folder", detect_faces=False, detector=None, 
     if label is not None:
         label_index = class_index(str(label))
     if fmt == "csv" and layout == "flat" and label_index is None:
-        raise DataError(f"{src} has no class folders, so its pictures have no labels; pass label=CLASS "
-                        "(one class for all) or use fmt='folder'", parameter="label")
+        raise DataError(f"{src} has no class folders, so its pictures have no labels for a CSV: give one label "
+                        "for them all, or write a folder of faces instead of a CSV", parameter="label")
     sources = [file for file, _, _ in pictures]
     refuse_existing(dst, overwrite)
     if detect_faces and finder is None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from fer_keras.data._items import Item, check_on_bad, read_items, text_lines
 from fer_keras.data.labels import RAFDB_LABEL_MAP
 from fer_keras.errors import DataError
+from fer_keras.io_utils import not_a_folder
 
 RAFDB_SPLITS = {"train": "Training", "test": "PublicTest"}
 """RAF-DB image name prefix → Usage."""
@@ -30,7 +31,7 @@ def load_rafdb(root, *, on_bad_images="error"):
     check_on_bad(on_bad_images)
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
+        raise DataError(not_a_folder(root))
     label_file = next((p for p in (root / "EmoLabel" / "list_patition_label.txt",
                                    root / "EmoLabel" / "list_partition_label.txt") if p.is_file()), None)
     if label_file is None:

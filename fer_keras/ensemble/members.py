@@ -33,7 +33,7 @@ import numpy as np
 from fer_keras.constants import CLASS_ALIASES, CLASS_NAMES, CLASS_NAMES_8, IMAGE_SIZE, INPUT_SCALES, NUM_CLASSES
 from fer_keras.ensemble import tta as tta_views
 from fer_keras.errors import FerError, ModelFileError
-from fer_keras.io_utils import natural_key
+from fer_keras.io_utils import natural_key, not_a_folder
 from fer_keras.models import crop_margin, model_io
 from fer_keras.models.model_io import MODEL_SUFFIXES
 
@@ -228,7 +228,7 @@ def find_model_files(models_dir):
     """
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
-        raise ModelFileError(f"{models_dir}: no such folder")
+        raise ModelFileError(not_a_folder(models_dir))
     files = [p for p in models_dir.iterdir()
              if p.is_file() and p.suffix in MODEL_SUFFIXES and not p.name.startswith(".")]
     return sorted(files, key=natural_key)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fer_keras.errors import FerError, InputError
 from fer_keras.inference.faces import IMAGE_SUFFIXES
-from fer_keras.io_utils import natural_key
+from fer_keras.io_utils import natural_key, not_a_folder
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 """File name endings read as videos."""
@@ -52,7 +52,7 @@ def list_folder(folder, *, recursive=False):
     """``(images, others)``: image files and other files in ``folder`` (natural order; hidden files ignored)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
+        raise InputError(not_a_folder(folder))
     found = folder.rglob("*") if recursive else folder.iterdir()
     files = []
     for p in found:

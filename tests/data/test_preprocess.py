@@ -227,7 +227,7 @@ def test_resize_flat_folder(tmp_path):
     """Check that a flat folder needs --label for a CSV, takes --usage, and --label makes a class folder."""
     picture(tmp_path / "src" / "one.jpg")
     picture(tmp_path / "src" / "two.png", mode="L")
-    with pytest.raises(DataError, match="pass label=CLASS"):
+    with pytest.raises(DataError, match="give one label for them all"):
         data.resize_folder(tmp_path / "src", tmp_path / "a.csv", fmt="csv", progress=False)
     data.resize_folder(tmp_path / "src", tmp_path / "a.csv", fmt="csv", label="happiness",
                              usage="PublicTest", progress=False)
@@ -364,6 +364,18 @@ def test_data_resize_main_in_process(tmp_path, capsys):
     assert data.load_fer2013(tmp_path / "f.csv", cache=False)
     assert preprocess_cli.data_resize_main([str(src), str(tmp_path / "f.csv"), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_data_resize_cli_errors_name_flags_and_files(tmp_path, capsys):
+    """Check that a file given as the source folder is called a file (it read "no such folder"), and that a
+    flat folder written to a CSV names --label, not the library's label=/fmt= keywords."""
+    picture(tmp_path / "src" / "one.jpg")
+    assert preprocess_cli.data_resize_main([str(tmp_path / "src" / "one.jpg"), str(tmp_path / "o"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'src' / 'one.jpg'}: is a file, not a folder"
+    assert preprocess_cli.data_resize_main([str(tmp_path / "src"), str(tmp_path / "f.csv"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --label: ") and "label=" not in err and "fmt=" not in err
+    assert not (tmp_path / "f.csv").exists()
 
 
 def test_pack_dataset_script_packs_and_refuses_to_overwrite(tmp_path, capsys):

@@ -301,6 +301,20 @@ def test_calibrate_on_a_one_face_split_is_refused_before_any_work(good_models, t
     assert not out.exists()
 
 
+def test_ensemble_missing_models_dir_is_named_before_the_csv_is_read(good_models, tmp_path, monkeypatch, capsys):
+    """Check that a --models-dir typo is one line naming the flag, said before the CSV is parsed."""
+    from fer_keras.cli import ensemble_cli as cli
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the CSV was read before --models-dir was checked")
+
+    monkeypatch.setattr(cli, "_load_dataset", no_reading)
+    missing = tmp_path / "mdoels"
+    assert cli.main(["--csv", str(tmp_path / "x.csv"), "--models-dir", str(missing), "--out", str(tmp_path / "r")]) == 2
+    one_error_line(capsys.readouterr().err, f"--models-dir: {missing}: no such folder")
+    assert not (tmp_path / "r").exists()
+
+
 def test_folder_as_csv_says_it_is_a_folder(tmp_path, good_models, capsys):
     """Check that a folder given as --csv is reported as a folder, not as a missing file."""
     assert ensemble_cli.main(["--csv", str(tmp_path), "--models-dir", str(good_models), "--out",
