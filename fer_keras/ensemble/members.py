@@ -281,7 +281,7 @@ def load_members(source, *, safe_mode=True, strict=False, class_counts=(NUM_CLAS
     ensemble by 0.4 points on PublicTest). A distilled file named on its own
     is a member.
 
-    Likewise a folder's fused ensemble (``export.py --out models``) is set
+    Likewise a folder's fused ensemble (``export.py`` writing into it) is set
     aside while any member it holds is a member from the same folder: it
     already averages them, so beside them it would count their votes twice.
 

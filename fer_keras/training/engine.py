@@ -171,7 +171,8 @@ def _refuse_another_runs_folder(config, run_dir):
     weights and epoch count would be taken over, and whose recipe the saved
     file would misreport) or a user's own files (which config.json, curves.png
     and summary.json would replace)."""
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+    # A multi-worker run's workers keep their logs in worker_<i>/ inside the chief's folder, and may make it first.
+    if not run_dir.is_dir() or all(p.name.startswith("worker_") for p in run_dir.iterdir()):
         return
     config_file = run_dir / "config.json"
     try:

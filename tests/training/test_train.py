@@ -284,7 +284,8 @@ def test_settings_refused_after_loading_leave_no_run_folder(learnable_csv, tmp_p
     with pytest.raises(ConfigError, match="Received: batch_size=1000"):
         train(config, verbose=0)
     assert not (tmp_path / "run").exists()
-    (tmp_path / "run").mkdir()
+    (tmp_path / "run").mkdir()  # a folder of the same run, made before (a run folder holds its config.json)
+    (tmp_path / "run" / "config.json").write_text(json.dumps(dataclasses.asdict(config)))
     (tmp_path / "run" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="Received: batch_size=1000"):
         train(config, verbose=0)
