@@ -38,8 +38,8 @@ from fer_keras.ensemble.weights_file import (CALIBRATION_FILE, folder_temperatur
                                              write_temperatures, write_weights)
 from fer_keras.machine import machine_info  # here in fer_keras 0.1; kept so that import path still works
 
-__all__ = ["BATCH_SIZE", "CALIBRATION_FILE", "CLASS_COUNTS", "CLASS_MAPS", "DISTILLED_REASON", "FUSED_REASON", "METHODS",
-           "REPORT_FILES", "Ensemble", "EnsembleReport", "InputAdapter", "Member", "Skipped", "analyse_probas",
+__all__ = ["BATCH_SIZE", "CALIBRATION_FILE", "CLASS_COUNTS", "CLASS_MAPS", "DISTILLED_REASON", "FUSED_REASON",
+           "METHODS", "REPORT_FILES", "Ensemble", "EnsembleReport", "InputAdapter", "Member", "Skipped", "analyse_probas",
            "combine_probas", "distilled_member", "drop_contempt", "evaluate", "evaluation_classes",
            "faces_fingerprint", "find_model_files",
            "fit_weights", "folder_temperatures", "load_members", "machine_info", "member_keys", "read_weights",

@@ -136,7 +136,8 @@ class Member:
         """The file names of the members a fused ensemble (``export.py``) holds; empty for any other file."""
         if self.metadata.get("kind") != "fused_ensemble":
             return []
-        return [Path(str(e["file"])).name for e in self.metadata.get("members", []) if isinstance(e, dict) and "file" in e]
+        entries = self.metadata.get("members", [])
+        return [Path(str(e["file"])).name for e in entries if isinstance(e, dict) and "file" in e]
 
     @property
     def num_classes(self):
