@@ -16,6 +16,7 @@ from fer_keras.constants import IMAGE_SIZE
 from fer_keras.data import DATASETS
 from fer_keras.errors import ConfigError, check_seed
 from fer_keras.training import augment, precision
+from fer_keras.training.pipeline import crop_recipe_error
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "onecycle")
@@ -172,8 +173,7 @@ class TrainConfig:
             return
         crop = {**models.options_of(self.model), **self.model_options}.get("crop")
         if not crop or crop >= IMAGE_SIZE:
-            raise ConfigError(f"augment='crop' needs a model that crops its input: add crop=44 (or 40..46) to "
-                              f"the model_options of {self.model}", parameter="model_options")
+            raise crop_recipe_error(self.model)
 
     @property
     def soft_targets(self):

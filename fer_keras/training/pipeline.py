@@ -109,5 +109,11 @@ def array_batches(x, y, *, batch_size, num_classes, training, augmenter=None, mi
 def check_crop_recipe(config, model):
     """``augment="crop"`` shifts faces for the model's central crop: a model without one cannot use it."""
     if config.augment == "crop" and not models.crop_margin(model):
-        raise ConfigError(f"augment='crop' needs a model that crops its input: add crop=44 (or 40..46) to the "
-                          f"model_options of {config.model}", parameter="model_options")
+        raise crop_recipe_error(config.model)
+
+
+def crop_recipe_error(model_name):
+    """The error for ``augment="crop"`` on a model built without a central crop (said by the config before
+    the data is read, and by :func:`check_crop_recipe` once a model from ``init`` is built)."""
+    return ConfigError(f"augment='crop' needs a model that crops its input: add crop=44 (or 40..46) to the "
+                       f"model_options of {model_name}", parameter="model_options")
